@@ -1,0 +1,108 @@
+"""The ``linrep`` command. Thin: it parses arguments and calls the package's Python API.
+
+Each subcommand is a pair of functions, ``_add_<name>(subparsers)`` and ``_run_<name>(args)``,
+registered in :data:`COMMANDS`. Any :class:`~linrep.errors.LinrepError` becomes a one-line
+``linrep: error: ...`` message and exit status 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .errors import LinrepError
+
+__all__ = ["main", "build_parser"]
+
+
+# --------------------------------------------------------------------------------------- latent
+def _add_latent(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "latent",
+        help="build the exact tables of a latent conditional model",
+        description=(
+            "Build the latent conditional model of a config's [latent] section: print a summary "
+            "(m, tokens, contexts, conditional entropy, which concepts are in the log-odds-matching "
+            "regime) and write OUT/latent.npz (tokens, contexts with -1 for unknown, p_next, "
+            "p_concepts, weights) and OUT/latent_summary.json."
+        ),
+    )
+    p.add_argument("config", type=Path, help="TOML config file with a [latent] section")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
+
+
+def _run_latent(args: argparse.Namespace) -> None:
+    from .config import load_toml
+    from .io import ensure_out_dir, write_json
+    from .latent import LatentModel
+
+    out = ensure_out_dir(args.out)
+    raw = load_toml(args.config)
+    if "latent" not in raw:
+        from .errors import ConfigError
+
+        raise ConfigError(f"config '{args.config}' has no [latent] section; add one (see configs/)")
+    model = LatentModel.from_config(raw["latent"])
+    summary = model.summary()
+    model.save(out / "latent.npz")
+    write_json(out / "latent_summary.json", summary)
+    print(f"m = {model.m} concepts ({', '.join(model.names)}), kind = {model.config.kind}")
+    print(f"{model.n_tokens} tokens, {model.n_contexts} contexts")
+    print(f"conditional entropy H(Y|X) = {summary['conditional_entropy_nats']:.4f} nats")
+    for r in model.regimes():
+        tag = "log-odds matching" if r.in_regime else "not matching"
+        print(
+            f"  {r.name:>12s}: {tag:<17s} (pair log-odds spread {r.pair_log_odds_spread:.3g}, "
+            f"alpha {r.alpha:.3f})"
+        )
+    print(f"wrote {out / 'latent.npz'} and {out / 'latent_summary.json'}")
+
+
+COMMANDS: dict[str, tuple[Callable, Callable]] = {
+    "latent": (_add_latent, _run_latent),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``linrep`` command (one subparser per entry of COMMANDS)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("linrep")
+    except PackageNotFoundError:  # running from a source tree
+        v = "unknown"
+    parser = argparse.ArgumentParser(
+        prog="linrep",
+        description=(
+            "linrep: why do language models represent concepts linearly, and how linear are they? "
+            "Latent conditional models, next-token learners, concept geometry and real LLMs."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"linrep {v}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add, _ in COMMANDS.values():
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``linrep`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        COMMANDS[args.command][1](args)
+    except LinrepError as e:
+        print(f"linrep: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(
+            "linrep: interrupted; finished results are on disk, re-run to resume", file=sys.stderr
+        )
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

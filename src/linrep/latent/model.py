@@ -1,0 +1,311 @@
+"""The latent conditional model: exact next-token table, log-odds, counterfactual pairs, sampler.
+
+Notation (``shared/paper.md`` §1): a context ξ fixes the core concepts c_core(ξ) and leaves the others
+⋄; the next token y carries the full concept vector c(y), so
+
+    p(y | ξ) = p(c(y) | c_core(ξ)) · w(y)          (zero if c(y) contradicts ξ),
+
+where w(y) is the probability of y among the tokens that share its concept vector (1 for the default
+bijection token ↔ concept vector).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..io import save_npz
+from .config import LatentConfig
+from .contexts import (
+    UNKNOWN,
+    all_contexts,
+    context_weights,
+    encode,
+    filter_by_known,
+    sample_contexts,
+)
+from .distributions import concept_vectors, log_p_concepts
+
+__all__ = ["LatentModel", "ConceptRegime"]
+
+REGIME_TOL = 1e-8  # log-odds equal up to this many nats count as "constant"
+
+
+@dataclass(frozen=True)
+class ConceptRegime:
+    """Whether concept i is in the log-odds-matching regime of the theory (paper §3.1).
+
+    The pair log-odds of a counterfactual pair (y0, y1) of concept i in a context ξ with C_i = ⋄ is
+    log p(y1|ξ) − log p(y0|ξ). The theorem needs it to be one constant α_i over every such (ξ, pair).
+    """
+
+    name: str
+    in_regime: bool
+    """True iff the pair log-odds are constant (spread ≤ 1e-8) over all (ξ with C_i = ⋄, pair)."""
+    alpha: float
+    """Mean pair log-odds (the α_i of the theorem when ``in_regime``)."""
+    pair_log_odds_spread: float
+    """max − min of the pair log-odds."""
+    marginal_log_odds_spread: float
+    """max − min over contexts with C_i = ⋄ of log P(C_i=1|ξ)/P(C_i=0|ξ)."""
+
+
+class LatentModel:
+    """Exact tables of a latent conditional model (build with :meth:`from_config`).
+
+    Attributes:
+        config: the resolved :class:`LatentConfig`.
+        names: concept names (m,).
+        vectors: (2^m, m) int8, every concept vector in token order (c_i = bit i of the index).
+        p_concepts: (2^m,) float64, p(c) in token order.
+        token_vector: (V,) int64, the concept-vector index c(y) of every token.
+        token_prob: (V,) float64, w(y): probability of y among tokens with the same concept vector.
+        tokens: (V, m) int8, the concept vector of every token (0/1).
+        contexts: (n, m) int8, the context set, −1 for ⋄.
+        weights: (n,) float64, context weights (sum to 1).
+        p_next: (n, V) float64, p(y | ξ); every row sums to 1.
+    """
+
+    def __init__(self, config: LatentConfig):
+        self.config = config
+        m = config.m
+        self.m = m
+        self.names = config.concept_names
+        self.vectors = concept_vectors(m)
+        self.p_concepts = np.exp(log_p_concepts(config))
+        self.p_concepts /= self.p_concepts.sum()
+
+        n_syn = 1 if config.synonyms is None else len(config.synonyms)
+        syn = np.ones(1) if config.synonyms is None else np.asarray(config.synonyms, float)
+        # token y = vector_index * n_syn + synonym_index
+        self.token_vector = np.repeat(np.arange(2**m, dtype=np.int64), n_syn)
+        self.token_prob = np.tile(syn / syn.sum(), 2**m)
+        self.tokens = self.vectors[self.token_vector]
+
+        if config.contexts == "all":
+            n_ctx = _count_contexts(m, config.min_known, config.max_known)
+            self._check_size(n_ctx)
+            ctx = filter_by_known(all_contexts(m), config.min_known, config.max_known)
+            w = context_weights(ctx, config.weights)
+        else:
+            self._check_size(config.n_contexts)
+            ctx, w = sample_contexts(
+                m,
+                config.n_contexts,
+                self.p_concepts,
+                config.min_known,
+                config.max_known,
+                config.context_seed,
+            )
+        self.p_next, possible = _next_token_table(
+            ctx, self.token_vector, self.token_prob, self.p_concepts
+        )
+        self.n_impossible_contexts = int((~possible).sum())
+        self.contexts = ctx[possible]
+        self.p_next = self.p_next[possible]
+        w = w[possible]
+        if w.size == 0:
+            raise ConfigError(
+                "no context has positive probability; check latent.min_known/max_known"
+            )
+        self.weights = w / w.sum()
+        self._cdf: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ construction helpers
+    @classmethod
+    def from_config(cls, config: LatentConfig | dict[str, Any]) -> LatentModel:
+        """Build from a :class:`LatentConfig` or the raw ``[latent]`` table of a config file."""
+        if not isinstance(config, LatentConfig):
+            from ..config import section_from_dict
+
+            config = section_from_dict(LatentConfig, config, "latent")
+        return cls(config)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> LatentModel:
+        """Build from the ``[latent]`` section of a TOML config file."""
+        from ..config import load_toml
+
+        return cls.from_config(load_toml(path).get("latent", {}))
+
+    def _check_size(self, n_ctx: int) -> None:
+        V = 2**self.m * (1 if self.config.synonyms is None else len(self.config.synonyms))
+        cells = n_ctx * V
+        if cells > self.config.max_cells:
+            gib = cells * 8 / 2**30
+            raise ConfigError(
+                f"m = {self.m} with {n_ctx:,} contexts × {V:,} tokens needs {gib:,.1f} GiB for the exact "
+                f"table (limit latent.max_cells = {self.config.max_cells:,} cells); set "
+                f'latent.contexts = "sampled" with a smaller latent.n_contexts, or restrict max_known'
+            )
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def n_contexts(self) -> int:
+        return self.contexts.shape[0]
+
+    @property
+    def n_tokens(self) -> int:
+        return self.tokens.shape[0]
+
+    # ------------------------------------------------------------------ exact quantities
+    def concept_marginals(self) -> np.ndarray:
+        """P(C_i = 1 | ξ) for every context and concept, (n, m)."""
+        return self.p_next @ self.tokens.astype(np.float64)
+
+    def log_odds(self) -> np.ndarray:
+        """Conditional log-odds log P(C_i=1|ξ)/P(C_i=0|ξ), (n, m); ±inf where C_i is known."""
+        q = self.concept_marginals()
+        with np.errstate(divide="ignore"):
+            lo = np.log(q) - np.log1p(-q)
+        known = self.contexts != UNKNOWN
+        return np.where(known, np.where(self.contexts == 1, np.inf, -np.inf), lo)
+
+    def entropy(self) -> float:
+        """Conditional entropy H(Y | X) = Σ_ξ w(ξ) H(p(· | ξ)) in nats: the floor of cross-entropy."""
+        return float(self.weights @ self.row_entropy())
+
+    def row_entropy(self) -> np.ndarray:
+        """H(p(· | ξ)) for every context, (n,) nats."""
+        p = self.p_next
+        with np.errstate(divide="ignore", invalid="ignore"):
+            plogp = np.where(p > 0, p * np.log(p), 0.0)
+        return -plogp.sum(axis=1)
+
+    def counterfactual_pairs(self, i: int) -> np.ndarray:
+        """Token pairs (y0, y1) whose concept vectors differ only in C_i (y0 has C_i = 0), (P, 2).
+
+        For the default vocabulary this is the 2^(m−1) pairs (t, t + 2^i) with bit i of t clear; with
+        synonyms every token of c(y0) is paired with every token of c(y1).
+        """
+        self._check_concept(i)
+        v0 = np.flatnonzero(((np.arange(2**self.m) >> i) & 1) == 0)
+        n_syn = self.n_tokens // 2**self.m
+        s = np.arange(n_syn)
+        y0 = (v0[:, None, None] * n_syn + s[None, :, None]).repeat(n_syn, axis=2)
+        y1 = ((v0 + (1 << i))[:, None, None] * n_syn + s[None, None, :]).repeat(n_syn, axis=1)
+        return np.stack([y0.ravel(), y1.ravel()], axis=1)
+
+    def all_counterfactual_pairs(self) -> list[np.ndarray]:
+        """:meth:`counterfactual_pairs` for every concept."""
+        return [self.counterfactual_pairs(i) for i in range(self.m)]
+
+    def concept_index(self, concept: int | str) -> int:
+        """Index of a concept given by name or index (clear error if unknown)."""
+        if isinstance(concept, str):
+            if concept not in self.names:
+                from ..errors import did_you_mean
+
+                raise ConfigError(f"unknown concept '{concept}'{did_you_mean(concept, self.names)}")
+            return self.names.index(concept)
+        self._check_concept(concept)
+        return int(concept)
+
+    def _check_concept(self, i: int) -> None:
+        if not 0 <= i < self.m:
+            raise ConfigError(
+                f"concept index {i} is out of range; this model has m = {self.m} concepts"
+            )
+
+    def regimes(self) -> list[ConceptRegime]:
+        """Which concepts are in the log-odds-matching regime, computed exactly from ``p_next``."""
+        out = []
+        q = self.concept_marginals()
+        for i in range(self.m):
+            rows = self.contexts[:, i] == UNKNOWN
+            pairs = self.counterfactual_pairs(i)
+            if not rows.any():
+                out.append(ConceptRegime(self.names[i], True, float("nan"), 0.0, 0.0))
+                continue
+            p0 = self.p_next[np.ix_(rows, pairs[:, 0])]
+            p1 = self.p_next[np.ix_(rows, pairs[:, 1])]
+            ok = (p0 > 0) & (p1 > 0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                lo = np.log(p1[ok]) - np.log(p0[ok])
+                mq = q[rows, i]
+                mlo = np.log(mq) - np.log1p(-mq)
+            spread = float(lo.max() - lo.min()) if lo.size else 0.0
+            mfin = mlo[np.isfinite(mlo)]
+            mspread = float(mfin.max() - mfin.min()) if mfin.size else 0.0
+            out.append(
+                ConceptRegime(
+                    name=self.names[i],
+                    in_regime=spread <= REGIME_TOL,
+                    alpha=float(lo.mean()) if lo.size else float("nan"),
+                    pair_log_odds_spread=spread,
+                    marginal_log_odds_spread=mspread,
+                )
+            )
+        return out
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``n`` (context, next token) pairs: ξ ~ weights, y ~ p(· | ξ).
+
+        Returns:
+            (context indices (n,) int64 into ``contexts``, token ids (n,) int64).
+        """
+        if n < 1:
+            raise ConfigError(f"number of samples must be ≥ 1, got {n}")
+        rng = np.random.default_rng(seed)
+        ctx = rng.choice(self.n_contexts, size=n, p=self.weights)
+        u = rng.random(n)
+        if self._cdf is None:
+            self._cdf = np.cumsum(self.p_next, axis=1)
+            self._cdf[:, -1] = 1.0
+        tok = np.empty(n, dtype=np.int64)
+        chunk = max(1, 2**24 // self.n_tokens)
+        for s in range(0, n, chunk):  # chunks bound memory; each chunk is fully vectorised
+            c, uu = ctx[s : s + chunk], u[s : s + chunk]
+            tok[s : s + chunk] = (self._cdf[c] <= uu[:, None]).sum(axis=1)
+        return ctx.astype(np.int64), np.minimum(tok, self.n_tokens - 1)
+
+    # ------------------------------------------------------------------ output
+    def summary(self) -> dict[str, Any]:
+        """Plain-data summary: sizes, conditional entropy and the regime of every concept."""
+        return {
+            "m": self.m,
+            "kind": self.config.kind,
+            "concepts": self.names,
+            "n_tokens": self.n_tokens,
+            "n_contexts": self.n_contexts,
+            "n_impossible_contexts_dropped": self.n_impossible_contexts,
+            "conditional_entropy_nats": self.entropy(),
+            "regimes": [r.__dict__ for r in self.regimes()],
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``latent.npz`` with ``tokens``, ``contexts``, ``p_next``, ``p_concepts``, ``weights``."""
+        return save_npz(
+            path,
+            tokens=self.tokens,
+            contexts=self.contexts,
+            p_next=self.p_next,
+            p_concepts=self.p_concepts,
+            weights=self.weights,
+            names=np.array(self.names),
+        )
+
+
+def _count_contexts(m: int, lo: int, hi: int) -> int:
+    from math import comb
+
+    return sum(comb(m, k) * 2**k for k in range(lo, hi + 1))
+
+
+def _next_token_table(
+    contexts: np.ndarray, token_vector: np.ndarray, token_prob: np.ndarray, p_concepts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """p(y | ξ) for all contexts and tokens, and which contexts have positive probability."""
+    known, values = encode(contexts)
+    p_tok = p_concepts[token_vector] * token_prob  # (V,)
+    consistent = (token_vector[None, :] & known[:, None]) == values[:, None]
+    table = np.where(consistent, p_tok[None, :], 0.0)
+    z = table.sum(axis=1)
+    possible = z > 0
+    table /= np.where(possible, z, 1.0)[:, None]
+    return table, possible
