@@ -38,13 +38,13 @@ def _run_latent(args: argparse.Namespace) -> None:
     from .io import ensure_out_dir, write_json
     from .latent import LatentModel
 
-    out = ensure_out_dir(args.out)
     raw = load_toml(args.config)
     if "latent" not in raw:
         from .errors import ConfigError
 
         raise ConfigError(f"config '{args.config}' has no [latent] section; add one (see configs/)")
     model = LatentModel.from_config(raw["latent"])
+    out = ensure_out_dir(args.out)
     summary = model.summary()
     model.save(out / "latent.npz")
     write_json(out / "latent_summary.json", summary)

@@ -9,7 +9,7 @@ from ..errors import ConfigError
 
 __all__ = ["LatentConfig", "MAX_M"]
 
-MAX_M = 24  # 2^24 concept vectors is the largest joint table we ever build (128 MiB in float64)
+MAX_M = 20  # 2^20 concept vectors is the largest joint table we ever build (8 MiB in float64)
 
 
 @dataclass
@@ -21,7 +21,7 @@ class LatentConfig:
     """
 
     m: int = 4
-    """Number of binary concepts (1 ≤ m ≤ 24; all 3^m contexts are enumerable up to about m = 11)."""
+    """Number of binary concepts (1 ≤ m ≤ 20; all 3^m contexts are enumerable up to about m = 11)."""
     kind: Literal["independent", "ising", "bayesnet", "table"] = "independent"
     """Family of p(c): independent Bernoulli, pairwise Ising MRF, Bayesian network, explicit table."""
     names: list[str] | None = None

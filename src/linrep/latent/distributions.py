@@ -53,7 +53,7 @@ def ising_log_p(h: np.ndarray, J: np.ndarray) -> np.ndarray:
     h = np.asarray(h, dtype=np.float64)
     Ju = np.triu(np.asarray(J, dtype=np.float64), k=1)
     s = 2.0 * concept_vectors(h.size) - 1.0
-    energy = s @ h + np.einsum("ti,ij,tj->t", s, Ju, s)
+    energy = s @ h + ((s @ Ju) * s).sum(axis=1)
     return _normalise_log(energy)
 
 
@@ -63,7 +63,7 @@ def bayesnet_log_p(parents: list[list[int]], cpt: list[np.ndarray]) -> np.ndarra
     c = concept_vectors(m).astype(np.int64)
     logp = np.zeros(2**m)
     with np.errstate(divide="ignore"):
-        for i in range(m):  # loop over concepts (m ≤ 24), vectorised over all 2^m vectors
+        for i in range(m):  # loop over concepts (m ≤ 20), vectorised over all 2^m vectors
             pa = np.asarray(parents[i], dtype=np.int64)
             row = (c[:, pa] << np.arange(pa.size)).sum(axis=1) if pa.size else np.zeros(2**m, int)
             q = np.asarray(cpt[i], dtype=np.float64)[row]

@@ -105,9 +105,9 @@ class LatentModel:
             ctx, self.token_vector, self.token_prob, self.p_concepts
         )
         self.n_impossible_contexts = int((~possible).sum())
-        self.contexts = ctx[possible]
-        self.p_next = self.p_next[possible]
-        w = w[possible]
+        if self.n_impossible_contexts:  # drop contexts of probability 0 (p(y|ξ) is undefined there)
+            ctx, w, self.p_next = ctx[possible], w[possible], self.p_next[possible]
+        self.contexts = ctx
         if w.size == 0:
             raise ConfigError(
                 "no context has positive probability; check latent.min_known/max_known"
@@ -159,8 +159,8 @@ class LatentModel:
 
     def log_odds(self) -> np.ndarray:
         """Conditional log-odds log P(C_i=1|ξ)/P(C_i=0|ξ), (n, m); ±inf where C_i is known."""
-        q = self.concept_marginals()
-        with np.errstate(divide="ignore"):
+        q = np.clip(self.concept_marginals(), 0.0, 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
             lo = np.log(q) - np.log1p(-q)
         known = self.contexts != UNKNOWN
         return np.where(known, np.where(self.contexts == 1, np.inf, -np.inf), lo)
@@ -300,11 +300,22 @@ def _count_contexts(m: int, lo: int, hi: int) -> int:
 def _next_token_table(
     contexts: np.ndarray, token_vector: np.ndarray, token_prob: np.ndarray, p_concepts: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """p(y | ξ) for all contexts and tokens, and which contexts have positive probability."""
+    """p(y | ξ) for all contexts and tokens, and which contexts have positive probability.
+
+    Row ξ is p_tok masked to the tokens consistent with ξ (``c(y) & K == V`` on bit masks), then
+    normalised. Rows are processed in cache-sized blocks (int32 bit arithmetic), which is ~5× faster
+    than one giant temporary for m = 10.
+    """
     known, values = encode(contexts)
+    known, values = known.astype(np.int32), values.astype(np.int32)
+    tv = token_vector.astype(np.int32)
     p_tok = p_concepts[token_vector] * token_prob  # (V,)
-    consistent = (token_vector[None, :] & known[:, None]) == values[:, None]
-    table = np.where(consistent, p_tok[None, :], 0.0)
+    n, V = contexts.shape[0], tv.size
+    table = np.empty((n, V))
+    block = max(1, 2**21 // V)
+    for s in range(0, n, block):  # blocks of rows; each block is one vectorised operation
+        consistent = (tv[None, :] & known[s : s + block, None]) == values[s : s + block, None]
+        np.multiply(consistent, p_tok[None, :], out=table[s : s + block])
     z = table.sum(axis=1)
     possible = z > 0
     table /= np.where(possible, z, 1.0)[:, None]
