@@ -1,0 +1,383 @@
+"""The report writer: one :class:`Report` → ``report.html``, ``report.md``, ``results.json``, figures.
+
+A report is an ordered list of blocks (headings, paragraphs, tables, figures) plus the run's
+provenance (resolved config, seeds, package versions, wall time) and a free-form ``results`` dict that
+becomes ``results.json``. Figures are rendered to PNG and SVG bytes when added (and the matplotlib
+figure is closed), so building a long report does not keep figures in memory. :meth:`Report.write`
+writes everything atomically through :mod:`linrep.io`; the HTML embeds every figure as a base64 PNG,
+so the one file can be mailed or archived on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..io import atomic_write_bytes, atomic_write_text, ensure_out_dir, run_metadata, write_json
+
+__all__ = ["Report", "format_value", "format_ci"]
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def format_value(x: Any, digits: int = 3) -> str:
+    """Format a table cell: floats with ``digits`` decimals (scientific if tiny/huge), NaN as "–"."""
+    if x is None:
+        return "–"
+    if isinstance(x, (bool, np.bool_)):
+        return "yes" if x else "no"
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    if isinstance(x, (float, np.floating)):
+        v = float(x)
+        if not math.isfinite(v):
+            return "–" if math.isnan(v) else ("∞" if v > 0 else "−∞")
+        if v != 0 and (abs(v) < 10 ** (-digits) or abs(v) >= 1e6):
+            return f"{v:.{max(digits - 1, 1)}e}"
+        return f"{v:.{digits}f}"
+    return str(x)
+
+
+def format_ci(mean: float, lo: float, hi: float, digits: int = 3) -> str:
+    """``"0.931 ± 0.004"`` for a symmetric interval, ``"0.931 [0.925, 0.936]"`` otherwise."""
+    if not all(math.isfinite(float(v)) for v in (mean, lo, hi)):
+        return format_value(mean, digits)
+    half_lo, half_hi = mean - lo, hi - mean
+    if abs(half_lo - half_hi) <= 0.05 * max(abs(half_lo), abs(half_hi), 1e-300):
+        return f"{mean:.{digits}f} ± {max(half_lo, half_hi):.{digits}f}"
+    return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+@dataclass
+class _Block:
+    kind: str  # "heading" | "text" | "table" | "figure"
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def _inline_html(text: str) -> str:
+    """Escape text and turn `code` and **bold** into HTML (the only markup :meth:`add_text` knows)."""
+    out = html.escape(text)
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    out = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
+    return out
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+class Report:
+    """A self-contained experiment report (HTML + Markdown + JSON + PNG/SVG figures).
+
+    Typical use::
+
+        rep = Report("E1 — emergence of linear representations", config=raw_cfg, seeds=[0, 1, 2])
+        rep.add_text("Same-concept steering vectors are parallel after training.")
+        rep.add_table([{"model": "trained", "same": 0.93}], caption="Headline numbers")
+        rep.add_figure(fig, "e1_histograms", caption="Cosine histograms")
+        rep.results["same_concept_cosine"] = {"mean": 0.93, "ci": [0.92, 0.94]}
+        paths = rep.write("runs/e1")
+
+    Args:
+        title: the report's title (``<h1>`` and the Markdown title).
+        config: the resolved configuration (a dict; dataclasses are converted), shown verbatim.
+        seeds: the seeds of the runs in the report.
+        summary: one-paragraph summary shown under the title.
+
+    Attributes:
+        results: free-form JSON-able dict written to ``results.json`` under ``"results"``.
+        figure_files: names (without extension) of the figures added so far.
+    """
+
+    def __init__(
+        self,
+        title: str,
+        *,
+        config: Mapping[str, Any] | None = None,
+        seeds: Sequence[int] | None = None,
+        summary: str | None = None,
+    ):
+        self.title = title
+        self.config: dict[str, Any] = dict(config) if config is not None else {}
+        self.seeds = list(seeds) if seeds is not None else []
+        self.summary = summary
+        self.results: dict[str, Any] = {}
+        self.figure_files: list[str] = []
+        self._blocks: list[_Block] = []
+        self._figures: dict[str, tuple[bytes, bytes]] = {}  # name -> (png, svg)
+        self._t0 = time.perf_counter()
+        self._extra_meta: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ building
+    def add_heading(self, text: str, level: int = 2) -> Report:
+        """Add a section heading (level 2 = section, 3 = subsection)."""
+        self._blocks.append(_Block("heading", {"text": text, "level": int(min(max(level, 2), 4))}))
+        return self
+
+    def add_text(self, text: str) -> Report:
+        """Add prose. Blank lines separate paragraphs; `code` and **bold** are understood."""
+        self._blocks.append(_Block("text", {"text": text.strip()}))
+        return self
+
+    def add_table(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        columns: Sequence[str] | None = None,
+        caption: str | None = None,
+        digits: int = 3,
+    ) -> Report:
+        """Add a table from a list of row dicts (column order = ``columns`` or first-seen keys).
+
+        Cells are formatted with :func:`format_value` (strings pass through, so pre-formatted
+        ``"0.93 ± 0.01"`` cells are fine).
+        """
+        if columns is None:
+            seen: dict[str, None] = {}
+            for r in rows:
+                for k in r:
+                    seen.setdefault(str(k), None)
+            columns = list(seen)
+        cells = [[format_value(r.get(c), digits) for c in columns] for r in rows]
+        self._blocks.append(
+            _Block("table", {"columns": list(columns), "cells": cells, "caption": caption})
+        )
+        return self
+
+    def add_figure(
+        self, fig: Any, name: str, *, caption: str | None = None, dpi: int = 110
+    ) -> Report:
+        """Render a matplotlib figure to PNG + SVG (then close it) and add it to the report.
+
+        Args:
+            fig: a ``matplotlib.figure.Figure``.
+            name: file stem, e.g. ``"e1_histograms"`` → ``figures/e1_histograms.png`` / ``.svg``;
+                letters, digits, ``_ . -`` only, unique within the report.
+            caption: text under the figure.
+            dpi: PNG resolution.
+        """
+        if not _NAME_RE.match(name):
+            raise InputError(f"figure name '{name}' must use letters, digits, '_', '.', '-' only")
+        if name in self._figures:
+            raise InputError(f"figure name '{name}' is used twice in this report; pick another")
+        import matplotlib.pyplot as plt
+
+        png, svg = io.BytesIO(), io.BytesIO()
+        fig.savefig(png, format="png", dpi=dpi, bbox_inches="tight")
+        fig.savefig(svg, format="svg", bbox_inches="tight", metadata={"Date": None})
+        plt.close(fig)
+        self._figures[name] = (png.getvalue(), svg.getvalue())
+        self.figure_files.append(name)
+        self._blocks.append(_Block("figure", {"name": name, "caption": caption}))
+        return self
+
+    def set_metadata(self, **extra: Any) -> Report:
+        """Add provenance entries shown in the run-information section (e.g. ``mode="quick"``)."""
+        self._extra_meta.update(extra)
+        return self
+
+    # ------------------------------------------------------------------ writing
+    def write(
+        self, out_dir: str | os.PathLike, *, wall_time_s: float | None = None
+    ) -> dict[str, Path]:
+        """Write ``report.html``, ``report.md``, ``results.json`` and ``figures/*.png|svg``.
+
+        Args:
+            out_dir: output folder (created if needed).
+            wall_time_s: wall time to record; default: seconds since the report was created.
+
+        Returns:
+            Paths written, keyed ``"html"``, ``"md"``, ``"json"`` and ``"fig:<name>"``.
+        """
+        out = ensure_out_dir(out_dir)
+        wall = time.perf_counter() - self._t0 if wall_time_s is None else float(wall_time_s)
+        meta = run_metadata()
+        meta["wall_time_s"] = wall
+        meta.update(self._extra_meta)
+        paths: dict[str, Path] = {}
+        fig_dir = out / "figures"
+        for name, (png, svg) in self._figures.items():
+            paths[f"fig:{name}"] = atomic_write_bytes(fig_dir / f"{name}.png", png)
+            atomic_write_bytes(fig_dir / f"{name}.svg", svg)
+        paths["json"] = write_json(
+            out / "results.json",
+            {
+                "title": self.title,
+                "results": self.results,
+                "tables": [
+                    {
+                        "caption": b.data["caption"],
+                        "columns": b.data["columns"],
+                        "rows": b.data["cells"],
+                    }
+                    for b in self._blocks
+                    if b.kind == "table"
+                ],
+                "figures": [f"figures/{n}.png" for n in self.figure_files],
+                "config": self.config,
+                "seeds": self.seeds,
+                "metadata": meta,
+            },
+        )
+        paths["md"] = atomic_write_text(out / "report.md", self._markdown(meta))
+        paths["html"] = atomic_write_text(out / "report.html", self._html(meta))
+        return paths
+
+    # ------------------------------------------------------------------ rendering
+    def _config_text(self) -> str:
+        from ..io import to_jsonable
+
+        return _to_toml(to_jsonable(self.config)) if self.config else "(none)"
+
+    def _meta_rows(self, meta: Mapping[str, Any]) -> list[tuple[str, str]]:
+        rows = [
+            ("seeds", ", ".join(str(s) for s in self.seeds) or "–"),
+            ("wall time", f"{meta['wall_time_s']:.1f} s"),
+            ("finished (UTC)", str(meta["time_utc"])),
+            ("python", str(meta["python"])),
+            ("platform", str(meta["platform"])),
+        ]
+        rows += [(f"{k}", str(v)) for k, v in meta["packages"].items()]
+        rows += [
+            (k, str(v))
+            for k, v in meta.items()
+            if k not in ("wall_time_s", "time_utc", "python", "platform", "packages")
+        ]
+        return rows
+
+    def _markdown(self, meta: Mapping[str, Any]) -> str:
+        lines = [f"# {self.title}", ""]
+        if self.summary:
+            lines += [self.summary, ""]
+        for b in self._blocks:
+            if b.kind == "heading":
+                lines += ["#" * b.data["level"] + " " + b.data["text"], ""]
+            elif b.kind == "text":
+                lines += [b.data["text"], ""]
+            elif b.kind == "table":
+                if b.data["caption"]:
+                    lines += [f"**{b.data['caption']}**", ""]
+                cols = b.data["columns"]
+                lines.append("| " + " | ".join(_md_cell(c) for c in cols) + " |")
+                lines.append("|" + "---|" * len(cols))
+                for row in b.data["cells"]:
+                    lines.append("| " + " | ".join(_md_cell(c) for c in row) + " |")
+                lines.append("")
+            elif b.kind == "figure":
+                cap = b.data["caption"] or b.data["name"]
+                lines += [f"![{_md_cell(cap)}](figures/{b.data['name']}.png)", ""]
+                if b.data["caption"]:
+                    lines += [f"*{b.data['caption']}*", ""]
+        lines += ["## Run information", "", "| item | value |", "|---|---|"]
+        lines += [f"| {_md_cell(k)} | {_md_cell(v)} |" for k, v in self._meta_rows(meta)]
+        lines += ["", "## Resolved configuration", "", "```toml", self._config_text(), "```", ""]
+        return "\n".join(lines)
+
+    def _html(self, meta: Mapping[str, Any]) -> str:
+        parts = [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>{html.escape(self.title)}</title>",
+            f"<style>{_CSS}</style></head><body><main>",
+            f"<h1>{html.escape(self.title)}</h1>",
+        ]
+        if self.summary:
+            parts.append(f'<p class="summary">{_inline_html(self.summary)}</p>')
+        n_fig = 0
+        for b in self._blocks:
+            if b.kind == "heading":
+                lv = b.data["level"]
+                parts.append(f"<h{lv}>{html.escape(b.data['text'])}</h{lv}>")
+            elif b.kind == "text":
+                for para in re.split(r"\n\s*\n", b.data["text"]):
+                    parts.append(f"<p>{_inline_html(para)}</p>")
+            elif b.kind == "table":
+                parts.append(_html_table(b.data["columns"], b.data["cells"], b.data["caption"]))
+            elif b.kind == "figure":
+                n_fig += 1
+                png = self._figures[b.data["name"]][0]
+                b64 = base64.b64encode(png).decode("ascii")
+                cap = b.data["caption"] or b.data["name"]
+                parts.append(
+                    f'<figure id="fig-{html.escape(b.data["name"])}">'
+                    f'<img alt="{html.escape(cap)}" src="data:image/png;base64,{b64}">'
+                    f"<figcaption><b>Figure {n_fig}.</b> {_inline_html(cap)} "
+                    f'<span class="files">(figures/{html.escape(b.data["name"])}.png, .svg)</span>'
+                    "</figcaption></figure>"
+                )
+        parts.append("<h2>Run information</h2>")
+        parts.append(_html_table(["item", "value"], [list(r) for r in self._meta_rows(meta)], None))
+        parts.append("<h2>Resolved configuration</h2>")
+        parts.append(f"<pre>{html.escape(self._config_text())}</pre>")
+        parts.append("</main></body></html>")
+        return "\n".join(parts) + "\n"
+
+
+def _html_table(columns: Sequence[str], cells: Sequence[Sequence[str]], caption: str | None) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in cells
+    )
+    cap = f"<caption>{_inline_html(caption)}</caption>" if caption else ""
+    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if v is None:
+        return '"none"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    return repr(v)
+
+
+def _to_toml(cfg: Mapping[str, Any], prefix: str = "") -> str:
+    """Render a nested dict as TOML text (tables for nested dicts; ``None`` shown as "none")."""
+    scalars = [(k, v) for k, v in cfg.items() if not isinstance(v, Mapping)]
+    tables = [(k, v) for k, v in cfg.items() if isinstance(v, Mapping)]
+    lines = [f"{k} = {_toml_value(v)}" for k, v in scalars]
+    for k, v in tables:
+        name = f"{prefix}{k}"
+        lines += ["", f"[{name}]", _to_toml(v, prefix=f"{name}.")]
+    return "\n".join(lines).strip("\n")
+
+
+_CSS = """
+body{font-family:-apple-system,BlinkMacSystemFont,"Segoe UI",Helvetica,Arial,sans-serif;
+color:#1d1d1f;background:#fff;margin:0;line-height:1.5}
+main{max-width:1000px;margin:0 auto;padding:1.5em 2em 4em}
+h1{font-size:1.7em;border-bottom:2px solid #ddd;padding-bottom:.3em}
+h2{font-size:1.3em;margin-top:1.8em;border-bottom:1px solid #eee}
+h3{font-size:1.1em}
+p.summary{font-size:1.05em;color:#333;background:#f5f7fa;padding:.7em 1em;border-left:4px solid #4a7ab5}
+table{border-collapse:collapse;margin:1em 0;font-size:.92em}
+caption{caption-side:top;text-align:left;font-weight:600;padding-bottom:.3em}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
+th{background:#f0f2f5}
+tbody tr:nth-child(even){background:#fafafa}
+figure{margin:1.5em 0;text-align:center}
+figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{font-size:.92em;color:#444;text-align:left;margin-top:.4em}
+figcaption .files{color:#888}
+code,pre{font-family:SFMono-Regular,Menlo,Consolas,monospace;font-size:.88em}
+code{background:#f3f3f3;padding:0 .2em;border-radius:3px}
+pre{background:#f6f8fa;border:1px solid #e1e4e8;padding:1em;overflow-x:auto}
+""".strip()
