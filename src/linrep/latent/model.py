@@ -271,6 +271,7 @@ class LatentModel:
             "m": self.m,
             "kind": self.config.kind,
             "concepts": self.names,
+            "labels": self.config.labels,
             "n_tokens": self.n_tokens,
             "n_contexts": self.n_contexts,
             "n_impossible_contexts_dropped": self.n_impossible_contexts,
