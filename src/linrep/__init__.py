@@ -21,6 +21,10 @@ _EXPORTS: dict[str, str] = {
     "ConfigError": "linrep.errors",
     "LatentConfig": "linrep.latent",
     "LatentModel": "linrep.latent",
+    "CausalInnerProduct": "linrep.geometry",
+    "EuclideanInnerProduct": "linrep.geometry",
+    "RandomInnerProduct": "linrep.geometry",
+    "steering_vectors": "linrep.geometry",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,0 +1,96 @@
+"""Concept geometry: the one implementation used by the simulations and by real language models.
+
+Everything works on plain numpy arrays in float64 (float32 inputs are read row by row as needed):
+
+* **Inner products** (``inner.py``): :class:`EuclideanInnerProduct`, :class:`CausalInnerProduct`
+  (Park et al.: ⟨u, v⟩_C = uᵀ Cov(γ)⁻¹ v, whitening g ↦ (g − μ) Cov^{−1/2}, contexts f ↦ f Cov^{1/2}),
+  :class:`RandomInnerProduct`. Each maps unembedding-side vectors (``transform_unembedding``,
+  ``transform_vectors``) and embedding-side vectors (``transform_embedding``) into coordinates where
+  the dot product is that inner product; :func:`get_inner_product` builds one by name.
+* **Steering vectors and cosines** (``steering.py``): Δg = g(y1) − g(y0) for (P, 2) pairs, concept
+  directions (unit mean), pairwise / same-concept / cross-concept cosines, cosine matrices and their
+  mean |off-diagonal|, leave-one-out cosines and projections, block structure.
+* **Nulls** (``nulls.py``): random token pairs, shuffled unembedding, z-scores and p-values.
+* **Intervals** (``intervals.py``): seed-based t and bootstrap 95 % intervals.
+* **Probes** (``probes.py``): cross-validated logistic-regression accuracy.
+* **Simulations** (``simulation.py``): :func:`simulation_metrics` for one trained model of a
+  :class:`~linrep.latent.LatentModel` and :func:`metric_hook`, a learner ``MetricFn``.
+
+Shapes: unembedding ``g: (V, d)`` (Hugging Face layout), embeddings ``f: (n, d)``, pairs ``(P, 2)``
+as (base y0, target y1); steering vectors ``(P, d)``.
+
+Example::
+
+    from linrep.geometry import CausalInnerProduct, steering_vectors, loo_cosines
+    ip = CausalInnerProduct().fit(gamma, rows=normal_tokens)      # gamma: (V, d)
+    deltas = steering_vectors(gamma, pairs, inner=ip)              # (P, d), whitened
+    print(loo_cosines(deltas).mean())
+"""
+
+from __future__ import annotations
+
+from .inner import (
+    INNER_PRODUCTS,
+    CausalInnerProduct,
+    EuclideanInnerProduct,
+    InnerProduct,
+    RandomInnerProduct,
+    centred_covariance,
+    get_inner_product,
+)
+from .intervals import Interval, bootstrap_interval, seed_interval
+from .nulls import NullTest, mean_loo_cosine, null_test, random_pair_null, shuffled_unembedding_null
+from .probes import probe_accuracy
+from .steering import (
+    block_structure,
+    check_pairs,
+    concept_direction,
+    concept_directions,
+    cosine,
+    cosine_matrix,
+    cross_concept_cosines,
+    loo_cosines,
+    loo_projections,
+    mean_abs_offdiag,
+    pairwise_cosines,
+    same_concept_cosine,
+    steering_vectors,
+    unit,
+)
+
+__all__ = [
+    # inner products
+    "INNER_PRODUCTS",
+    "InnerProduct",
+    "EuclideanInnerProduct",
+    "CausalInnerProduct",
+    "RandomInnerProduct",
+    "get_inner_product",
+    "centred_covariance",
+    # steering vectors, directions, cosines
+    "check_pairs",
+    "steering_vectors",
+    "unit",
+    "concept_direction",
+    "concept_directions",
+    "cosine",
+    "cosine_matrix",
+    "pairwise_cosines",
+    "same_concept_cosine",
+    "cross_concept_cosines",
+    "mean_abs_offdiag",
+    "loo_cosines",
+    "loo_projections",
+    "block_structure",
+    # nulls and intervals
+    "random_pair_null",
+    "shuffled_unembedding_null",
+    "mean_loo_cosine",
+    "null_test",
+    "NullTest",
+    "Interval",
+    "seed_interval",
+    "bootstrap_interval",
+    # probes
+    "probe_accuracy",
+]
