@@ -41,6 +41,7 @@ from .inner import (
 from .intervals import Interval, bootstrap_interval, seed_interval
 from .nulls import NullTest, mean_loo_cosine, null_test, random_pair_null, shuffled_unembedding_null
 from .probes import probe_accuracy
+from .simulation import HOOK_KEYS, SimulationIndex, metric_hook, simulation_metrics
 from .steering import (
     block_structure,
     check_pairs,
@@ -93,4 +94,9 @@ __all__ = [
     "bootstrap_interval",
     # probes
     "probe_accuracy",
+    # simulations (latent conditional model)
+    "simulation_metrics",
+    "metric_hook",
+    "SimulationIndex",
+    "HOOK_KEYS",
 ]

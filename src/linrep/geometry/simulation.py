@@ -1,0 +1,411 @@
+"""Concept geometry of models trained on a latent conditional model (``shared/paper.md`` §1–4).
+
+For a :class:`~linrep.latent.LatentModel` with m concepts, embeddings f(ξ) of its contexts
+``latent.contexts`` and unembeddings g(y) of its tokens, this module computes, per concept i:
+
+* **same-concept parallelism**: mean pairwise cosine of the steering vectors Δg = g(y1) − g(y0) of
+  the 2^(m−1) counterfactual pairs of i (``latent.counterfactual_pairs(i)``);
+* **cross-concept** |cosine|: mean |cos| between steering vectors of i and of every other concept
+  (the histogram statistic), and the mean |off-diagonal| of the concept-direction cosine matrix;
+* **alignment**: cos(f̄_i, ḡ_i), where f̄_i is the mean of f(ξ') − f(ξ) over the context pairs that are
+  identical except ξ_i = 0, ξ'_i = 1 (both known), and ḡ_i the unit mean steering vector; the
+  off-diagonal cos(f̄_i, ḡ_j), j ≠ i, is the control;
+* **log-odds matching**: learned pair log-odds f(ξ)ᵀΔg vs the true log p(y1|ξ) − log p(y0|ξ) over the
+  contexts with C_i = ⋄ and the pairs consistent with them (both probabilities > 0); the error is the
+  mean |learned − true| over those (ξ, pair) cells, and the spread is the standard deviation of the
+  learned log-odds over the cells (0 is the hypothesis of the log-odds-matching theorem);
+* **probe accuracy** (optional): a linear probe of C_i from f(ξ) on the contexts where C_i is known.
+
+Cosines use the chosen inner product (Euclidean, causal = whitening by the covariance of the K-th
+model's own unembedding rows, or a random positive-definite M, the same M for every run); log-odds
+are inner-product free. All computations are vectorised over the K runs of an ensemble.
+
+Caveat (causal inner product with a small vocabulary): if V ≤ d + 1, the V centred unembedding rows
+are affinely independent, so whitening by their covariance maps them to a *regular simplex* whatever
+the trained g is. Every causal cosine is then fixed by the pair structure alone (steering vectors of
+disjoint pairs are exactly orthogonal), so causal numbers are only informative when V > d + 1
+(e.g. m = 6, V = 64 with d = 32), as for real LMs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import InputError
+from .inner import INNER_PRODUCTS, CausalInnerProduct, RandomInnerProduct
+from .probes import probe_accuracy
+from .steering import (
+    concept_direction,
+    cosine,
+    cosine_matrix,
+    mean_abs_offdiag,
+    same_concept_cosine,
+)
+from .steering import unit as _unit
+
+if TYPE_CHECKING:
+    from ..latent import LatentModel
+
+__all__ = ["SimulationIndex", "simulation_metrics", "metric_hook", "HOOK_KEYS"]
+
+MetricFn = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
+
+HOOK_KEYS = (
+    "same_concept_cosine",
+    "cross_concept_abs_cosine",
+    "direction_abs_cosine",
+    "alignment_cosine",
+    "alignment_offdiag_abs_cosine",
+    "log_odds_matching_error",
+    "log_odds_max_error",
+    "log_odds_spread",
+)
+"""Names returned by :func:`metric_hook` (means over concepts; ``name/<concept>`` per concept)."""
+
+_CACHE_CELLS = 2**23  # cache true log-odds tables up to this many (context, pair) cells
+
+
+@dataclass
+class SimulationIndex:
+    """Index tables of a latent model, computed once and reused at every evaluation.
+
+    Attributes:
+        names: concept names (m,).
+        pairs: per concept, (P_i, 2) counterfactual token pairs (y0, y1).
+        context_pairs: per concept, (Q_i, 2) row indices (ξ with ξ_i = 0, ξ' with ξ_i = 1) of
+            contexts identical in every other coordinate.
+        unknown_rows: per concept, rows of contexts with C_i = ⋄.
+        known_rows: per concept, rows of contexts with C_i known; ``known_labels`` their values.
+        true_log_odds: per concept, (|unknown_rows|, P_i) true pair log-odds with NaN for pairs
+            inconsistent with the context (None when too large to cache; then computed on demand).
+    """
+
+    names: list[str]
+    pairs: list[np.ndarray]
+    context_pairs: list[np.ndarray]
+    unknown_rows: list[np.ndarray]
+    known_rows: list[np.ndarray]
+    known_labels: list[np.ndarray]
+    true_log_odds: list[np.ndarray | None]
+    latent: Any
+
+    @classmethod
+    def from_latent(cls, latent: LatentModel) -> SimulationIndex:
+        """Build the index of a :class:`~linrep.latent.LatentModel`."""
+        ctx = np.asarray(latent.contexts)
+        m = ctx.shape[1]
+        pow3 = 3 ** np.arange(m, dtype=np.int64)
+        code = ((ctx.astype(np.int64) + 1) * pow3).sum(axis=1)  # base-3 code, ⋄ = digit 0
+        order = np.argsort(code)
+        sorted_code = code[order]
+        pairs, cpairs, unk, kn, lab, tlo = [], [], [], [], [], []
+        for i in range(m):
+            p = np.asarray(latent.counterfactual_pairs(i), dtype=np.int64)
+            pairs.append(p)
+            base = np.flatnonzero(ctx[:, i] == 0)
+            want = code[base] + pow3[i]  # the same context with ξ_i = 1
+            pos = np.clip(np.searchsorted(sorted_code, want), 0, len(code) - 1)
+            found = sorted_code[pos] == want
+            cpairs.append(np.stack([base[found], order[pos[found]]], axis=1))
+            rows = np.flatnonzero(ctx[:, i] == -1)
+            unk.append(rows)
+            krows = np.flatnonzero(ctx[:, i] != -1)
+            kn.append(krows)
+            lab.append(ctx[krows, i].astype(np.int64))
+            cells = rows.size * p.shape[0]
+            tlo.append(_true_log_odds(latent.p_next, rows, p) if cells <= _CACHE_CELLS else None)
+        return cls(list(latent.names), pairs, cpairs, unk, kn, lab, tlo, latent)
+
+    def true_pair_log_odds(self, i: int, rows: np.ndarray | None = None) -> np.ndarray:
+        """True pair log-odds of concept i on ``unknown_rows[i]`` (or a subset), NaN if inconsistent."""
+        t = self.true_log_odds[i]
+        if t is not None:
+            return t if rows is None else t[np.searchsorted(self.unknown_rows[i], rows)]
+        r = self.unknown_rows[i] if rows is None else rows
+        return _true_log_odds(self.latent.p_next, r, self.pairs[i])
+
+
+def _true_log_odds(p_next: np.ndarray, rows: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    p0 = p_next[np.ix_(rows, pairs[:, 0])]
+    p1 = p_next[np.ix_(rows, pairs[:, 1])]
+    ok = (p0 > 0) & (p1 > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ok, np.log(p1) - np.log(p0), np.nan)
+
+
+def _transforms(g: np.ndarray, inner: str, seed: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-run (M^{1/2}, M^{−1/2}), (K, d, d) each; None for Euclidean."""
+    _check_inner(inner)
+    if inner == "euclidean":
+        return None
+    K, _, d = g.shape
+    if inner == "random":
+        ip = RandomInnerProduct(seed=seed).fit(d)
+        return np.broadcast_to(ip.sqrt_, (K, d, d)), np.broadcast_to(ip.inv_sqrt_, (K, d, d))
+    fits = [CausalInnerProduct().fit(g[k]) for k in range(K)]  # causal: one eigh per run
+    return np.stack([c.sqrt_ for c in fits]), np.stack([c.inv_sqrt_ for c in fits])
+
+
+def _check_inner(inner: str) -> None:
+    if inner not in INNER_PRODUCTS:
+        from ..errors import did_you_mean
+
+        raise InputError(
+            f"unknown inner product '{inner}'{did_you_mean(str(inner), INNER_PRODUCTS)}"
+        )
+
+
+def _batched(
+    index: SimulationIndex,
+    f: np.ndarray,
+    g: np.ndarray,
+    inner: str,
+    *,
+    log_odds: bool = True,
+    probes: bool = False,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """All per-concept metrics for K runs: name → (K, m) (plus matrices (K, m, m))."""
+    f = np.asarray(f, dtype=np.float64)
+    g = np.asarray(g, dtype=np.float64)
+    if f.ndim != 3 or g.ndim != 3 or f.shape[0] != g.shape[0] or f.shape[2] != g.shape[2]:
+        raise InputError(
+            f"need f (K, n, d) and g (K, V, d) with equal K and d; got {f.shape}, {g.shape}"
+        )
+    lat = index.latent
+    if f.shape[1] != lat.n_contexts or g.shape[1] != lat.n_tokens:
+        raise InputError(
+            f"f has {f.shape[1]} contexts and g {g.shape[1]} tokens, but the latent model has "
+            f"{lat.n_contexts} contexts and {lat.n_tokens} tokens: pass f of latent.contexts"
+        )
+    K, m = f.shape[0], len(index.pairs)
+    tr = _transforms(g, inner, seed)
+    gt = g if tr is None else g @ tr[0]  # differences of rows do not depend on the centring
+    ft = f if tr is None else f @ tr[1]
+
+    deltas = [gt[:, p[:, 1]] - gt[:, p[:, 0]] for p in index.pairs]  # (K, P_i, d)
+    units = [_unit(d) for d in deltas]
+    out: dict[str, np.ndarray] = {}
+    out["same_concept_cosine"] = np.stack([same_concept_cosine(d) for d in deltas], axis=1)
+
+    # cross-concept |cos| between steering vectors, accumulated block by block (no ΣP × ΣP matrix)
+    abs_sum = np.zeros((K, m))
+    abs_cnt = np.zeros(m)
+    for i in range(m):
+        for j in range(i + 1, m):
+            s = np.abs(units[i] @ np.swapaxes(units[j], 1, 2)).sum(axis=(1, 2))
+            n = units[i].shape[1] * units[j].shape[1]
+            abs_sum[:, i] += s
+            abs_sum[:, j] += s
+            abs_cnt[i] += n
+            abs_cnt[j] += n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["cross_concept_abs_cosine"] = abs_sum / abs_cnt
+    out["_cross_total"] = abs_sum.sum(axis=1) / 2 / max(abs_cnt.sum() / 2, 1)
+
+    dirs = np.stack([concept_direction(d) for d in deltas], axis=1)  # (K, m, d)
+    out["direction_cosine_matrix"] = cosine_matrix(dirs)
+
+    fbar = np.full((K, m, f.shape[2]), np.nan)
+    for i, cp in enumerate(index.context_pairs):
+        if cp.size:
+            fbar[:, i] = (ft[:, cp[:, 1]] - ft[:, cp[:, 0]]).mean(axis=1)
+    align = cosine(fbar[:, :, None, :], dirs[:, None, :, :])  # (K, m, m): cos(f̄_i, ḡ_j)
+    out["alignment_matrix"] = align
+    out["alignment_cosine"] = np.diagonal(align, axis1=1, axis2=2).copy()
+    off = ~np.eye(m, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        out["alignment_offdiag_abs_cosine"] = (
+            np.where(off, np.abs(align), 0).sum(axis=2) / max(m - 1, 1)
+            if m > 1
+            else np.full((K, m), np.nan)
+        )
+
+    if log_odds:
+        keys = ("log_odds_matching_error", "log_odds_max_error", "log_odds_spread")
+        keys += ("true_log_odds_spread", "learned_log_odds_mean", "true_log_odds_mean")
+        for k in keys:
+            out[k] = np.full((K, m), np.nan)
+        for i in range(m):
+            stats = _log_odds_stats(index, i, f, g)
+            if stats is not None:
+                for k, v in stats.items():
+                    out[k][:, i] = v
+
+    if probes:
+        acc_p = np.full((K, m), np.nan)
+        for i, (rows, y) in enumerate(zip(index.known_rows, index.known_labels, strict=True)):
+            for k in range(K):
+                acc_p[k, i] = probe_accuracy(f[k, rows], y, seed=seed) if rows.size else np.nan
+        out["probe_accuracy"] = acc_p
+    return out
+
+
+def _log_odds_stats(
+    index: SimulationIndex, i: int, f: np.ndarray, g: np.ndarray
+) -> dict[str, np.ndarray] | None:
+    """Learned vs true pair log-odds of concept i over (ξ with C_i = ⋄, consistent pair) cells.
+
+    Streams over context rows (bounded memory); spreads use sums shifted by a first-chunk mean so
+    that a constant log-odds gives a spread of exactly ~0 (no E[l²] − E[l]² cancellation).
+    """
+    rows, p = index.unknown_rows[i], index.pairs[i]
+    if rows.size == 0:
+        return None
+    K = f.shape[0]
+    D = g[:, p[:, 1]] - g[:, p[:, 0]]  # raw coordinates: the log-odds f·Δg are inner-product free
+    step = max(1, _CACHE_CELLS // max(1, p.shape[0] * K))
+    abs_sum, abs_max = np.zeros(K), np.full(K, -np.inf)
+    l1, l2, t1, t2 = np.zeros(K), np.zeros(K), 0.0, 0.0
+    l_shift = t_shift = None
+    cnt = 0
+    for s in range(0, rows.size, step):
+        r = rows[s : s + step]
+        t = index.true_pair_log_odds(i, r)  # (r, P), NaN where the pair contradicts ξ
+        ok = np.isfinite(t)
+        if not ok.any():
+            continue
+        lrn = np.einsum("krd,kpd->krp", f[:, r], D)
+        if l_shift is None:
+            l_shift = lrn[:, ok].mean(axis=1)
+            t_shift = float(t[ok].mean())
+        e = np.where(ok, np.abs(lrn - t), 0.0)
+        lz = np.where(ok, lrn - l_shift[:, None, None], 0.0)
+        tz = np.where(ok, t - t_shift, 0.0)
+        abs_sum += e.sum(axis=(1, 2))
+        abs_max = np.maximum(abs_max, e.max(axis=(1, 2)))
+        l1 += lz.sum(axis=(1, 2))
+        l2 += (lz * lz).sum(axis=(1, 2))
+        t1 += tz.sum()
+        t2 += (tz * tz).sum()
+        cnt += int(ok.sum())
+    if cnt == 0:
+        return None
+    lm, tm = l1 / cnt, t1 / cnt
+    return {
+        "log_odds_matching_error": abs_sum / cnt,
+        "log_odds_max_error": abs_max,
+        "log_odds_spread": np.sqrt(np.maximum(l2 / cnt - lm**2, 0)),
+        "true_log_odds_spread": np.full(K, np.sqrt(max(t2 / cnt - tm**2, 0))),
+        "learned_log_odds_mean": lm + l_shift,
+        "true_log_odds_mean": np.full(K, tm + t_shift),
+    }
+
+
+def _concept_mean(x: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"), _quiet():
+        return np.nanmean(x, axis=-1)
+
+
+class _quiet:
+    def __enter__(self):
+        import warnings
+
+        self._w = warnings.catch_warnings()
+        self._w.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *a):
+        self._w.__exit__(*a)
+
+
+def simulation_metrics(
+    latent: LatentModel | SimulationIndex,
+    f: np.ndarray,
+    g: np.ndarray,
+    inner: str = "euclidean",
+    *,
+    probes: bool = True,
+    log_odds: bool = True,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Concept-geometry metrics of ONE trained model of a latent conditional model.
+
+    Args:
+        latent: the :class:`~linrep.latent.LatentModel` (or a prebuilt :class:`SimulationIndex`).
+        f: (n, d) embeddings f(ξ) of ``latent.contexts`` (row k ↔ context k).
+        g: (V, d) unembeddings g(y) of the tokens.
+        inner: ``"euclidean"``, ``"causal"`` or ``"random"`` (cosines only; log-odds are invariant).
+        probes: also compute linear-probe accuracies (slower: cross-validated logistic regression).
+        log_odds: also compute the log-odds-matching statistics.
+        seed: seed of the random inner product and of the probes' folds.
+
+    Returns:
+        A JSON-ready dict. Scalars are means over concepts (NaN-skipping); ``<key>_per_concept``
+        holds the m per-concept values. Keys: ``same_concept_cosine``, ``cross_concept_abs_cosine``
+        (mean |cos| over all steering-vector pairs of different concepts; per concept: vs all other
+        concepts), ``direction_abs_cosine`` (mean |off-diagonal| of the concept-direction cosine
+        matrix ``direction_cosine_matrix``), ``alignment_cosine`` (cos(f̄_i, ḡ_i)),
+        ``alignment_offdiag_abs_cosine`` (mean_{j≠i} |cos(f̄_i, ḡ_j)|) and ``alignment_matrix``
+        (m × m, row i = f̄_i, column j = ḡ_j), ``log_odds_matching_error`` (mean |learned − true|),
+        ``log_odds_max_error`` (the ε of the theorem), ``log_odds_spread`` / ``true_log_odds_spread``
+        (std over cells), ``learned_log_odds_mean`` / ``true_log_odds_mean``, ``probe_accuracy``,
+        plus ``inner`` and ``concepts``.
+    """
+    index = latent if isinstance(latent, SimulationIndex) else SimulationIndex.from_latent(latent)
+    f, g = np.asarray(f), np.asarray(g)
+    if f.ndim != 2 or g.ndim != 2:
+        raise InputError(
+            f"simulation_metrics takes one model: f (n, d) and g (V, d), got {f.shape} and "
+            f"{g.shape}; use metric_hook for ensembles"
+        )
+    b = _batched(index, f[None], g[None], inner, log_odds=log_odds, probes=probes, seed=seed)
+    res: dict[str, Any] = {"inner": inner, "concepts": index.names}
+    for key, val in b.items():
+        if key.startswith("_") or val.ndim != 2:
+            continue
+        res[key] = float(_concept_mean(val[0]))
+        res[f"{key}_per_concept"] = val[0].tolist()
+    res["cross_concept_abs_cosine"] = float(b["_cross_total"][0])
+    res["direction_cosine_matrix"] = b["direction_cosine_matrix"][0].tolist()
+    res["direction_abs_cosine"] = float(mean_abs_offdiag(b["direction_cosine_matrix"][0]))
+    res["alignment_matrix"] = b["alignment_matrix"][0].tolist()
+    return res
+
+
+def metric_hook(
+    latent: LatentModel,
+    inner: str = "euclidean",
+    *,
+    log_odds: bool = True,
+    probes: bool = False,
+    per_concept: bool = False,
+    seed: int = 0,
+) -> MetricFn:
+    """A learner ``MetricFn`` following the simulation metrics over training steps.
+
+    Args:
+        latent: the latent model the learner is trained on.
+        inner: inner product of the cosines (see :func:`simulation_metrics`).
+        log_odds: include the log-odds-matching statistics.
+        probes: include linear-probe accuracy (slow; off by default).
+        per_concept: also return ``<key>/<concept name>`` for every concept.
+        seed: seed of the random inner product / probes.
+
+    Returns:
+        ``fn(f, g) -> {name: (K,) array}`` with ``f: (K, n_contexts, d)``, ``g: (K, V, d)``; names are
+        :data:`HOOK_KEYS` (means over concepts; ``log_odds_*`` only if ``log_odds``), plus
+        ``probe_accuracy`` if ``probes``.
+    """
+    _check_inner(inner)
+    index = SimulationIndex.from_latent(latent)
+
+    def fn(f: np.ndarray, g: np.ndarray) -> dict[str, np.ndarray]:
+        b = _batched(index, f, g, inner, log_odds=log_odds, probes=probes, seed=seed)
+        out: dict[str, np.ndarray] = {}
+        for key in (*HOOK_KEYS, "probe_accuracy"):
+            if key not in b:
+                continue
+            out[key] = _concept_mean(b[key])
+            if per_concept:
+                for i, name in enumerate(index.names):
+                    out[f"{key}/{name}"] = b[key][:, i].copy()
+        out["cross_concept_abs_cosine"] = b["_cross_total"]
+        out["direction_abs_cosine"] = mean_abs_offdiag(b["direction_cosine_matrix"])
+        return out
+
+    return fn
