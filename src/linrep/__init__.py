@@ -21,10 +21,17 @@ _EXPORTS: dict[str, str] = {
     "ConfigError": "linrep.errors",
     "LatentConfig": "linrep.latent",
     "LatentModel": "linrep.latent",
+    "ModelConfig": "linrep.learn",
+    "TrainConfig": "linrep.learn",
+    "TrainResult": "linrep.learn",
     "CausalInnerProduct": "linrep.geometry",
     "EuclideanInnerProduct": "linrep.geometry",
     "RandomInnerProduct": "linrep.geometry",
     "steering_vectors": "linrep.geometry",
+    "simulation_metrics": "linrep.geometry",
+    "metric_hook": "linrep.geometry",
+    "log_odds_construction": "linrep.theory",
+    "max_margin_direction": "linrep.theory",
 }
 
 __all__ = sorted(_EXPORTS)
