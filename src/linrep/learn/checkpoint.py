@@ -1,0 +1,89 @@
+"""Checkpoints: θ, optimiser state, step, history and a config fingerprint in one ``torch.save`` file.
+
+Written atomically (:func:`linrep.io.atomic_write_bytes`), read with ``weights_only=True`` (plain
+tensors, numbers, strings, lists and dicts only). Minibatch draws are a function of (seed, step)
+(see :mod:`linrep.learn.objective`), so no RNG state needs saving: training 2N steps equals training N,
+checkpointing and resuming for N more, bit for bit.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError, InputError
+from ..io import atomic_write_bytes
+
+__all__ = ["save_checkpoint", "load_checkpoint", "check_fingerprint", "CHECKPOINT_NAME"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+FORMAT = 1
+
+
+def save_checkpoint(
+    path: str | Path,
+    theta: torch.Tensor,
+    opt_state: dict[str, torch.Tensor],
+    step: int,
+    history: list[dict[str, Any]],
+    fingerprint: dict[str, Any],
+) -> Path:
+    """Write a checkpoint atomically."""
+    buf = io.BytesIO()
+    torch.save(
+        {
+            "format": FORMAT,
+            "theta": theta.detach().clone(),
+            "opt_state": {k: v.detach().clone() for k, v in opt_state.items()},
+            "step": int(step),
+            "history_json": json.dumps(history),
+            "fingerprint_json": json.dumps(fingerprint, sort_keys=True),
+        },
+        buf,
+    )
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint (``weights_only=True``); history and fingerprint decoded from JSON."""
+    path = Path(path)
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"checkpoint '{path}' does not exist; run without --resume") from None
+    except Exception as e:  # noqa: BLE001 - any unpickling problem means a corrupt file
+        raise InputError(
+            f"checkpoint '{path}' cannot be read ({type(e).__name__}); delete it and re-run"
+        ) from None
+    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
+        raise InputError(f"checkpoint '{path}' has an unknown format; delete it and re-run")
+    ck["history"] = json.loads(ck.pop("history_json"))
+    ck["fingerprint"] = json.loads(ck.pop("fingerprint_json"))
+    return ck
+
+
+def _first_difference(a: Any, b: Any, where: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            d = _first_difference(a.get(k), b.get(k), f"{where}.{k}" if where else str(k))
+            if d:
+                return d
+        return None
+    if a != b:
+        return f"{where} = {b!r} in the checkpoint vs {a!r} now"
+    return None
+
+
+def check_fingerprint(current: dict[str, Any], saved: dict[str, Any], path: Path) -> None:
+    """Raise a one-line ConfigError if the checkpoint was written with a different config."""
+    current = json.loads(json.dumps(current, sort_keys=True))
+    diff = _first_difference(current, saved)
+    if diff:
+        raise ConfigError(
+            f"cannot resume from '{path}': it was written with a different config ({diff}); "
+            "use the same config or a new --out folder"
+        )

@@ -1,0 +1,213 @@
+"""Encoders f: context ξ ∈ {0,1,⋄}^m → f(ξ) ∈ ℝ^d, batched over an ensemble of K runs.
+
+Every parameter tensor carries a leading run axis K, so one call evaluates K independent models
+(batched matmuls; no Python loop over runs or contexts). ``free``, ``linear`` and ``mlp`` have
+hand-written backward passes (autograd's bookkeeping costs more than the arithmetic at these sizes;
+tests check them against autograd and finite differences); the transformer uses autograd.
+
+Input encoding of ``linear`` and ``mlp``: x(ξ) ∈ {0,1}^{3m}, slots (3i, 3i+1, 3i+2) of concept i are
+the indicators of C_i = 0, C_i = 1 and C_i = ⋄. Exactly one slot per concept is on, so Σ_slots of a
+concept = 1 and a bias on the linear encoder would be redundant: it has none.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import ModelConfig
+
+__all__ = ["Encoder", "make_encoder", "one_hot_contexts"]
+
+Params = dict[str, torch.Tensor]
+
+
+def one_hot_contexts(contexts: np.ndarray) -> np.ndarray:
+    """The {0, 1, ⋄} one-hot encoding x(ξ), (n, 3m) float64 (slot 3i + {0: C_i=0, 1: C_i=1, 2: ⋄})."""
+    n, m = contexts.shape
+    slot = np.where(contexts < 0, 2, contexts).astype(np.int64)  # (n, m)
+    x = np.zeros((n, 3 * m))
+    x[np.arange(n)[:, None], 3 * np.arange(m)[None, :] + slot] = 1.0
+    return x
+
+
+class Encoder:
+    """Base class: parameter shapes, initialisation, batched forward and backward.
+
+    Attributes:
+        n: number of contexts; d: output dimension.
+    """
+
+    #: True if :meth:`backward` is implemented by hand (otherwise the trainer uses autograd).
+    manual_backward = True
+
+    def __init__(self, cfg: ModelConfig, contexts: np.ndarray, dtype: torch.dtype):
+        self.cfg = cfg
+        self.n, self.m = contexts.shape
+        self.d = cfg.d
+        self.dtype = dtype
+
+    def shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        """Per-run parameter shapes in layout order."""
+        raise NotImplementedError
+
+    def init(self, gen: torch.Generator, init_scale: float, hidden_scale: float | None) -> Params:
+        """Draw one run's parameters (float64, no run axis) in layout order."""
+        raise NotImplementedError
+
+    def forward(self, p: Params) -> tuple[torch.Tensor, Any]:
+        """f for every context: (K, n, d), plus whatever :meth:`backward` needs."""
+        raise NotImplementedError
+
+    def backward(self, p: Params, cache: Any, df: torch.Tensor) -> Params:
+        """Gradients of Σ_k ⟨df_k, f_k⟩ with respect to every parameter (same shapes as ``p``)."""
+        raise NotImplementedError
+
+
+def _randn(gen: torch.Generator, shape: tuple[int, ...], sd: float) -> torch.Tensor:
+    return torch.randn(shape, generator=gen, dtype=torch.float64) * sd
+
+
+class FreeEncoder(Encoder):
+    """One free vector per context: f(ξ) = E[ξ], E: (n, d) ~ N(0, init_scale²)."""
+
+    def shapes(self):
+        return [("E", (self.n, self.d))]
+
+    def init(self, gen, init_scale, hidden_scale):
+        return {"E": _randn(gen, (self.n, self.d), init_scale)}
+
+    def forward(self, p):
+        return p["E"], None
+
+    def backward(self, p, cache, df):
+        return {"E": df}
+
+
+class LinearEncoder(Encoder):
+    """f(ξ) = Wᵀ x(ξ), W: (3m, d) ~ N(0, init_scale²), x the {0,1,⋄} one-hot (no bias, see module)."""
+
+    def __init__(self, cfg, contexts, dtype):
+        super().__init__(cfg, contexts, dtype)
+        self.x = torch.as_tensor(one_hot_contexts(contexts), dtype=dtype)  # (n, 3m)
+        self.xt = self.x.T.contiguous()
+
+    def shapes(self):
+        return [("W", (3 * self.m, self.d))]
+
+    def init(self, gen, init_scale, hidden_scale):
+        return {"W": _randn(gen, (3 * self.m, self.d), init_scale)}
+
+    def forward(self, p):
+        return torch.matmul(self.x, p["W"]), None  # (n,3m) @ (K,3m,d) -> (K,n,d)
+
+    def backward(self, p, cache, df):
+        return {"W": torch.matmul(self.xt, df)}  # (3m,n) @ (K,n,d)
+
+
+_GAIN = {"relu": math.sqrt(2.0), "gelu": 1.0, "tanh": 1.0}
+
+
+def _act(name: str, a: torch.Tensor) -> torch.Tensor:
+    if name == "relu":
+        return torch.relu(a)
+    if name == "tanh":
+        return torch.tanh(a)
+    return torch.nn.functional.gelu(a)
+
+
+def _act_grad(name: str, a: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """σ'(a) given pre-activation a and h = σ(a)."""
+    if name == "relu":
+        return (a > 0).to(a.dtype)
+    if name == "tanh":
+        return 1.0 - h * h
+    # exact (erf) GELU: d/da [a Φ(a)] = Φ(a) + a φ(a)
+    cdf = 0.5 * (1.0 + torch.erf(a * (1.0 / math.sqrt(2.0))))
+    pdf = torch.exp(-0.5 * a * a) * (1.0 / math.sqrt(2.0 * math.pi))
+    return cdf + a * pdf
+
+
+class MLPEncoder(Encoder):
+    """f(ξ) = W_outᵀ σ(… σ(W_1ᵀ x(ξ) + b_1) …), ``depth`` hidden layers of ``width`` units.
+
+    Hidden weights ~ N(0, (gain/√fan_in)²) (He for relu, LeCun otherwise) unless
+    ``hidden_init_scale`` is given, hidden biases 0; the output layer W_out: (width, d) ~
+    N(0, init_scale²) has no bias. depth = 0 is the linear encoder.
+    """
+
+    def __init__(self, cfg, contexts, dtype):
+        super().__init__(cfg, contexts, dtype)
+        self.x = torch.as_tensor(one_hot_contexts(contexts), dtype=dtype)
+        self.xt = self.x.T.contiguous()
+        self.widths = [3 * self.m] + [cfg.width] * cfg.depth
+
+    def shapes(self):
+        out = []
+        for i in range(self.cfg.depth):
+            out += [
+                (f"W{i}", (self.widths[i], self.widths[i + 1])),
+                (f"b{i}", (1, self.widths[i + 1])),
+            ]
+        return out + [("W_out", (self.widths[-1], self.d))]
+
+    def init(self, gen, init_scale, hidden_scale):
+        p = {}
+        for i in range(self.cfg.depth):
+            fan_in = self.widths[i]
+            sd = (
+                hidden_scale
+                if hidden_scale is not None
+                else _GAIN[self.cfg.activation] / math.sqrt(fan_in)
+            )
+            p[f"W{i}"] = _randn(gen, (fan_in, self.widths[i + 1]), sd)
+            p[f"b{i}"] = torch.zeros((1, self.widths[i + 1]), dtype=torch.float64)
+        p["W_out"] = _randn(gen, (self.widths[-1], self.d), init_scale)
+        return p
+
+    def forward(self, p):
+        act = self.cfg.activation
+        h = self.x
+        cache = []
+        for i in range(self.cfg.depth):
+            a = (
+                torch.baddbmm(p[f"b{i}"], h, p[f"W{i}"])
+                if h.dim() == 3
+                else torch.matmul(h, p[f"W{i}"]) + p[f"b{i}"]
+            )
+            hn = _act(act, a)
+            cache.append((h, a, hn))
+            h = hn
+        f = torch.matmul(h, p["W_out"])
+        return f, (cache, h)
+
+    def backward(self, p, cache, df):
+        layers, h_last = cache
+        act = self.cfg.activation
+        g = {"W_out": torch.matmul(h_last.transpose(-1, -2), df)}
+        dh = torch.matmul(df, p["W_out"].transpose(-1, -2))
+        for i in reversed(range(self.cfg.depth)):
+            h_in, a, h_out = layers[i]
+            da = dh * _act_grad(act, a, h_out)
+            h_in_t = self.xt if i == 0 else h_in.transpose(-1, -2)
+            g[f"W{i}"] = torch.matmul(h_in_t, da)
+            g[f"b{i}"] = da.sum(dim=1, keepdim=True)
+            if i > 0:
+                dh = torch.matmul(da, p[f"W{i}"].transpose(-1, -2))
+        return g
+
+
+def make_encoder(cfg: ModelConfig, contexts: np.ndarray, dtype: torch.dtype) -> Encoder:
+    """The encoder named by ``cfg.encoder`` for the context set ``contexts`` (n, m)."""
+    if cfg.encoder == "free":
+        return FreeEncoder(cfg, contexts, dtype)
+    if cfg.encoder == "linear":
+        return LinearEncoder(cfg, contexts, dtype)
+    if cfg.encoder == "mlp":
+        return MLPEncoder(cfg, contexts, dtype)
+    from .transformer import TransformerEncoder
+
+    return TransformerEncoder(cfg, contexts, dtype)

@@ -1,0 +1,128 @@
+"""The batched learner p̂(y | ξ) = softmax_y(f(ξ)ᵀ g(y) + b(y)) for K runs, on one flat θ: (K, P).
+
+Layout of a run's parameter vector: the encoder's tensors (in :meth:`Encoder.shapes` order), then the
+unembedding g: (V, d), then the optional bias b: (1, V). Initialisation of run k uses only its own
+seed (a ``torch.Generator``), drawing the encoder's tensors and then g in that order, in float64
+before casting — so a run's initial parameters do not depend on the ensemble it is part of, nor
+(beyond rounding) on the dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .config import ModelConfig
+from .encoders import Encoder, make_encoder
+from .losses import head_loss
+
+__all__ = ["BatchedModel"]
+
+
+class BatchedModel:
+    """Encoder + unembedding for an ensemble of K runs sharing shapes.
+
+    Args:
+        cfg: the shared model config (per-run ``init_scale`` comes from :meth:`init`).
+        contexts: (n, m) int8 context set (−1 = ⋄).
+        vocab: number of tokens V.
+        dtype: torch dtype of the parameters.
+    """
+
+    def __init__(self, cfg: ModelConfig, contexts: np.ndarray, vocab: int, dtype: torch.dtype):
+        self.cfg = cfg
+        self.dtype = dtype
+        self.V = vocab
+        self.d = cfg.d
+        self.encoder: Encoder = make_encoder(cfg, contexts, dtype)
+        shapes = list(self.encoder.shapes()) + [("g", (vocab, cfg.d))]
+        if cfg.unembedding_bias:
+            shapes.append(("b", (1, vocab)))
+        self.layout: list[tuple[str, tuple[int, ...], int, int]] = []
+        off = 0
+        for name, shape in shapes:
+            size = math.prod(shape)
+            self.layout.append((name, shape, off, size))
+            off += size
+        self.P = off
+        self.g_slice = next(slice(o, o + s) for n, _, o, s in self.layout if n == "g")
+        self.n_encoder = self.g_slice.start
+        self._view_src: torch.Tensor | None = None
+        self._view_ptr = 0
+        self._view_cache: dict[str, torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ parameters
+    def init(self, seeds: list[int], cfgs: list[ModelConfig]) -> torch.Tensor:
+        """Initial θ: (K, P) for the runs with these seeds and (per-run) model configs."""
+        rows = []
+        for seed, c in zip(seeds, cfgs, strict=True):
+            gen = torch.Generator().manual_seed(int(seed))
+            p = self.encoder.init(gen, c.init_scale, c.hidden_init_scale)
+            p["g"] = (
+                torch.randn((self.V, self.d), generator=gen, dtype=torch.float64) * c.init_scale
+            )
+            if self.cfg.unembedding_bias:
+                p["b"] = torch.zeros((1, self.V), dtype=torch.float64)
+            rows.append(torch.cat([p[name].reshape(-1) for name, *_ in self.layout]))
+        return torch.stack(rows).to(self.dtype).contiguous()
+
+    def views(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named views (K, *shape) into θ (no copies; cached for the training loop's θ)."""
+        if theta is self._view_src and theta.data_ptr() == self._view_ptr:
+            return self._view_cache
+        K = theta.shape[0]
+        views = {name: theta[:, o : o + s].view(K, *shape) for name, shape, o, s in self.layout}
+        self._view_src, self._view_ptr, self._view_cache = theta, theta.data_ptr(), views
+        return views
+
+    def embed(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(f: (K, n, d) for every context, g: (K, V, d))."""
+        with torch.no_grad():
+            p = self.views(theta)
+            f, _ = self.encoder.forward(p)
+            return f, p["g"]
+
+    # ------------------------------------------------------------------ loss and gradient
+    def loss_grad(
+        self,
+        theta: torch.Tensor,
+        kind: str,
+        T: torch.Tensor,
+        r: torch.Tensor,
+        want_loss: bool = True,
+        want_grad: bool = True,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+        """Loss per run (K,) (None unless ``want_loss``), gradient (K, P) (None unless
+        ``want_grad``) and f: (K, n, d), for the target table (T, r)."""
+        K = theta.shape[0]
+        if want_grad and not self.encoder.manual_backward:
+            return self._loss_grad_autograd(theta, kind, T, r, want_loss)
+        p = self.views(theta)
+        f, cache = self.encoder.forward(p)
+        loss, df, dg, db = head_loss(kind, f, p["g"], p.get("b"), T, r, want_loss, want_grad)
+        if not want_grad:
+            return loss, None, f
+        grads = self.encoder.backward(p, cache, df)
+        grads["g"] = dg
+        if db is not None:
+            grads["b"] = db
+        flat = torch.cat([grads[name].reshape(K, -1) for name, *_ in self.layout], dim=1)
+        return loss, flat, f
+
+    def _loss_grad_autograd(self, theta, kind, T, r, want_loss):
+        K = theta.shape[0]
+        with torch.enable_grad():
+            th = theta.detach().requires_grad_(True)
+            K = th.shape[0]
+            p = {name: th[:, o : o + s].view(K, *shape) for name, shape, o, s in self.layout}
+            f, _ = self.encoder.forward(p)
+            fd = f.detach()
+            b = p["b"].detach() if "b" in p else None
+            loss, df, dg, db = head_loss(kind, fd, p["g"].detach(), b, T, r, want_loss, True)
+            (flat,) = torch.autograd.grad(f, th, grad_outputs=df)
+        flat[:, self.g_slice] += dg.reshape(K, -1)
+        if db is not None:
+            flat[:, self.g_slice.stop :] += db.reshape(K, -1)
+        return loss, flat, fd

@@ -1,0 +1,399 @@
+"""Tests of the learner (linrep.learn): gradients, objectives, optimisers, ensembles, determinism.
+
+Reference values are derived independently in the tests (finite differences, numpy brute force,
+torch.optim), never copied from the implementation's output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from linrep.errors import ConfigError, InputError, TrainingError
+from linrep.latent import LatentModel
+from linrep.learn import ModelConfig, TrainConfig, fit
+from linrep.learn.config import ENCODERS, LOSSES
+from linrep.learn.model import BatchedModel
+from linrep.learn.objective import Targets
+from linrep.learn.optim import BatchedOptimizer
+
+
+@pytest.fixture(scope="module")
+def lat3():
+    return LatentModel.from_config({"m": 3, "kind": "ising", "param_seed": 1})
+
+
+@pytest.fixture(scope="module")
+def lat4():
+    return LatentModel.from_config({"m": 4})
+
+
+def _model(lat, loss="cross_entropy", **kw):
+    mc = ModelConfig(**{"d": 5, "width": 8, "depth": 2, "init_scale": 0.5, **kw})
+    m = BatchedModel(mc, lat.contexts, lat.n_tokens, torch.float64)
+    th = m.init([3, 4], [mc, mc])
+    gen = torch.Generator().manual_seed(0)
+    # move every parameter away from special points (zero biases sit on ReLU kinks)
+    th += 0.2 * torch.randn(th.shape, generator=gen, dtype=torch.float64)
+    return m, th
+
+
+def _loss_np(lat, loss, f, g, b=None):
+    """Independent numpy loss of one run: f (n, d), g (V, d), b (V,)."""
+    z = f @ g.T + (0 if b is None else b)
+    w, P = lat.weights, lat.p_next
+    if loss == "cross_entropy":
+        lq = z - z.max(1, keepdims=True)
+        lq = lq - np.log(np.exp(lq).sum(1, keepdims=True))
+        return float(-(w[:, None] * P * lq).sum())
+    if loss == "squared":
+        q = np.exp(z - z.max(1, keepdims=True))
+        q /= q.sum(1, keepdims=True)
+        return float((w[:, None] * (q - P) ** 2).sum())
+    s = 1 / (1 + np.exp(-z))
+    return float(-(w[:, None] * (P * np.log(s) + (1 - P) * np.log(1 - s))).sum())
+
+
+# ------------------------------------------------------------------------------- gradients
+ENC_CASES = [
+    ("free", {}),
+    ("linear", {}),
+    ("mlp", {"activation": "relu"}),
+    ("mlp", {"activation": "tanh"}),
+    ("mlp", {"activation": "gelu"}),
+    ("transformer", {"depth": 1, "width": 8, "heads": 2}),
+]
+
+
+@pytest.mark.parametrize(
+    "enc,kw", ENC_CASES, ids=[f"{e}-{k.get('activation', '')}" for e, k in ENC_CASES]
+)
+@pytest.mark.parametrize("loss", LOSSES)
+def test_gradient_matches_finite_differences(lat3, enc, kw, loss):
+    m, th = _model(lat3, encoder=enc, unembedding_bias=True, **kw)
+    tg = Targets(lat3, [TrainConfig()] * 2, torch.float64)
+    T, r = tg.full()
+    _, G, _ = m.loss_grad(th, loss, T, r)
+    rng = np.random.default_rng(1)
+    eps = 1e-6
+    idx = np.concatenate(
+        [
+            rng.choice(m.n_encoder, 12, replace=False),
+            rng.choice(np.arange(m.n_encoder, m.P), 6, replace=False),
+        ]
+    )
+    for j in idx:
+        a, b = th.clone(), th.clone()
+        a[:, j] += eps
+        b[:, j] -= eps
+        La, _, _ = m.loss_grad(a, loss, T, r, want_grad=False)
+        Lb, _, _ = m.loss_grad(b, loss, T, r, want_grad=False)
+        fd = (La - Lb) / (2 * eps)
+        np.testing.assert_allclose(G[:, j].numpy(), fd.numpy(), rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_loss_matches_numpy(lat3, loss):
+    m, th = _model(lat3, encoder="linear", unembedding_bias=True)
+    tg = Targets(lat3, [TrainConfig()] * 2, torch.float64)
+    L, _, _ = m.loss_grad(th, loss, *tg.full(), want_grad=False)
+    p = m.views(th)
+    x = np.zeros((lat3.n_contexts, 9))  # one-hot {0,1,⋄} written out independently
+    for i, ctx in enumerate(lat3.contexts):
+        for c, v in enumerate(ctx):
+            x[i, 3 * c + (2 if v < 0 else int(v))] = 1
+    for k in range(2):
+        f = x @ p["W"][k].numpy()
+        ref = _loss_np(lat3, loss, f, p["g"][k].numpy(), p["b"][k, 0].numpy())
+        assert L[k].item() == pytest.approx(ref, rel=1e-10)
+
+
+def test_loss_floor_is_conditional_entropy(lat3):
+    r = fit(lat3, {"encoder": "free", "d": 8}, {"steps": 1, "dtype": "float64"}, progress=False)
+    assert r.loss_floor == pytest.approx(lat3.entropy(), rel=1e-12)
+    row0 = r.history[0]
+    assert row0["excess_loss"] == pytest.approx(row0["loss"] - lat3.entropy(), abs=1e-12)
+
+
+# ------------------------------------------------------------------------------- optimisers
+@pytest.mark.parametrize("kind", ["gd", "adam", "adamw"])
+def test_optimizer_matches_torch_optim(kind):
+    """Five steps of the batched optimiser == torch.optim on the same gradients (per run lr)."""
+    K, P = 3, 7
+    gen = torch.Generator().manual_seed(0)
+    cfgs = [
+        TrainConfig(
+            optimizer=kind, lr=lr, weight_decay=0.1, lr_schedule="cosine", steps=5, min_lr=0.01
+        )
+        for lr in (0.1, 0.2, 0.3)
+    ]
+    opt = BatchedOptimizer(cfgs, P, torch.float64)
+    theta = torch.randn(K, P, generator=gen, dtype=torch.float64)
+    grads = torch.randn(5, K, P, generator=gen, dtype=torch.float64)
+    refs = []
+    for k, c in enumerate(cfgs):
+        p = torch.nn.Parameter(theta[k].clone())
+        cls = {"gd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[kind]
+        o = cls([p], lr=c.lr, weight_decay=c.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=5, eta_min=c.min_lr)
+        for t in range(5):
+            p.grad = grads[t, k].clone()
+            o.step()
+            sched.step()
+        refs.append(p.detach())
+    for t in range(5):
+        opt.step(theta, grads[t].clone(), t)
+    np.testing.assert_allclose(theta.numpy(), torch.stack(refs).numpy(), rtol=1e-10, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------- training
+def test_excess_loss_goes_to_zero_with_enough_capacity(lat3):
+    r = fit(
+        lat3,
+        {"encoder": "free", "d": 16, "init_scale": 0.1},
+        {"optimizer": "gd", "lr": 1.0, "steps": 3000, "log_every": 500, "dtype": "float64"},
+        progress=False,
+    )
+    ex = [row["excess_loss"] for row in r.history]
+    assert ex[0] > 0.5
+    assert ex[-1] < 1e-3
+    assert all(a >= b for a, b in zip(ex, ex[1:], strict=False))
+
+
+def test_ensemble_equals_separate_runs(lat3):
+    mc = {"encoder": "mlp", "d": 6, "width": 8}
+    tcs = [
+        {"optimizer": "adam", "lr": lr, "steps": 60, "log_every": 20, "dtype": "float64"}
+        for lr in (0.01, 0.03)
+    ]
+    ens = fit(lat3, mc, tcs, seeds=[5, 6], progress=False)
+    for k, (tc, s) in enumerate(zip(tcs, [5, 6], strict=True)):
+        one = fit(lat3, mc, tc, seeds=[s], progress=False)
+        np.testing.assert_allclose(ens.embeddings()[k], one.embeddings()[0], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(
+            ens.unembeddings()[k], one.unembeddings()[0], rtol=1e-9, atol=1e-12
+        )
+        np.testing.assert_allclose(ens.initial_unembeddings()[k], one.initial_unembeddings()[0])
+        assert ens.final[k]["loss"] == pytest.approx(one.final[0]["loss"], rel=1e-9)
+
+
+def test_determinism_bit_identical(lat3):
+    args = (lat3, {"encoder": "linear"}, {"steps": 50, "log_every": 10})
+    a = fit(*args, seeds=[0, 1], progress=False)
+    b = fit(*args, seeds=[0, 1], progress=False)
+    assert np.array_equal(a.embeddings(), b.embeddings())
+    assert a.history == b.history
+    c = fit(*args, seeds=[0, 2], progress=False)
+    assert np.array_equal(a.embeddings()[0], c.embeddings()[0])
+    assert not np.array_equal(a.embeddings()[1], c.embeddings()[1])
+
+
+@pytest.mark.parametrize(
+    "tc",
+    [
+        {"optimizer": "adam", "lr": 0.02},
+        {"optimizer": "sgd", "lr": 0.5, "batch_size": 16, "objective": "sampled", "n_samples": 300},
+        {"optimizer": "adamw", "lr": 0.02, "batch_size": 8, "weight_decay": 0.1},
+    ],
+)
+def test_resume_is_bit_identical(lat3, tmp_path, tc):
+    mc = {"encoder": "mlp", "d": 6, "width": 8}
+    full = fit(lat3, mc, {**tc, "steps": 300, "log_every": 50}, seeds=[0, 1], progress=False)
+    fit(
+        lat3,
+        mc,
+        {**tc, "steps": 150, "log_every": 50},
+        seeds=[0, 1],
+        out_dir=tmp_path,
+        progress=False,
+    )
+    res = fit(
+        lat3,
+        mc,
+        {**tc, "steps": 300, "log_every": 50},
+        seeds=[0, 1],
+        out_dir=tmp_path,
+        resume=True,
+        progress=False,
+    )
+    assert np.array_equal(full.embeddings(), res.embeddings())
+    assert np.array_equal(full.unembeddings(), res.unembeddings())
+    assert full.history == res.history
+
+
+def test_checkpoint_every_and_resume_after_interrupt(lat3, tmp_path):
+    """A run killed after a checkpoint resumes from it and ends where an uninterrupted run ends."""
+    tc = {"optimizer": "gd", "lr": 0.5, "steps": 200, "log_every": 40, "checkpoint_every": 80}
+    full = fit(lat3, {"encoder": "linear"}, tc, progress=False)
+
+    def boom(f, g):
+        if boom.calls == 3:  # the history row at step 120, after the checkpoint at step 80
+            raise KeyboardInterrupt
+        boom.calls += 1
+        return {}
+
+    boom.calls = 0
+    with pytest.raises(KeyboardInterrupt):
+        fit(lat3, {"encoder": "linear"}, tc, metrics=[boom], out_dir=tmp_path, progress=False)
+    from linrep.learn.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 80
+    res = fit(lat3, {"encoder": "linear"}, tc, out_dir=tmp_path, resume=True, progress=False)
+    assert np.array_equal(full.embeddings(), res.embeddings())
+
+
+def test_sampled_objective_loss_is_empirical_cross_entropy(lat3):
+    r = fit(
+        lat3,
+        {"encoder": "linear", "d": 4},
+        {
+            "objective": "sampled",
+            "n_samples": 500,
+            "steps": 3,
+            "log_every": 1,
+            "dtype": "float64",
+            "data_seed": 9,
+        },
+        seeds=[0, 1],
+        progress=False,
+    )
+    ctx, tok = lat3.sample(500, seed=9)
+    f, g = r.embeddings(), r.unembeddings()
+    for k in range(2):
+        z = f[k] @ g[k].T
+        lq = z - np.log(np.exp(z).sum(1, keepdims=True))
+        emp = -lq[ctx, tok].mean()
+        assert r.final[k]["loss"] == pytest.approx(emp, rel=1e-10)
+        pop = _loss_np(lat3, "cross_entropy", f[k], g[k])
+        assert r.final[k]["excess_loss"] == pytest.approx(pop - lat3.entropy(), rel=1e-10)
+
+
+def test_metric_hooks_and_history(lat3):
+    calls = []
+
+    def hook(f, g):
+        calls.append((f.shape, g.shape))
+        return {"fnorm": np.linalg.norm(f, axis=(1, 2))}
+
+    r = fit(
+        lat3,
+        {"encoder": "linear", "d": 4},
+        {"steps": 25, "log_every": 10},
+        seeds=[0, 1, 2],
+        metrics={"h": hook},
+        progress=False,
+    )
+    assert calls[0] == ((3, lat3.n_contexts, 4), (3, lat3.n_tokens, 4))
+    assert sorted({row["step"] for row in r.history}) == [0, 10, 20, 25]
+    for k in range(3):
+        assert r.final[k]["h.fnorm"] == pytest.approx(np.linalg.norm(r.embeddings()[k]), rel=1e-5)
+    with pytest.raises(InputError, match="one per run"):
+        fit(
+            lat3,
+            {"encoder": "linear"},
+            {"steps": 2},
+            seeds=[0, 1],
+            metrics=[lambda f, g: {"x": 1.0}],
+            progress=False,
+        )
+
+
+def test_paper_calibration_linear_encoder(lat4):
+    """Paper §2: m = 4, d = 32, 81 contexts, exact loss, GD lr 1, init sd 0.1, linear f on
+    independent concepts → same-concept steering-vector cosine ≈ 0.93 (after 20k steps)."""
+    r = fit(
+        lat4,
+        {"encoder": "linear", "d": 32},
+        {"steps": 20000, "log_every": 20000},
+        seeds=[0],
+        progress=False,
+    )
+    g = r.unembeddings()[0]
+    cos = []
+    for i in range(4):
+        pairs = lat4.counterfactual_pairs(i)
+        dg = g[pairs[:, 1]] - g[pairs[:, 0]]
+        dg /= np.linalg.norm(dg, axis=1, keepdims=True)
+        c = dg @ dg.T
+        cos.append(c[np.triu_indices(len(dg), 1)].mean())
+    assert 0.88 < np.mean(cos) < 0.98
+
+
+# ------------------------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    "section,raw,match",
+    [
+        ("model", {"encoder": "linaer"}, "did you mean 'linear'"),
+        ("model", {"d": 0}, "model.d must be ≥ 1"),
+        ("train", {"loss": "cross_entropi"}, "did you mean 'cross_entropy'"),
+        ("train", {"optimizer": "adm"}, "did you mean 'adam'"),
+        ("train", {"objective": "exakt"}, "did you mean 'exact'"),
+        ("train", {"steps": 0}, "train.steps must be > 0"),
+        ("train", {"lr": 0.0}, "train.lr must be > 0"),
+        ("train", {"lr": -1}, "train.lr must be > 0"),
+        ("train", {"optimizer": "sgd"}, "batch_size"),
+        ("train", {"stepz": 3}, "did you mean 'steps'"),
+    ],
+)
+def test_bad_config_is_one_line_error(lat3, section, raw, match):
+    kw = {"model": {}, "train": {"steps": 1}}
+    kw[section] = {**kw[section], **raw}
+    with pytest.raises(ConfigError, match=match) as e:
+        fit(lat3, kw["model"], kw["train"], progress=False)
+    assert "\n" not in str(e.value)
+
+
+def test_ensemble_must_share_shapes(lat3):
+    with pytest.raises(ConfigError, match="differ in model.d"):
+        fit(lat3, [{"d": 4}, {"d": 5}], {"steps": 1}, progress=False)
+
+
+def test_resume_with_different_config_fails(lat3, tmp_path):
+    fit(lat3, {"encoder": "linear"}, {"steps": 5}, out_dir=tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="different config.*lr") as e:
+        fit(
+            lat3,
+            {"encoder": "linear"},
+            {"steps": 10, "lr": 0.5},
+            out_dir=tmp_path,
+            resume=True,
+            progress=False,
+        )
+    assert "\n" not in str(e.value)
+
+
+def test_nan_names_first_bad_step_and_run_and_keeps_checkpoint(lat3, tmp_path, monkeypatch):
+    """θ of run 1 turns NaN in the update of step 250 → error names step 251, run 1; the checkpoint
+    of step 200 (last good) stays on disk."""
+    from linrep.learn import optim
+    from linrep.learn.checkpoint import load_checkpoint
+
+    orig = optim.BatchedOptimizer.step
+
+    def step(self, theta, grad, t):
+        orig(self, theta, grad, t)
+        if t == 250:
+            theta[1, 0] = float("nan")
+
+    monkeypatch.setattr(optim.BatchedOptimizer, "step", step)
+    tc = {"lr": 0.1, "steps": 400, "log_every": 100, "checkpoint_every": 100}
+    with pytest.raises(TrainingError, match=r"at step 251 in run 1 \(seed 8\).*checkpoint") as e:
+        fit(lat3, {"encoder": "linear"}, tc, seeds=[7, 8], out_dir=tmp_path, progress=False)
+    assert "\n" not in str(e.value)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 200
+
+
+def test_divergent_learning_rate_raises_training_error(lat3):
+    with pytest.raises(TrainingError, match=r"at step \d+ in run 0 \(seed 3\)"):
+        fit(
+            lat3,
+            {"encoder": "linear", "init_scale": 1.0},
+            {"lr": 1e8, "steps": 300},
+            seeds=[3],
+            progress=False,
+        )
+
+
+def test_encoders_listed():
+    assert set(ENCODERS) == {"free", "linear", "mlp", "transformer"}
