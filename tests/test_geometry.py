@@ -183,6 +183,18 @@ def test_random_pair_null_values_and_rows():
     np.testing.assert_allclose(cos[:, 0], -cos[:, 1])
 
 
+def test_random_pair_null_under_inner_product_equals_prewhitened():
+    rng = np.random.default_rng(12)
+    g = rng.standard_normal((200, 6)) @ rng.standard_normal((6, 6))
+    ip = G.CausalInnerProduct().fit(g)
+    u = rng.standard_normal((2, 6))
+    gw = ip.transform_unembedding(g, center=False)  # map every row first, then plain dot products
+    for stat in ("projection", "cosine"):
+        a = G.random_pair_null(g, u, n=300, seed=4, inner=ip, statistic=stat, chunk=64)
+        b = G.random_pair_null(gw, u, n=300, seed=4, statistic=stat)
+        np.testing.assert_allclose(a, b, atol=1e-10)
+
+
 def test_null_test_by_hand():
     null = np.array([0.0, 1, 2, 3, 4])
     t = G.null_test(3.5, null)
