@@ -55,6 +55,10 @@ def test_planted_linear_model_has_perfect_geometry():
     )
     r = simulation_metrics(lat, f, g, probes=True)
     assert r["probe_accuracy"] == pytest.approx(1.0)
+    # a per-token bias b(y) = c · s_0(y) shifts concept 0's learned log-odds by 2c, the others not
+    b = 0.7 * (2.0 * lat.tokens[:, 0] - 1)
+    rb = simulation_metrics(lat, f, g, probes=False, bias=b)
+    assert rb["log_odds_matching_error_per_concept"] == pytest.approx([1.4, 0, 0], abs=1e-9)
 
 
 def _cos(a, b):

@@ -168,6 +168,7 @@ def _batched(
     log_odds: bool = True,
     probes: bool = False,
     seed: int = 0,
+    bias: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """All per-concept metrics for K runs: name → (K, m) (plus matrices (K, m, m))."""
     f = np.asarray(f, dtype=np.float64)
@@ -231,7 +232,7 @@ def _batched(
         for k in keys:
             out[k] = np.full((K, m), np.nan)
         for i in range(m):
-            stats = _log_odds_stats(index, i, f, g)
+            stats = _log_odds_stats(index, i, f, g, bias)
             if stats is not None:
                 for k, v in stats.items():
                     out[k][:, i] = v
@@ -246,7 +247,7 @@ def _batched(
 
 
 def _log_odds_stats(
-    index: SimulationIndex, i: int, f: np.ndarray, g: np.ndarray
+    index: SimulationIndex, i: int, f: np.ndarray, g: np.ndarray, bias: np.ndarray | None = None
 ) -> dict[str, np.ndarray] | None:
     """Learned vs true pair log-odds of concept i over (ξ with C_i = ⋄, consistent pair) cells.
 
@@ -258,6 +259,7 @@ def _log_odds_stats(
         return None
     K = f.shape[0]
     D = g[:, p[:, 1]] - g[:, p[:, 0]]  # raw coordinates: the log-odds f·Δg are inner-product free
+    db = None if bias is None else bias[:, p[:, 1]] - bias[:, p[:, 0]]  # (K, P): Δb
     step = max(1, _CACHE_CELLS // max(1, p.shape[0] * K))
     abs_sum, abs_max = np.zeros(K), np.full(K, -np.inf)
     l1, l2, t1, t2 = np.zeros(K), np.zeros(K), 0.0, 0.0
@@ -270,6 +272,8 @@ def _log_odds_stats(
         if not ok.any():
             continue
         lrn = np.einsum("krd,kpd->krp", f[:, r], D)
+        if db is not None:
+            lrn = lrn + db[:, None, :]
         if l_shift is None:
             l_shift = lrn[:, ok].mean(axis=1)
             t_shift = float(t[ok].mean())
@@ -322,6 +326,7 @@ def simulation_metrics(
     probes: bool = True,
     log_odds: bool = True,
     seed: int = 0,
+    bias: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Concept-geometry metrics of ONE trained model of a latent conditional model.
 
@@ -333,6 +338,7 @@ def simulation_metrics(
         probes: also compute linear-probe accuracies (slower: cross-validated logistic regression).
         log_odds: also compute the log-odds-matching statistics.
         seed: seed of the random inner product and of the probes' folds.
+        bias: optional (V,) per-token logit bias b(y) of the learner (log-odds f·Δg + Δb).
 
     Returns:
         A JSON-ready dict. Scalars are means over concepts (NaN-skipping); ``<key>_per_concept``
@@ -353,7 +359,13 @@ def simulation_metrics(
             f"simulation_metrics takes one model: f (n, d) and g (V, d), got {f.shape} and "
             f"{g.shape}; use metric_hook for ensembles"
         )
-    b = _batched(index, f[None], g[None], inner, log_odds=log_odds, probes=probes, seed=seed)
+    if bias is not None:
+        bias = np.asarray(bias, dtype=np.float64).reshape(1, -1)
+        if bias.shape[1] != g.shape[0]:
+            raise InputError(f"bias has {bias.shape[1]} entries but g has {g.shape[0]} tokens")
+    b = _batched(
+        index, f[None], g[None], inner, log_odds=log_odds, probes=probes, seed=seed, bias=bias
+    )
     res: dict[str, Any] = {"inner": inner, "concepts": index.names}
     for key, val in b.items():
         if key.startswith("_") or val.ndim != 2:
