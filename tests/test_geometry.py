@@ -52,6 +52,10 @@ def test_whitened_covariance_is_identity_with_row_selection():
     # Cov^{-1/2} Cov^{1/2} = I and M = Cov^{-1}
     np.testing.assert_allclose(ip.whiten_ @ ip.unwhiten_, np.eye(12), atol=1e-9)
     np.testing.assert_allclose(ip.matrix(), np.linalg.inv(ref), rtol=1e-6, atol=1e-9)
+    # rebuilding from a cached covariance gives the same maps
+    ip2 = G.CausalInnerProduct().fit_covariance(ip.mean_, ip.cov_, ip.n_rows_)
+    np.testing.assert_allclose(ip2.whiten_, ip.whiten_, atol=1e-12)
+    np.testing.assert_allclose(ip2.unwhiten_, ip.unwhiten_, atol=1e-12)
 
 
 def test_causal_rank_deficient_drops_null_space():

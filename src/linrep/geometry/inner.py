@@ -206,7 +206,33 @@ class CausalInnerProduct(InnerProduct):
             )
         if not self.floor >= 0:
             raise InputError(f"floor must be ≥ 0, got {self.floor}; use e.g. 1e-10")
-        self.mean_, self.cov_, self.n_rows_ = centred_covariance(g, rows, self.chunk)
+        mean, cov, n = centred_covariance(g, rows, self.chunk)
+        return self.fit_covariance(mean, cov, n)
+
+    def fit_covariance(
+        self, mean: np.ndarray, cov: np.ndarray, n_rows: int = 0
+    ) -> CausalInnerProduct:
+        """Fit from a precomputed (e.g. cached) mean and covariance instead of the rows.
+
+        The expensive part of :meth:`fit` is the covariance (O(V d²)); cache ``mean_``, ``cov_`` and
+        ``n_rows_`` (e.g. with ``linrep.io.save_npz``) and call this to rebuild in O(d³).
+
+        Args:
+            mean: (d,) row mean. cov: (d, d) symmetric covariance. n_rows: rows it was computed on.
+
+        Returns:
+            self.
+        """
+        if self.null_space not in ("drop", "clip"):
+            raise InputError(
+                f"null_space must be 'drop' or 'clip', got {self.null_space!r}; use one of those"
+            )
+        cov = np.asarray(cov, dtype=np.float64)
+        if cov.ndim != 2 or cov.shape[0] != cov.shape[1] or np.shape(mean) != cov.shape[:1]:
+            raise InputError(f"need mean (d,) and cov (d, d); got {np.shape(mean)} and {cov.shape}")
+        self.mean_ = np.asarray(mean, dtype=np.float64)
+        self.cov_ = (cov + cov.T) / 2
+        self.n_rows_ = int(n_rows)
         lam, U = np.linalg.eigh(self.cov_)
         self.eigvals_, self.eigvecs_ = lam, U
         lam_max = max(float(lam[-1]), 0.0)
