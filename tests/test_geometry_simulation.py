@@ -43,6 +43,7 @@ def test_planted_linear_model_has_perfect_geometry():
         assert len(r["same_concept_cosine_per_concept"]) == 3
         if inner != "random":  # U orthonormal: orthogonal under I and under Cov(g)^-1 ∝ I on span U
             assert r["cross_concept_abs_cosine"] == pytest.approx(0, abs=1e-9), inner
+            assert r["cross_pair_abs_cosine"] == pytest.approx(0, abs=1e-9), inner
             assert r["direction_abs_cosine"] == pytest.approx(0, abs=1e-9), inner
             assert r["alignment_offdiag_abs_cosine"] == pytest.approx(0, abs=1e-9), inner
         else:
@@ -106,11 +107,19 @@ def test_metrics_vs_brute_force_loops():
         spread.append(np.std(lo))
     for i, j in itertools.combinations(range(m), 2):
         cross_all += [abs(_cos(a, b)) for a in steer[i] for b in steer[j]]
+    dirs = [np.mean(steer[i], axis=0) for i in range(m)]
+    cross_dir = [abs(_cos(dirs[i], dirs[j])) for i, j in itertools.combinations(range(m), 2)]
     np.testing.assert_allclose(r["same_concept_cosine_per_concept"], same, atol=1e-12)
     np.testing.assert_allclose(r["alignment_cosine_per_concept"], align, atol=1e-12)
     np.testing.assert_allclose(r["log_odds_matching_error_per_concept"], err, atol=1e-10)
     np.testing.assert_allclose(r["log_odds_spread_per_concept"], spread, atol=1e-10)
-    assert r["cross_concept_abs_cosine"] == pytest.approx(np.mean(cross_all), abs=1e-12)
+    assert r["cross_pair_abs_cosine"] == pytest.approx(np.mean(cross_all), abs=1e-12)
+    assert r["cross_concept_abs_cosine"] == pytest.approx(np.mean(cross_dir), abs=1e-12)
+    assert r["direction_abs_cosine"] == pytest.approx(np.mean(cross_dir), abs=1e-12)
+    c01, c02, c12 = cross_dir
+    assert r["cross_concept_abs_cosine_per_concept"] == pytest.approx(
+        [(c01 + c02) / 2, (c01 + c12) / 2, (c02 + c12) / 2], abs=1e-12
+    )
     assert r["same_concept_cosine"] == pytest.approx(np.mean(same))
 
 
@@ -138,7 +147,8 @@ def test_metric_hook_matches_single_model_metrics():
         assert "same_concept_cosine/c1" in out and "log_odds_matching_error" in out
         for k in range(K):
             r = simulation_metrics(lat, f[k], g[k], inner, probes=False)
-            for key in ("same_concept_cosine", "cross_concept_abs_cosine", "alignment_cosine"):
+            keys = ("same_concept_cosine", "cross_concept_abs_cosine", "cross_pair_abs_cosine")
+            for key in (*keys, "alignment_cosine", "log_odds_matching_error"):
                 assert out[key][k] == pytest.approx(r[key], abs=1e-12)
             assert out["direction_abs_cosine"][k] == pytest.approx(r["direction_abs_cosine"])
     with pytest.raises(InputError, match="did you mean"):
