@@ -60,8 +60,71 @@ def _run_latent(args: argparse.Namespace) -> None:
     print(f"wrote {out / 'latent.npz'} and {out / 'latent_summary.json'}")
 
 
+# ---------------------------------------------------------------------------------------- sweep
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
+    return value
+
+
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="run a grid / random sweep of training runs on Ray",
+        description=(
+            "Expand SWEEP.toml (a training config plus a [sweep] section: grid, random search, "
+            "cases, seeds) into runs, train runs that share shapes as one batched ensemble per Ray "
+            "task, and write DIR/results.csv (one row per run, updated atomically as tasks finish) "
+            "and DIR/report.html. Re-running the same command resumes: finished runs are skipped."
+        ),
+    )
+    p.add_argument("sweep", type=Path, help="sweep file (TOML with a [sweep] section)")
+    p.add_argument("--out", type=Path, required=True, help="output folder DIR (created if needed)")
+    p.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address (HOST:PORT, ray://HOST:PORT or auto); default: a local Ray instance",
+    )
+    p.add_argument(
+        "--max-parallel",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="most ensembles training at once (local Ray CPUs; default: all cores)",
+    )
+    p.add_argument(
+        "--serial", action="store_true", help="no Ray: run the ensembles one by one in this process"
+    )
+    p.add_argument("--no-report", action="store_true", help="skip report.html")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _run_sweep(args: argparse.Namespace) -> None:
+    from .sweep import run_sweep
+
+    res = run_sweep(
+        args.sweep,
+        args.out,
+        address=args.address,
+        max_parallel=args.max_parallel,
+        serial=args.serial,
+        progress=not args.quiet,
+        report=not args.no_report,
+    )
+    print(
+        f"{res.n_runs} runs: {res.n_ok} ok, {res.n_failed} failed, {res.n_skipped} skipped as done "
+        f"({res.wall_time_s:.1f} s)"
+    )
+    print(f"wrote {res.out_dir / 'results.csv'}" + (f" and {res.report}" if res.report else ""))
+
+
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "latent": (_add_latent, _run_latent),
+    "sweep": (_add_sweep, _run_sweep),
 }
 
 

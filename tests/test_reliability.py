@@ -1,0 +1,352 @@
+"""Reliability under faults: kill -9 and resume, Ray retries, atomic writes, safe loading.
+
+Subprocesses are started in their own session so that the test can SIGKILL exactly the processes
+it started (the CLI and, for sweeps, the Ray processes it spawned), by pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from linrep.cli import COMMANDS
+from linrep.errors import InputError
+from linrep.io import atomic_write_text, write_json
+from linrep.sweep import ResultsTable, read_results
+
+LINREP = [sys.executable, "-m", "linrep"]
+ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONWARNINGS": "ignore"}
+
+
+def _session_pids(sid: int) -> list[int]:
+    out = subprocess.run(["ps", "-eo", "pid=,sid="], capture_output=True, text=True).stdout
+    pids = []
+    for line in out.splitlines():
+        pid, s = (int(v) for v in line.split())
+        if s == sid:
+            pids.append(pid)
+    return pids
+
+
+def kill_session(proc: subprocess.Popen) -> None:
+    """SIGKILL the process we started and every process of its session (its Ray children)."""
+    for pid in [proc.pid, *_session_pids(proc.pid)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=30)
+    deadline = time.time() + 30
+    while _session_pids(proc.pid) and time.time() < deadline:
+        for pid in _session_pids(proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+
+
+def start(args: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*LINREP, *args],
+        cwd=cwd,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*LINREP, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout
+    )
+
+
+# ------------------------------------------------------------------ training
+KILL_TRAIN = """
+[latent]
+m = 4
+kind = "ising"
+[model]
+encoder = "linear"
+d = 16
+[train]
+steps = 20000
+log_every = 1000
+checkpoint_every = 1000
+"""
+
+
+@pytest.mark.skipif("train" not in COMMANDS, reason="'linrep train' is not in this build")
+def test_kill_train_midway_then_resume_equals_uninterrupted(tmp_path):
+    from safetensors.numpy import load_file
+
+    (tmp_path / "t.toml").write_text(textwrap.dedent(KILL_TRAIN))
+    ck = tmp_path / "a" / "checkpoint.pt"
+    proc = start(["train", "t.toml", "--out", "a", "--quiet", "--seeds", "0-1"], tmp_path)
+    try:
+        deadline = time.time() + 240
+        while not ck.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        still_running = proc.poll() is None
+    finally:
+        kill_session(proc)
+    assert still_running and proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    assert not (tmp_path / "a" / "metrics.json").exists(), "training finished before the kill"
+
+    res = run(["train", "t.toml", "--out", "a", "--resume", "--quiet", "--seeds", "0-1"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    res = run(["train", "t.toml", "--out", "b", "--quiet", "--seeds", "0-1"], tmp_path)
+    assert res.returncode == 0, res.stderr
+
+    a = json.loads((tmp_path / "a" / "metrics.json").read_text())["final"]
+    b = json.loads((tmp_path / "b" / "metrics.json").read_text())["final"]
+    assert a == b  # bit-identical final metrics
+    assert (tmp_path / "a" / "history.csv").read_text() == (
+        tmp_path / "b" / "history.csv"
+    ).read_text()
+    pa = load_file(tmp_path / "a" / "params.safetensors")
+    pb = load_file(tmp_path / "b" / "params.safetensors")
+    assert pa.keys() == pb.keys()
+    for k in pa:
+        np.testing.assert_array_equal(pa[k], pb[k])
+
+
+# ------------------------------------------------------------------ sweeps
+KILL_SWEEP = """
+[latent]
+m = 3
+kind = "ising"
+[model]
+encoder = "linear"
+[train]
+steps = 1500
+log_every = 500
+[sweep]
+seeds = "0-1"
+geometry = false
+[sweep.grid]
+"model.d" = [3, 4, 5, 6, 7, 8, 9, 10]
+"""
+
+
+def test_kill_sweep_midway_then_rerun_gives_every_run_exactly_once(tmp_path):
+    (tmp_path / "s.toml").write_text(textwrap.dedent(KILL_SWEEP))
+    out = tmp_path / "out"
+    proc = start(["sweep", "s.toml", "--out", "out", "--max-parallel", "2", "--quiet"], tmp_path)
+    table = out / "results.csv"
+    n_seen = 0
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            if table.exists():
+                n_seen = len(read_results(table))  # every read must parse: atomic rewrites
+                if n_seen >= 2:
+                    break
+            time.sleep(0.05)
+    finally:
+        kill_session(proc)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    rows = read_results(table)
+    assert 2 <= len(rows) < 16, "the sweep was not killed mid-way"
+    assert all(r["status"] == "ok" for r in rows)
+    # re-run: resumes, trains only the missing runs
+    res = run(["sweep", "s.toml", "--out", "out", "--serial", "--quiet", "--no-report"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert f"{len(rows)} skipped as done" in res.stdout
+    final = read_results(table)
+    ids = [r["run_id"] for r in final]
+    assert len(ids) == 16 and len(set(ids)) == 16
+    assert sorted((r["model.d"], r["seed"]) for r in final) == sorted(
+        (d, s) for d in range(3, 11) for s in (0, 1)
+    )
+    assert all(r["status"] == "ok" and np.isfinite(r["excess_loss"]) for r in final)
+    # rows written before the kill are untouched by the re-run
+    before = {r["run_id"]: r for r in rows}
+    for r in final:
+        if r["run_id"] in before:
+            assert r == before[r["run_id"]]
+
+
+def test_ray_retries_a_crashed_worker(tmp_path, monkeypatch):
+    """LINREP_SWEEP_FAULT_DIR makes each task's worker die (os._exit) on its first attempt."""
+    from linrep.sweep import run_sweep
+
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    monkeypatch.setenv("LINREP_SWEEP_FAULT_DIR", str(faults))
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    (tmp_path / "s.toml").write_text(
+        "[latent]\nm = 3\n[model]\nd = 4\n[train]\nsteps = 100\n"
+        '[sweep]\nseeds = "0-2"\ngeometry = false\n'
+    )
+    res = run_sweep(
+        tmp_path / "s.toml",
+        tmp_path / "out",
+        max_parallel=1,
+        progress=False,
+        report=False,
+        log=lambda s: None,
+    )
+    assert len(list(faults.iterdir())) == 1  # the one ensemble crashed once ...
+    assert (res.n_ok, res.n_failed) == (3, 0)  # ... and Ray's retry finished it
+    rows = read_results(tmp_path / "out")
+    assert [r["group_size"] for r in rows] == [3, 3, 3]
+
+
+def test_serial_retry_then_failure_is_recorded(tmp_path, monkeypatch):
+    from linrep.sweep import run_sweep
+
+    (tmp_path / "s.toml").write_text(
+        "[latent]\nm = 2\n[model]\nd = 2\n[train]\nsteps = 20\n"
+        "[sweep]\nseeds = 2\ngeometry = false\nretries = 0\n"
+    )
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    monkeypatch.setenv("LINREP_SWEEP_FAULT_DIR", str(faults))
+    # retries = 0: the injected fault fails the ensemble, which is split; each run then fails
+    # on its own first attempt too, and is recorded as failed with the error; nothing raises.
+    res = run_sweep(
+        tmp_path / "s.toml",
+        tmp_path / "o",
+        serial=True,
+        progress=False,
+        report=False,
+        log=lambda s: None,
+    )
+    assert (res.n_ok, res.n_failed) == (0, 2)
+    rows = read_results(tmp_path / "o")
+    assert all("injected fault" in r["error"] for r in rows)
+    # the re-run retries failed runs (faults are spent now) and replaces their rows
+    res = run_sweep(
+        tmp_path / "s.toml",
+        tmp_path / "o",
+        serial=True,
+        progress=False,
+        report=False,
+        log=lambda s: None,
+    )
+    assert (res.n_ok, res.n_failed, res.n_skipped) == (2, 0, 0)
+    assert len(read_results(tmp_path / "o")) == 2
+
+
+# ------------------------------------------------------------------ atomic writes
+def _hammer(write, read, n_writes: int = 60) -> int:
+    """Write in a thread while reading in a loop; return the number of successful reads."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer():
+        try:
+            for i in range(n_writes):
+                write(i)
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+        finally:
+            stop.set()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    reads = 0
+    while not stop.is_set():
+        read()  # raises on a truncated / partial file
+        reads += 1
+    t.join()
+    assert not errors, errors
+    return reads
+
+
+def test_json_and_csv_readers_never_see_partial_files(tmp_path):
+    path = tmp_path / "r.json"
+    big = {"values": list(range(5000))}
+    write_json(path, big)
+
+    def read_json_file():
+        d = json.loads(path.read_text())
+        assert len(d["values"]) == 5000
+
+    assert (
+        _hammer(lambda i: write_json(path, {"values": list(range(i, i + 5000))}), read_json_file)
+        > 0
+    )
+
+    table = ResultsTable(tmp_path / "results.csv")
+    table.add([{"run_id": f"r{k}", "status": "ok", "loss": k / 7} for k in range(500)])
+    table.write()
+
+    def write_table(i):
+        table.add([{"run_id": f"r{i % 500}", "status": "ok", "loss": i / 3, "pad": "x" * 50}])
+        table.write()
+
+    def read_table():
+        assert len(read_results(tmp_path / "results.csv", typed=False)) == 500
+
+    assert _hammer(write_table, read_table, n_writes=30) > 0
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temp litter
+
+
+def test_failed_atomic_write_keeps_the_old_file(tmp_path, monkeypatch):
+    """A write that dies after the data went to the temp file (here: fsync fails) leaves the old
+    file intact and no temp file behind."""
+    import linrep.io
+
+    path = tmp_path / "a.txt"
+    atomic_write_text(path, "old")
+
+    def broken_fsync(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(linrep.io.os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_text(path, "new" * 1000)
+    monkeypatch.undo()
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+# ------------------------------------------------------------------ safe loading
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_checkpoint_loading_never_unpickles_code(tmp_path, monkeypatch):
+    import torch
+
+    from linrep.learn.checkpoint import load_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "checkpoint.pt"
+    torch.save({"format": 1, "x": _Evil()}, bad)
+    with pytest.raises(InputError, match=r"checkpoint.pt.*cannot be read"):
+        load_checkpoint(bad)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_truncated_checkpoint_is_detected_and_named(tmp_path):
+    import torch
+
+    from linrep.learn.checkpoint import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, torch.zeros(2, 5), {"m": torch.ones(2, 5)}, 10, [{"step": 0}], {"a": 1})
+    ck = load_checkpoint(path)
+    assert ck["step"] == 10 and ck["fingerprint"] == {"a": 1}
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=str(path)):
+        load_checkpoint(path)
+    path.write_bytes(b"\x00" * 64)
+    with pytest.raises(InputError, match="checkpoint"):
+        load_checkpoint(path)
