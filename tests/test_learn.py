@@ -397,3 +397,52 @@ def test_divergent_learning_rate_raises_training_error(lat3):
 
 def test_encoders_listed():
     assert set(ENCODERS) == {"free", "linear", "mlp", "transformer"}
+
+
+@pytest.mark.parametrize("enc", ["linear", "mlp"])
+def test_factored_head_equals_plain_head(lat3, enc):
+    """Logits as H (W gᵀ) (the fast path) and as (H W) gᵀ give the same loss and gradient."""
+    m, th = _model(lat3, encoder=enc, unembedding_bias=True)
+    T, r = Targets(lat3, [TrainConfig()] * 2, torch.float64).full()
+    out = {}
+    for factored in (True, False):
+        m.factored = factored
+        out[factored] = m.loss_grad(th, "cross_entropy", T, r)
+    np.testing.assert_allclose(out[True][0].numpy(), out[False][0].numpy(), rtol=1e-12)
+    np.testing.assert_allclose(out[True][1].numpy(), out[False][1].numpy(), rtol=1e-9, atol=1e-13)
+
+
+def test_transformer_trains_and_renders_contexts(lat3):
+    from linrep.learn.transformer import render_contexts
+
+    seq, pad = render_contexts(lat3.contexts, order_seed=0)
+    m = lat3.m
+    for ctx, s, pd in zip(lat3.contexts, seq, pad, strict=True):
+        known = {2 * i + int(v) for i, v in enumerate(ctx) if v >= 0}
+        assert s[-1] == 2 * m and not pd[-1]  # the query token closes every sequence
+        assert set(s[~pd][:-1].tolist()) == known and pd.sum() == m - len(known)
+        assert not pd[pd.argmin() :].any()  # left padding
+    r = fit(
+        lat3,
+        {"encoder": "transformer", "d": 8, "width": 16, "depth": 1, "heads": 2},
+        {"optimizer": "adam", "lr": 0.01, "steps": 150, "log_every": 75},
+        seeds=[0, 1],
+        progress=False,
+    )
+    ex = [row["excess_loss"] for row in r.history if row["run"] == 0]
+    assert ex[-1] < 0.5 * ex[0]
+
+
+def test_warmup_and_cosine_schedule():
+    from linrep.learn.optim import lr_factor
+
+    c = TrainConfig(lr=2.0, steps=110, warmup_steps=10, lr_schedule="cosine", min_lr=0.5)
+
+    def eta(t):
+        w, k = lr_factor(c, t)
+        return w * (c.min_lr + (c.lr - c.min_lr) * k)
+
+    assert eta(0) == pytest.approx(0.2)  # (0 + 1)/10 of the peak
+    assert eta(9) == pytest.approx(2.0)
+    assert eta(60) == pytest.approx(0.5 + 1.5 * 0.5 * (1 + np.cos(np.pi * 0.5)))
+    assert eta(110) == pytest.approx(0.5)

@@ -122,8 +122,60 @@ def _run_sweep(args: argparse.Namespace) -> None:
     print(f"wrote {res.out_dir / 'results.csv'}" + (f" and {res.report}" if res.report else ""))
 
 
+# ---------------------------------------------------------------------------------------- train
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train next-token learners on a latent model (batched over seeds)",
+        description=(
+            "Train p(y|x) = softmax(f(x)^T g(y)) on the latent model of CONFIG ([latent], [model], "
+            "[train] sections), all seeds as one batched ensemble. Writes DIR/config.json (resolved "
+            "configs), history.csv, params.safetensors, embeddings.npz, metrics.json and "
+            "checkpoint.pt (see configs/train_*.toml)."
+        ),
+    )
+    p.add_argument("config", type=Path, help="TOML config with [latent], [model], [train]")
+    p.add_argument("--out", type=Path, required=True, help="output folder DIR (created if needed)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value, e.g. --set train.lr=0.5 (repeatable)",
+    )
+    p.add_argument(
+        "--seeds",
+        default=None,
+        help="seeds to train together, e.g. 0-9 or 1,4,7 (default: train.seed)",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue from DIR/checkpoint.pt (same config)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from .learn.run import train_from_config
+
+    if args.resume and not (args.out / "checkpoint.pt").exists():
+        print(f"no checkpoint in {args.out}; starting from step 0")
+    res = train_from_config(
+        args.config, args.out, args.overrides, args.seeds, args.resume, not args.quiet
+    )
+    tc = res.train_configs[0]
+    print(
+        f"trained {res.K} run(s) of {res.model_configs[0].encoder} f, d = {res.model_configs[0].d}, "
+        f"{tc.optimizer} lr {tc.lr}, {tc.steps} steps in {res.seconds:.1f} s"
+    )
+    for row in res.final:
+        print(f"  seed {row['seed']:>4d}: loss {row['loss']:.5f}, excess {row['excess_loss']:.2e}")
+    print(f"wrote {args.out}/{{config.json, history.csv, params.safetensors, metrics.json}}")
+
+
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "latent": (_add_latent, _run_latent),
+    "train": (_add_train, _run_train),
     "sweep": (_add_sweep, _run_sweep),
 }
 

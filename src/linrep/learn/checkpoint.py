@@ -73,7 +73,15 @@ def _first_difference(a: Any, b: Any, where: str = "") -> str | None:
             if d:
                 return d
         return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            d = _first_difference(x, y, f"{where}[run {i}]")
+            if d:
+                return d
+        return None
     if a != b:
+        if isinstance(a, list) and isinstance(b, list):
+            return f"{where}: {len(b)} runs in the checkpoint vs {len(a)} now"
         return f"{where} = {b!r} in the checkpoint vs {a!r} now"
     return None
 

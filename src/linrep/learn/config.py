@@ -154,8 +154,8 @@ class TrainConfig:
     """float32 (fast) | float64 (for gradient checks). Both are bit-reproducible on CPU."""
     threads: int | None = None
     """torch intra-op threads while training; None = automatic: 1 thread when a step is small
-    (K·n·V·d < 2²¹ multiply-adds, where thread hand-offs cost more than they save), torch's current
-    setting otherwise."""
+    (K·n·V·d < 2²⁸ multiply-adds, where thread hand-offs cost more than they save; on an idle
+    many-core machine a larger value may pay off for big models), torch's setting otherwise."""
 
     def __post_init__(self) -> None:
         _choice(self.objective, OBJECTIVES, "train.objective")

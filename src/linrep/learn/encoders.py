@@ -43,6 +43,11 @@ class Encoder:
 
     #: True if :meth:`backward` is implemented by hand (otherwise the trainer uses autograd).
     manual_backward = True
+    #: Name of the bias-free output layer W (f = H W, H from :meth:`features`), or None. Lets the
+    #: model compute logits as H (W gᵀ) when that is cheaper (see ``losses.factored_head_loss``).
+    out_name: str | None = None
+    #: Width h of the features H (when ``out_name`` is set).
+    feature_dim = 0
 
     def __init__(self, cfg: ModelConfig, contexts: np.ndarray, dtype: torch.dtype):
         self.cfg = cfg
@@ -65,6 +70,14 @@ class Encoder:
     def backward(self, p: Params, cache: Any, df: torch.Tensor) -> Params:
         """Gradients of Σ_k ⟨df_k, f_k⟩ with respect to every parameter (same shapes as ``p``)."""
         raise NotImplementedError
+
+    def features(self, p: Params) -> tuple[torch.Tensor, Any]:
+        """H: (n, h) or (K, n, h) with f = H W_out (only if ``out_name`` is set)."""
+        raise NotImplementedError
+
+    def backward_features(self, p: Params, cache: Any, dH: torch.Tensor | None) -> Params:
+        """Gradients of every parameter except W_out from ∂L/∂H (None if H has no parameters)."""
+        return {}
 
 
 def _randn(gen: torch.Generator, shape: tuple[int, ...], sd: float) -> torch.Tensor:
@@ -90,13 +103,20 @@ class FreeEncoder(Encoder):
 class LinearEncoder(Encoder):
     """f(ξ) = Wᵀ x(ξ), W: (3m, d) ~ N(0, init_scale²), x the {0,1,⋄} one-hot (no bias, see module)."""
 
+    out_name = "W"
+    needs_dH = False
+
     def __init__(self, cfg, contexts, dtype):
         super().__init__(cfg, contexts, dtype)
         self.x = torch.as_tensor(one_hot_contexts(contexts), dtype=dtype)  # (n, 3m)
         self.xt = self.x.T.contiguous()
+        self.feature_dim = 3 * self.m
 
     def shapes(self):
         return [("W", (3 * self.m, self.d))]
+
+    def features(self, p):
+        return self.x, None
 
     def init(self, gen, init_scale, hidden_scale):
         return {"W": _randn(gen, (3 * self.m, self.d), init_scale)}
@@ -122,7 +142,7 @@ def _act(name: str, a: torch.Tensor) -> torch.Tensor:
 def _act_grad(name: str, a: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """σ'(a) given pre-activation a and h = σ(a)."""
     if name == "relu":
-        return (a > 0).to(a.dtype)
+        return (h > 0).to(a.dtype)
     if name == "tanh":
         return 1.0 - h * h
     # exact (erf) GELU: d/da [a Φ(a)] = Φ(a) + a φ(a)
@@ -144,6 +164,10 @@ class MLPEncoder(Encoder):
         self.x = torch.as_tensor(one_hot_contexts(contexts), dtype=dtype)
         self.xt = self.x.T.contiguous()
         self.widths = [3 * self.m] + [cfg.width] * cfg.depth
+        self.feature_dim = self.widths[-1]
+
+    out_name = "W_out"
+    needs_dH = True
 
     def shapes(self):
         out = []
@@ -168,30 +192,39 @@ class MLPEncoder(Encoder):
         p["W_out"] = _randn(gen, (self.widths[-1], self.d), init_scale)
         return p
 
-    def forward(self, p):
+    def features(self, p):
         act = self.cfg.activation
         h = self.x
         cache = []
         for i in range(self.cfg.depth):
-            a = (
-                torch.baddbmm(p[f"b{i}"], h, p[f"W{i}"])
-                if h.dim() == 3
-                else torch.matmul(h, p[f"W{i}"]) + p[f"b{i}"]
-            )
+            W, b = p[f"W{i}"], p[f"b{i}"]
+            a = torch.matmul(h, W) + b if h.dim() == 2 else torch.baddbmm(b, h, W)
             hn = _act(act, a)
             cache.append((h, a, hn))
             h = hn
-        f = torch.matmul(h, p["W_out"])
-        return f, (cache, h)
+        return h, cache
+
+    def forward(self, p):
+        h, cache = self.features(p)
+        return torch.matmul(h, p["W_out"]), (cache, h)
 
     def backward(self, p, cache, df):
         layers, h_last = cache
-        act = self.cfg.activation
         g = {"W_out": torch.matmul(h_last.transpose(-1, -2), df)}
         dh = torch.matmul(df, p["W_out"].transpose(-1, -2))
+        g.update(self.backward_features(p, layers, dh))
+        return g
+
+    def backward_features(self, p, cache, dH):
+        act = self.cfg.activation
+        g = {}
+        dh = dH
         for i in reversed(range(self.cfg.depth)):
-            h_in, a, h_out = layers[i]
-            da = dh * _act_grad(act, a, h_out)
+            h_in, a, h_out = cache[i]
+            if act == "relu":  # ∂L/∂a = ∂L/∂h · 1[h > 0], one fused kernel
+                da = torch.ops.aten.threshold_backward(dh, h_out, 0)
+            else:
+                da = dh * _act_grad(act, a, h_out)
             h_in_t = self.xt if i == 0 else h_in.transpose(-1, -2)
             g[f"W{i}"] = torch.matmul(h_in_t, da)
             g[f"b{i}"] = da.sum(dim=1, keepdim=True)

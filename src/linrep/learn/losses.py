@@ -20,7 +20,52 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["head_loss", "loss_floor"]
+__all__ = ["logit_loss", "head_loss", "factored_head_loss", "loss_floor"]
+
+
+def logit_loss(
+    kind: str,
+    z: torch.Tensor,
+    T: torch.Tensor,
+    r: torch.Tensor,
+    want_loss: bool = True,
+    want_grad: bool = True,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Loss per run (K,) and ∂L/∂z (K, n, V) from the logits z: (K, n, V) (z is overwritten).
+
+    Args:
+        kind: cross_entropy | squared | sigmoid.
+        z: (K, n, V) logits f(ξ)ᵀg(y) + b(y); used as scratch space.
+        T: (K or 1, n, V) target table.  r: (K or 1, n, 1) its row masses.
+        want_loss: compute the loss (skipped in the training loop's hot path).
+        want_grad: compute ∂L/∂z.
+    """
+    loss = None
+    if kind == "cross_entropy":
+        z.sub_(z.amax(dim=2, keepdim=True))  # shift: z − max z, softmax and Σr·lse − ΣTz unchanged
+        if want_loss:
+            zs = (T * z).sum(dim=(1, 2))
+        e = z.exp_()
+        s = e.sum(dim=2, keepdim=True)
+        if want_loss:
+            loss = (s.log() * r).sum(dim=(1, 2)) - zs  # Σ_y T = r, so the shift cancels
+        if not want_grad:
+            return loss, None
+        return loss, e.mul_(r / s).sub_(T)  # r q − T
+    if kind == "sigmoid":
+        if want_loss:
+            loss = (torch.nn.functional.softplus(z) * r - T * z).sum(dim=(1, 2))
+        if not want_grad:
+            return loss, None
+        return loss, torch.sigmoid(z).mul_(r).sub_(T)
+    q = torch.softmax(z, dim=2)  # squared
+    P = T / r.clamp_min(torch.finfo(T.dtype).tiny)
+    e = q - P
+    if want_loss:
+        loss = ((e * e).sum(dim=2, keepdim=True) * r).sum(dim=(1, 2))
+    if not want_grad:
+        return loss, None
+    return loss, 2.0 * r * q * (e - (e * q).sum(dim=2, keepdim=True))
 
 
 def head_loss(
@@ -39,8 +84,7 @@ def head_loss(
         kind: cross_entropy | squared | sigmoid.
         f: (K, n, d) embeddings.  g: (K, V, d) unembeddings.  b: (K, 1, V) token bias or None.
         T: (K or 1, n, V) target table.  r: (K or 1, n, 1) its row masses.
-        want_loss: compute the loss (skipped in the training loop's hot path).
-        want_grad: compute the gradients.
+        want_loss / want_grad: what to compute.
 
     Returns:
         (loss (K,) or None, df (K, n, d), dg (K, V, d), db (K, 1, V) or None); gradients are None if
@@ -48,37 +92,53 @@ def head_loss(
     """
     gt = g.transpose(1, 2)
     z = torch.bmm(f, gt) if b is None else torch.baddbmm(b, f, gt)  # (K, n, V)
-    loss = None
-    if kind == "cross_entropy":
-        z.sub_(z.amax(dim=2, keepdim=True))  # shift: z − max z, softmax and Σr·lse − ΣTz unchanged
-        if want_loss:
-            zs = (T * z).sum(dim=(1, 2))
-        e = z.exp_()
-        s = e.sum(dim=2, keepdim=True)
-        if want_loss:
-            loss = (s.log() * r).sum(dim=(1, 2)) - zs  # Σ_y T = r, so the shift cancels
-        if not want_grad:
-            return loss, None, None, None
-        dz = e.mul_(r / s).sub_(T)  # r q − T
-    elif kind == "sigmoid":
-        if want_loss:
-            loss = (torch.nn.functional.softplus(z) * r - T * z).sum(dim=(1, 2))
-        if not want_grad:
-            return loss, None, None, None
-        dz = torch.sigmoid(z).mul_(r).sub_(T)
-    else:  # squared
-        q = torch.softmax(z, dim=2)
-        P = T / r.clamp_min(torch.finfo(T.dtype).tiny)
-        e = q - P
-        if want_loss:
-            loss = ((e * e).sum(dim=2, keepdim=True) * r).sum(dim=(1, 2))
-        if not want_grad:
-            return loss, None, None, None
-        dz = 2.0 * r * q * (e - (e * q).sum(dim=2, keepdim=True))
+    loss, dz = logit_loss(kind, z, T, r, want_loss, want_grad)
+    if dz is None:
+        return loss, None, None, None
     df = torch.bmm(dz, g)
     dg = torch.bmm(dz.transpose(1, 2), f)
     db = dz.sum(dim=1, keepdim=True) if b is not None else None
     return loss, df, dg, db
+
+
+def factored_head_loss(
+    kind: str,
+    H: torch.Tensor,
+    W: torch.Tensor,
+    g: torch.Tensor,
+    b: torch.Tensor | None,
+    T: torch.Tensor,
+    r: torch.Tensor,
+    want_loss: bool = True,
+    want_grad: bool = True,
+    want_dH: bool = True,
+):
+    """:func:`head_loss` for f = H W without forming f: z = H (W gᵀ) + b.
+
+    Cheaper than the plain head when h·V < h·d + d·V per context (h = width of H), e.g. the linear
+    encoder (H = the one-hot x(ξ), h = 3m). Same gradients up to rounding:
+    A = W gᵀ, ∂A = Hᵀ ∂z, ∂W = ∂A g, ∂g = ∂Aᵀ W, ∂H = ∂z Aᵀ.
+
+    Args:
+        H: (n, h) shared or (K, n, h) features.  W: (K, h, d) output layer.  g: (K, V, d).
+        b, T, r, want_loss, want_grad: as :func:`head_loss`.  want_dH: also return ∂H.
+
+    Returns:
+        (loss, dH (K, n, h) or None, dW (K, h, d), dg (K, V, d), db or None).
+    """
+    A = torch.bmm(W, g.transpose(1, 2))  # (K, h, V)
+    z = torch.matmul(H, A)
+    if b is not None:
+        z = z.add_(b)
+    loss, dz = logit_loss(kind, z, T, r, want_loss, want_grad)
+    if dz is None:
+        return loss, None, None, None, None
+    dA = torch.matmul(H.transpose(-1, -2), dz)  # (K, h, V)
+    dW = torch.bmm(dA, g)
+    dg = torch.bmm(dA.transpose(1, 2), W)
+    dH = torch.bmm(dz, A.transpose(1, 2)) if want_dH else None
+    db = dz.sum(dim=1, keepdim=True) if b is not None else None
+    return loss, dH, dW, dg, db
 
 
 def loss_floor(kind: str, weights: np.ndarray, p_next: np.ndarray) -> float:

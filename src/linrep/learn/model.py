@@ -16,7 +16,7 @@ import torch
 
 from .config import ModelConfig
 from .encoders import Encoder, make_encoder
-from .losses import head_loss
+from .losses import factored_head_loss, head_loss
 
 __all__ = ["BatchedModel"]
 
@@ -49,6 +49,10 @@ class BatchedModel:
         self.P = off
         self.g_slice = next(slice(o, o + s) for n, _, o, s in self.layout if n == "g")
         self.n_encoder = self.g_slice.start
+        enc = self.encoder
+        h, d, V = enc.feature_dim, cfg.d, vocab
+        #: compute logits as H (W gᵀ) instead of f gᵀ (fewer multiply-adds per context)
+        self.factored = enc.out_name is not None and h * V < h * d + d * V
         self._view_src: torch.Tensor | None = None
         self._view_ptr = 0
         self._view_cache: dict[str, torch.Tensor] = {}
@@ -93,18 +97,32 @@ class BatchedModel:
         r: torch.Tensor,
         want_loss: bool = True,
         want_grad: bool = True,
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         """Loss per run (K,) (None unless ``want_loss``), gradient (K, P) (None unless
-        ``want_grad``) and f: (K, n, d), for the target table (T, r)."""
+        ``want_grad``) and f: (K, n, d) (None when the factored head skipped it), for the target
+        table (T, r)."""
         K = theta.shape[0]
         if want_grad and not self.encoder.manual_backward:
             return self._loss_grad_autograd(theta, kind, T, r, want_loss)
         p = self.views(theta)
-        f, cache = self.encoder.forward(p)
-        loss, df, dg, db = head_loss(kind, f, p["g"], p.get("b"), T, r, want_loss, want_grad)
-        if not want_grad:
-            return loss, None, f
-        grads = self.encoder.backward(p, cache, df)
+        enc = self.encoder
+        if self.factored:
+            H, cache = enc.features(p)
+            W = p[enc.out_name]
+            loss, dH, dW, dg, db = factored_head_loss(
+                kind, H, W, p["g"], p.get("b"), T, r, want_loss, want_grad, enc.needs_dH
+            )
+            if not want_grad:
+                return loss, None, None
+            grads = enc.backward_features(p, cache, dH)
+            grads[enc.out_name] = dW
+            f = None
+        else:
+            f, cache = enc.forward(p)
+            loss, df, dg, db = head_loss(kind, f, p["g"], p.get("b"), T, r, want_loss, want_grad)
+            if not want_grad:
+                return loss, None, f
+            grads = enc.backward(p, cache, df)
         grads["g"] = dg
         if db is not None:
             grads["b"] = db

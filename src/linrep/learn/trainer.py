@@ -41,9 +41,10 @@ __all__ = ["fit", "TrainResult", "MetricFn", "resolve_runs"]
 MetricFn = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
 """fn(f: (K, n, d), g: (K, V, d)) -> {name: (K,) array}."""
 
-# Below this many multiply-adds per step, one thread is faster: thread hand-offs cost more than the
-# arithmetic (measured: 2 threads were 10-50x slower than 1 at m = 4, K = 10 on a busy 2-core box).
-SMALL_WORK = 2**21
+# Below this many multiply-adds per step (K·n·V·d), one thread is used: thread hand-offs cost more
+# than they save. Measured on a busy 2-core machine: 2 threads were 10-200x slower than 1 at
+# m = 4-5, K = 10 and still 14x slower at m = 8, d = 64, K = 1 (1e8 multiply-adds).
+SMALL_WORK = 2**28
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -129,7 +130,10 @@ class TrainResult:
         seconds: wall-clock training time of this call.
     """
 
-    def __init__(self, model, theta, theta0, history, mcfgs, tcfgs, floor, seconds):
+    def __init__(
+        self, model, theta, theta0, history, mcfgs, tcfgs, floor, seconds, latent_config=None
+    ):
+        self.latent_config = latent_config
         self.model: BatchedModel = model
         self.theta_ = theta
         self.theta0_ = theta0
@@ -193,7 +197,10 @@ class TrainResult:
         from ..io import save_npz
 
         out = ensure_out_dir(out_dir)
-        write_json(out / "config.json", {"runs": self.configs, "seeds": self.seeds})
+        write_json(
+            out / "config.json",
+            {"latent": self.latent_config, "runs": self.configs, "seeds": self.seeds},
+        )
         cols, rows = self.history_table()
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
@@ -296,8 +303,10 @@ def _fingerprint(latent, mcfgs, tcfgs) -> dict[str, Any]:
         if c.lr_schedule == "constant":
             d.pop("steps")  # a constant-lr run may be extended by resuming with more steps
         tr.append(d)
+    lat_cfg = getattr(latent, "config", None)
     return {
-        "latent": _latent_hash(latent),
+        "latent_config": dataclasses.asdict(lat_cfg) if dataclasses.is_dataclass(lat_cfg) else None,
+        "tables_sha256": _latent_hash(latent),
         "model": [dataclasses.asdict(c) for c in mcfgs],
         "train": tr,
     }
@@ -445,7 +454,9 @@ def _fit(latent, mcfgs, tcfgs, hooks, out_dir, resume, progress) -> TrainResult:
     seconds = time.perf_counter() - t0
     if out is not None:
         save_checkpoint(ck_path, theta, opt.state_dict(), steps, history, fp)
-    result = TrainResult(model, theta, theta0, history, mcfgs, tcfgs, floor, seconds)
+    result = TrainResult(
+        model, theta, theta0, history, mcfgs, tcfgs, floor, seconds, fp["latent_config"]
+    )
     if out is not None:
         result.save(out)
     return result

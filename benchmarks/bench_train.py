@@ -1,0 +1,170 @@
+"""Benchmarks of the learner (issue 4). Prints ratios measured in this one run; nothing is asserted.
+
+1. Ensemble vs naive loop: the same 40 runs (m ∈ {4, 5}, d = 32, linear and MLP(64) encoders,
+   10 seeds, 20k full-batch GD steps, lr 1, exact objective) trained by ``linrep.learn.fit`` (one
+   batched ensemble of 10 seeds per (m, encoder)) and by a straightforward PyTorch loop, one run at a
+   time (nn.Parameter + autograd + torch.optim.SGD + log_softmax cross-entropy). Target: ≥ 20×.
+   The naive loop runs with the same thread count as linrep (1 thread at this size, its fastest
+   setting here); ``--naive-runs N`` times N/4 of the 10 naive runs of each (m, encoder) and
+   extrapolates linearly (printed as such).
+2. FLOP/s of one training step at m = 8 (6561 contexts, 256 tokens), d = 64, linear encoder, as a
+   fraction of the FLOP/s of a plain float32 matmul (2048³) measured in the same run, same threads.
+   FLOPs counted: the five matmuls of the step actually performed (linrep computes the logits as
+   x (W gᵀ) when that is cheaper, see ``linrep.learn.losses.factored_head_loss``; the plain
+   association (x W) gᵀ is timed too); softmax/elementwise work is not counted. Target: ≥ 30 %.
+
+Usage:  python benchmarks/bench_train.py [--steps 20000] [--naive-runs 40] [--skip-ensemble]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from linrep.latent import LatentModel
+from linrep.learn import ModelConfig, TrainConfig, fit
+
+
+def naive_run(lat: LatentModel, encoder: str, seed: int, steps: int, d: int = 32) -> float:
+    """One run the straightforward way; returns the final cross-entropy."""
+    torch.manual_seed(seed)
+    m = lat.m
+    x = np.zeros((lat.n_contexts, 3 * m), dtype=np.float32)
+    for i, ctx in enumerate(lat.contexts):
+        for c, v in enumerate(ctx):
+            x[i, 3 * c + (2 if v < 0 else int(v))] = 1.0
+    x = torch.from_numpy(x)
+    target = torch.as_tensor(lat.weights[:, None] * lat.p_next, dtype=torch.float32)
+    g = torch.nn.Parameter(0.1 * torch.randn(lat.n_tokens, d))
+    if encoder == "linear":
+        enc = torch.nn.Linear(3 * m, d, bias=False)
+        torch.nn.init.normal_(enc.weight, std=0.1)
+    else:
+        enc = torch.nn.Sequential(
+            torch.nn.Linear(3 * m, 64), torch.nn.ReLU(), torch.nn.Linear(64, d, bias=False)
+        )
+        torch.nn.init.normal_(enc[2].weight, std=0.1)
+    opt = torch.optim.SGD([g, *enc.parameters()], lr=1.0)
+    loss = torch.tensor(0.0)
+    for _ in range(steps):
+        opt.zero_grad()
+        logits = enc(x) @ g.T
+        loss = -(target * torch.log_softmax(logits, dim=1)).sum()
+        loss.backward()
+        opt.step()
+    return float(loss.detach())
+
+
+def bench_ensemble(steps: int, naive_runs: int) -> None:
+    print(
+        f"== 1. 40 runs (m in {{4,5}}, linear+mlp, 10 seeds, {steps} GD steps, exact): ensemble vs naive"
+    )
+    lats = {m: LatentModel.from_config({"m": m}) for m in (4, 5)}
+    cases = [(m, enc) for m in (4, 5) for enc in ("linear", "mlp")]
+    per_case = max(1, min(10, naive_runs // len(cases)))
+    t_ens = t_naive = 0.0
+    threads = torch.get_num_threads()
+    for m, enc in cases:
+        t0 = time.perf_counter()
+        res = fit(
+            lats[m],
+            ModelConfig(encoder=enc, d=32, width=64, depth=1),
+            TrainConfig(steps=steps, lr=1.0, log_every=max(1, steps // 10)),
+            seeds=range(10),
+            progress=False,
+        )
+        dt = time.perf_counter() - t0
+        ex = np.mean([r["excess_loss"] for r in res.final])
+        torch.set_num_threads(1)  # the naive loop's fastest setting at this size (= linrep's)
+        t0 = time.perf_counter()
+        for s in range(per_case):
+            naive_run(lats[m], enc, s, steps)
+        dn = (time.perf_counter() - t0) * 10 / per_case
+        torch.set_num_threads(threads)
+        t_ens += dt
+        t_naive += dn
+        print(
+            f"  m={m} {enc:6s}: linrep K=10 {dt:7.2f} s (mean excess {ex:.1e}) | naive 10 runs "
+            f"{dn:7.2f} s{'' if per_case == 10 else f' ({per_case} timed, x{10 / per_case:g})'}"
+            f" | ratio {dn / dt:5.1f}x"
+        )
+    print(f"  linrep ensembles total: {t_ens:8.2f} s")
+    print(f"  naive per-run total   : {t_naive:8.2f} s")
+    print(f"  RATIO naive / linrep  : {t_naive / t_ens:8.1f}x   (target >= 20x)")
+
+
+def step_flops(model, n: int, V: int, d: int, h: int) -> int:
+    """Multiply-add FLOPs (2 per MAC) of the matmuls of one training step of the linear encoder."""
+    if model.factored:  # A = W gᵀ, z = x A, ∂A = xᵀ ∂z, ∂W = ∂A g, ∂g = ∂Aᵀ W
+        return 2 * (3 * h * d * V + 2 * n * h * V)
+    return 2 * (3 * n * V * d + 2 * n * h * d)  # f = x W, z = f gᵀ, ∂f, ∂g, ∂W
+
+
+def bench_flops(repeats: int = 20) -> None:
+    print("== 2. FLOP/s of one training step at m = 8, d = 64 (linear f) vs a plain float32 matmul")
+    from linrep.learn.model import BatchedModel
+    from linrep.learn.objective import Targets
+    from linrep.learn.optim import BatchedOptimizer
+    from linrep.learn.trainer import SMALL_WORK
+
+    lat = LatentModel.from_config({"m": 8})
+    n, V, d, m = lat.n_contexts, lat.n_tokens, 64, 8
+    default_threads = torch.get_num_threads()
+    auto = 1 if n * V * d < SMALL_WORK else default_threads  # what fit() would use
+    for threads in sorted({auto, default_threads}):
+        torch.set_num_threads(threads)
+        for factored in (True, False):
+            mc, tc = ModelConfig(encoder="linear", d=d), TrainConfig()
+            model = BatchedModel(mc, lat.contexts, V, torch.float32)
+            model.factored = factored
+            theta = model.init([0], [mc])
+            T, r = Targets(lat, [tc], torch.float32).full()
+            opt = BatchedOptimizer([tc], model.P, torch.float32)
+            with torch.no_grad():
+                for t in range(3):
+                    _, grad, _ = model.loss_grad(theta, "cross_entropy", T, r, want_loss=False)
+                    opt.step(theta, grad, t)
+                t0 = time.perf_counter()
+                for t in range(repeats):
+                    _, grad, _ = model.loss_grad(theta, "cross_entropy", T, r, want_loss=False)
+                    opt.step(theta, grad, t)
+                dt_step = (time.perf_counter() - t0) / repeats
+            flops_step = step_flops(model, n, V, d, 3 * m)
+            a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+            a @ b
+            t0 = time.perf_counter()
+            for _ in range(5):
+                a @ b
+            dt_mm = (time.perf_counter() - t0) / 5
+            fs, fm = flops_step / dt_step, 2 * 2048**3 / dt_mm
+            tag = (
+                "factored logits x(Wg^T) [linrep's choice]" if factored else "plain logits (xW)g^T"
+            )
+            if factored != model.factored:
+                tag += " [forced]"
+            print(f"  threads {threads}{' (fit default)' if threads == auto else ''}, {tag}:")
+            print(
+                f"    step {dt_step * 1e3:7.2f} ms, {flops_step / 1e6:6.1f} MFLOP -> {fs / 1e9:6.2f} GFLOP/s;"
+                f" matmul 2048^3 {fm / 1e9:6.2f} GFLOP/s;  RATIO {100 * fs / fm:5.1f} %  (target >= 30 %)"
+            )
+    torch.set_num_threads(default_threads)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", type=int, default=20000)
+    ap.add_argument("--naive-runs", type=int, default=40, help="naive runs to time (of 40)")
+    ap.add_argument("--skip-ensemble", action="store_true")
+    ap.add_argument("--skip-flops", action="store_true")
+    args = ap.parse_args()
+    if not args.skip_flops:
+        bench_flops()
+    if not args.skip_ensemble:
+        bench_ensemble(args.steps, args.naive_runs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""``linrep train``: read a config, apply ``--set`` overrides, train the seeds, write the results.
+
+The command's Python twin is :func:`train_from_config`; everything it writes goes to ``out_dir``:
+``config.json`` (the resolved per-run configs and the latent section), ``history.csv``,
+``params.safetensors`` (final and initial parameters, run axis first), ``embeddings.npz``
+(f, g, f0, g0), ``metrics.json`` (last history row per run, loss floor, timing, versions) and
+``checkpoint.pt`` (for ``--resume``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+from ..config import apply_overrides, check_sections, load_toml, section_from_dict
+from ..errors import InputError
+from .config import ModelConfig, TrainConfig, config_keys
+
+__all__ = ["train_from_config", "parse_seeds"]
+
+SECTIONS = ("latent", "model", "train")
+
+
+def parse_seeds(spec: str) -> list[int]:
+    """Parse ``--seeds``: ``"0-9"`` (inclusive range), ``"1,4,7"``, ``"3"`` or a mix (``"0-2,8"``)."""
+    seeds: list[int] = []
+    for part in spec.split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
+            raise InputError(f"--seeds '{spec}' is not a seed list; use e.g. 0-9, 1,4,7 or 3")
+        lo = int(m.group(1))
+        seeds.extend(range(lo, int(m.group(2) or lo) + 1))
+    if len(set(seeds)) != len(seeds):
+        raise InputError(f"--seeds '{spec}' repeats a seed; list each seed once")
+    return seeds
+
+
+def resolve_config(config: str | Path, overrides: list[str] = ()) -> dict:
+    """The TOML config with ``--set`` overrides applied and sections checked."""
+    from ..latent import LatentConfig
+
+    raw = load_toml(config)
+    check_sections(
+        raw, SECTIONS, where=f"'{config}' (linrep train reads [latent], [model], [train])"
+    )
+    known = {"latent": [f.name for f in dataclasses.fields(LatentConfig)], **config_keys()}
+    return apply_overrides(raw, overrides, known)
+
+
+def train_from_config(
+    config: str | Path,
+    out_dir: str | Path,
+    overrides: list[str] = (),
+    seeds: str | list[int] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+):
+    """Train the model of a config file (``[latent]``, ``[model]``, ``[train]``) and save everything.
+
+    Args:
+        config: TOML file.  out_dir: output folder.  overrides: ``section.key=value`` strings.
+        seeds: ``"0-9"``-style spec or list of seeds (default: ``train.seed``).
+        resume: continue from ``out_dir/checkpoint.pt``.  progress: tqdm bar.
+
+    Returns:
+        The :class:`~linrep.learn.TrainResult`.
+    """
+    from ..latent import LatentModel
+    from .trainer import fit
+
+    raw = resolve_config(config, list(overrides))
+    latent = LatentModel.from_config(raw.get("latent", {}))
+    model_cfg = section_from_dict(ModelConfig, raw.get("model"), "model")
+    train_cfg = section_from_dict(TrainConfig, raw.get("train"), "train")
+    if isinstance(seeds, str):
+        seeds = parse_seeds(seeds)
+    return fit(
+        latent,
+        model_cfg,
+        train_cfg,
+        seeds=seeds,
+        out_dir=Path(out_dir),
+        resume=resume,
+        progress=progress,
+    )
