@@ -82,7 +82,9 @@ class SimulationIndex:
         pairs: per concept, (P_i, 2) counterfactual token pairs (y0, y1).
         context_pairs: per concept, (Q_i, 2) row indices (ξ with ξ_i = 0, ξ' with ξ_i = 1) of
             contexts identical in every other coordinate.
-        unknown_rows: per concept, rows of contexts with C_i = ⋄.
+        unknown_rows: per concept, rows of contexts with C_i = ⋄ used for the log-odds statistics
+            (all of them, or a fixed random subset of ``max_log_odds_rows``).
+        n_unknown_total: per concept, the number of contexts with C_i = ⋄ before subsampling.
         known_rows: per concept, rows of contexts with C_i known; ``known_labels`` their values.
         true_log_odds: per concept, (|unknown_rows|, P_i) true pair log-odds with NaN for pairs
             inconsistent with the context (None when too large to cache; then computed on demand).
@@ -96,17 +98,30 @@ class SimulationIndex:
     known_labels: list[np.ndarray]
     true_log_odds: list[np.ndarray | None]
     latent: Any
+    n_unknown_total: list[int]
 
     @classmethod
-    def from_latent(cls, latent: LatentModel) -> SimulationIndex:
-        """Build the index of a :class:`~linrep.latent.LatentModel`."""
+    def from_latent(
+        cls, latent: LatentModel, max_log_odds_rows: int | None = 4096, seed: int = 0
+    ) -> SimulationIndex:
+        """Build the index of a :class:`~linrep.latent.LatentModel`.
+
+        Args:
+            latent: the latent model.
+            max_log_odds_rows: if a concept has more contexts with C_i = ⋄ than this, the log-odds
+                statistics use a fixed random subset of this many (an unbiased estimate of the mean
+                error; the max error is then a lower bound). 4096 keeps every m ≤ 8 exact
+                (3^(m−1) such contexts) and an m = 10 hook evaluation fast. None = always all.
+            seed: seed of that subset.
+        """
+        rng = np.random.default_rng(seed)
         ctx = np.asarray(latent.contexts)
         m = ctx.shape[1]
         pow3 = 3 ** np.arange(m, dtype=np.int64)
         code = ((ctx.astype(np.int64) + 1) * pow3).sum(axis=1)  # base-3 code, ⋄ = digit 0
         order = np.argsort(code)
         sorted_code = code[order]
-        pairs, cpairs, unk, kn, lab, tlo = [], [], [], [], [], []
+        pairs, cpairs, unk, kn, lab, tlo, ntot = [], [], [], [], [], [], []
         for i in range(m):
             p = np.asarray(latent.counterfactual_pairs(i), dtype=np.int64)
             pairs.append(p)
@@ -116,13 +131,16 @@ class SimulationIndex:
             found = sorted_code[pos] == want
             cpairs.append(np.stack([base[found], order[pos[found]]], axis=1))
             rows = np.flatnonzero(ctx[:, i] == -1)
+            ntot.append(int(rows.size))
+            if max_log_odds_rows is not None and rows.size > max_log_odds_rows:
+                rows = np.sort(rng.choice(rows, size=max_log_odds_rows, replace=False))
             unk.append(rows)
             krows = np.flatnonzero(ctx[:, i] != -1)
             kn.append(krows)
             lab.append(ctx[krows, i].astype(np.int64))
             cells = rows.size * p.shape[0]
             tlo.append(_true_log_odds(latent.p_next, rows, p) if cells <= _CACHE_CELLS else None)
-        return cls(list(latent.names), pairs, cpairs, unk, kn, lab, tlo, latent)
+        return cls(list(latent.names), pairs, cpairs, unk, kn, lab, tlo, latent, ntot)
 
     def true_pair_log_odds(self, i: int, rows: np.ndarray | None = None) -> np.ndarray:
         """True pair log-odds of concept i on ``unknown_rows[i]`` (or a subset), NaN if inconsistent."""
@@ -198,11 +216,12 @@ def _batched(
     out["same_concept_cosine"] = np.stack([same_concept_cosine(d) for d in deltas], axis=1)
 
     # cross-concept |cos| between steering vectors, accumulated block by block (no ΣP × ΣP matrix)
+    unitsT = [np.ascontiguousarray(np.swapaxes(u, 1, 2)) for u in units]
     abs_sum = np.zeros((K, m))
     abs_cnt = np.zeros(m)
     for i in range(m):
         for j in range(i + 1, m):
-            s = np.abs(units[i] @ np.swapaxes(units[j], 1, 2)).sum(axis=(1, 2))
+            s = np.abs(units[i] @ unitsT[j]).reshape(K, -1).sum(axis=1)
             n = units[i].shape[1] * units[j].shape[1]
             abs_sum[:, i] += s
             abs_sum[:, j] += s
@@ -282,7 +301,7 @@ def _log_odds_stats(
         ok = np.isfinite(t)
         if not ok.any():
             continue
-        lrn = np.einsum("krd,kpd->krp", f[:, r], D)
+        lrn = f[:, r] @ np.swapaxes(D, 1, 2)  # (K, r, P), batched BLAS
         if db is not None:
             lrn = lrn + db[:, None, :]
         if l_shift is None:
@@ -362,7 +381,8 @@ def simulation_metrics(
         (m × m, row i = f̄_i, column j = ḡ_j), ``log_odds_matching_error`` (mean |learned − true|),
         ``log_odds_max_error`` (the ε of the theorem), ``log_odds_spread`` / ``true_log_odds_spread``
         (std over cells), ``learned_log_odds_mean`` / ``true_log_odds_mean``, ``probe_accuracy``,
-        plus ``inner`` and ``concepts``.
+        plus ``inner``, ``concepts``, ``log_odds_contexts_used`` / ``log_odds_contexts_total``
+        (per concept; they differ when the index subsamples, m ≥ 9 by default).
     """
     index = latent if isinstance(latent, SimulationIndex) else SimulationIndex.from_latent(latent)
     f, g = np.asarray(f), np.asarray(g)
@@ -379,6 +399,8 @@ def simulation_metrics(
         index, f[None], g[None], inner, log_odds=log_odds, probes=probes, seed=seed, bias=bias
     )
     res: dict[str, Any] = {"inner": inner, "concepts": index.names}
+    res["log_odds_contexts_used"] = [int(r.size) for r in index.unknown_rows]
+    res["log_odds_contexts_total"] = index.n_unknown_total
     for key, val in b.items():
         if key.startswith("_") or val.ndim != 2:
             continue
@@ -399,6 +421,7 @@ def metric_hook(
     probes: bool = False,
     per_concept: bool = False,
     seed: int = 0,
+    max_log_odds_rows: int | None = 4096,
 ) -> MetricFn:
     """A learner ``MetricFn`` following the simulation metrics over training steps.
 
@@ -409,6 +432,8 @@ def metric_hook(
         probes: include linear-probe accuracy (slow; off by default).
         per_concept: also return ``<key>/<concept name>`` for every concept.
         seed: seed of the random inner product / probes.
+        max_log_odds_rows: cap on contexts per concept for the log-odds statistics (see
+            :meth:`SimulationIndex.from_latent`; exact for m ≤ 8).
 
     Returns:
         ``fn(f, g) -> {name: (K,) array}`` with ``f: (K, n_contexts, d)``, ``g: (K, V, d)``; names are
@@ -416,7 +441,7 @@ def metric_hook(
         ``probe_accuracy`` if ``probes``.
     """
     _check_inner(inner)
-    index = SimulationIndex.from_latent(latent)
+    index = SimulationIndex.from_latent(latent, max_log_odds_rows=max_log_odds_rows)
 
     def fn(f: np.ndarray, g: np.ndarray) -> dict[str, np.ndarray]:
         b = _batched(index, f, g, inner, log_odds=log_odds, probes=probes, seed=seed)
