@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from linrep.errors import InputError
-from linrep.geometry import RandomInnerProduct, metric_hook, simulation_metrics
+from linrep.geometry import RandomInnerProduct, SimulationIndex, metric_hook, simulation_metrics
 from linrep.latent import LatentModel
 
 P1 = [0.3, 0.6, 0.8]
@@ -155,3 +155,26 @@ def test_metric_hook_matches_single_model_metrics():
         metric_hook(lat, "causl")
     with pytest.raises(InputError, match="latent model has"):
         metric_hook(lat)(f[:, :5], g)
+
+
+def test_log_odds_subsample_is_a_fixed_subset():
+    lat = LatentModel.from_config({"m": 4, "kind": "ising", "param_seed": 1})
+    rng = np.random.default_rng(5)
+    f, g = rng.standard_normal((lat.n_contexts, 4)), rng.standard_normal((lat.n_tokens, 4))
+    full = SimulationIndex.from_latent(lat, max_log_odds_rows=None)
+    sub = SimulationIndex.from_latent(lat, max_log_odds_rows=10, seed=3)
+    assert [r.size for r in sub.unknown_rows] == [10] * 4 and sub.n_unknown_total == [27] * 4
+    assert all(
+        np.isin(s, a).all() for s, a in zip(sub.unknown_rows, full.unknown_rows, strict=True)
+    )
+    rf = simulation_metrics(full, f, g, probes=False)
+    rs = simulation_metrics(sub, f, g, probes=False)
+    assert rs["log_odds_contexts_used"] == [10] * 4 and rf["log_odds_contexts_used"] == [27] * 4
+    # the max error over a subset can only be smaller; cosines do not depend on the subset
+    assert all(
+        a <= b + 1e-12
+        for a, b in zip(
+            rs["log_odds_max_error_per_concept"], rf["log_odds_max_error_per_concept"], strict=True
+        )
+    )
+    assert rs["same_concept_cosine"] == rf["same_concept_cosine"]
