@@ -173,10 +173,148 @@ def _run_train(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}/{{config.json, history.csv, params.safetensors, metrics.json}}")
 
 
+# ------------------------------------------------------------------------------------ simulate
+def _add_simulate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="train one config and measure its concept geometry (metrics.json + report.html)",
+        description=(
+            "Train the [model]/[train] learner of CONFIG on its [latent] model (all seeds as one "
+            "batched ensemble) and measure the concept geometry: DIR/metrics.json (same-concept "
+            "cosine, cross-concept |cosine|, alignment, log-odds matching error, excess loss: means "
+            "over concepts, per-concept lists, 95 %% seed intervals; Euclidean unless suffixed "
+            "_causal), DIR/report.html, report.md, results.json, figures/ and the training outputs "
+            "in DIR/train/ (see configs/simulate*.toml)."
+        ),
+    )
+    p.add_argument(
+        "config", type=Path, help="TOML config with [latent], [model], [train], [simulate]"
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder DIR (created if needed)")
+    p.add_argument(
+        "--seeds",
+        default=None,
+        help="seeds, e.g. 0-9 or 1,4,7 (default: [simulate] seeds or train.seed)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value, e.g. --set model.encoder=mlp (repeatable)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _run_simulate(args: argparse.Namespace) -> None:
+    from .experiments.simulate import simulate
+
+    doc = simulate(
+        args.config, args.out, seeds=args.seeds, overrides=args.overrides, progress=not args.quiet
+    )
+    m = doc["metrics"]
+    print(f"seeds {doc['seeds']}; mean ± 95 % CI over seeds (Euclidean):")
+    for key, s in m.items():
+        lo, hi = s["ci"]
+        ci = f" [{lo:.4g}, {hi:.4g}]" if lo is not None and lo == lo else ""
+        print(f"  {key:<32s} {s['mean']:.4g}{ci}")
+    print(f"wrote {args.out}/metrics.json and {args.out}/report.html")
+
+
+# ----------------------------------------------------------------------------------- reproduce
+def _add_reproduce(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "reproduce",
+        help="reproduce the paper's simulations E1 … E8 (one report each + an index)",
+        description=(
+            "Run experiments E1 … E8 (or 'all') with their configs in configs/e*.toml and write "
+            "DIR/<experiment>/report.html, report.md, results.json, figures/ for each, plus an "
+            "index DIR/report.html with every headline number (mean ± 95 %% CI over seeds). "
+            "--quick uses fewer seeds and steps (same code paths): all eight in about 5 minutes "
+            "on 2 cores."
+        ),
+    )
+    p.add_argument(
+        "experiments", nargs="*", default=["all"], metavar="E", help="E1 … E8 or all (default)"
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder DIR (created if needed)")
+    p.add_argument("--quick", action="store_true", help="fewer seeds/steps (≈ 5 min for all)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _run_reproduce(args: argparse.Namespace) -> None:
+    from .experiments import reproduce
+    from .experiments.index import headline_text
+
+    summaries = reproduce(args.experiments, args.out, quick=args.quick, progress=not args.quiet)
+    for s in summaries:
+        print(
+            f"{s['name']} {s['title']} ({s['wall_time_s']:.0f} s): {headline_text(s['headline'])}"
+        )
+    print(f"wrote {args.out}/report.html")
+
+
+# ------------------------------------------------------------------------------------------ llm
+def _add_llm(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "llm",
+        help="concept geometry of a real language model (offline): unembedding, contexts, intervention",
+        description=(
+            "Measure concept directions of a real causal LM: leave-one-out cosines with random-pair "
+            "and shuffled nulls, cross-concept cosine matrices under the Euclidean / causal / random "
+            "inner products, analogies, embedding-unembedding alignment and probes on paired "
+            "contexts, and interventions. Writes OUT/report.html and OUT/results.json (several "
+            "--model: one sub-folder per model plus a comparison report in OUT). Never downloads."
+        ),
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        metavar="NAME|PATH",
+        help="gemma-3-270m (default), smollm2-135m, qwen2.5-0.5b, a .gguf file or a Hugging Face "
+        "model folder; repeat to compare models",
+    )
+    p.add_argument(
+        "--concepts", default=None, metavar="builtin|DIR", help="word pairs: '[base - target].txt' files"
+    )
+    p.add_argument(
+        "--contexts",
+        default=None,
+        metavar="builtin|DIR|none",
+        help="paired contexts ('[base - target].tsv'); 'none' = unembedding only (no full model)",
+    )
+    p.add_argument(
+        "--layer", type=int, default=None, help="hidden-state layer (default -1: final, post-norm)"
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
+    p.add_argument("--config", type=Path, default=None, help="TOML file with an [llm] section")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="llm.KEY=VALUE",
+        help="override a config value, e.g. --set llm.n_shuffles=0 (repeatable)",
+    )
+    p.add_argument("--cache", default=None, metavar="DIR", help="cache folder (default $LINREP_CACHE)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the model cache")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _run_llm(args: argparse.Namespace) -> None:
+    from .llm.cli import run_from_args
+
+    run_from_args(args)
+
+
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "latent": (_add_latent, _run_latent),
     "train": (_add_train, _run_train),
     "sweep": (_add_sweep, _run_sweep),
+    "simulate": (_add_simulate, _run_simulate),
+    "reproduce": (_add_reproduce, _run_reproduce),
 }
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "heatmaps",
     "lines_vs_step",
     "point_intervals",
+    "scatter",
 ]
 
 Band = tuple[Any, Any, Any]
@@ -164,32 +165,48 @@ def lines_vs_step(
 
     Args:
         steps: (T,) training steps of the logged rows.
-        panels: panel title → {series label → (mean, lo, hi) with arrays of shape (T,)}.
+        panels: panel title → {series label → (mean, lo, hi) with arrays of shape (T,)}; up to
+            three panels per row (four make a 2 × 2 grid).
         logx: logarithmic step axis (points at step ≤ 0 are omitted there; report them in a table).
         ylabels: optional y-axis label per panel.
         title: figure title.
-        logy: panel titles whose y axis is logarithmic (e.g. excess loss).
+        logy: panel titles whose y axis is logarithmic (e.g. excess loss); there the lower band is
+            clipped at the smallest positive mean of the panel.
 
     Returns:
-        The figure (one row of panels).
+        The figure.
     """
     plt = _plt()
+    from matplotlib.ticker import NullFormatter
+
     steps = np.asarray(steps, dtype=float)
     keep = steps > 0 if logx else np.ones_like(steps, dtype=bool)
     n = max(len(panels), 1)
-    fig, axes = plt.subplots(1, n, figsize=(4.4 * n, 3.4), squeeze=False)
-    for ax, (ptitle, series) in zip(axes[0], panels.items(), strict=False):
+    ncols = min(n, 3) if n != 4 else 2
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    for ax, (ptitle, series) in zip(axes.ravel(), panels.items(), strict=False):
+        floor = None
+        if ptitle in logy:  # a t-interval can reach ≤ 0: clip it at the smallest positive mean
+            pos = [np.asarray(m, float)[keep] for m, _, _ in series.values()]
+            pos = np.concatenate([p[p > 0] for p in pos]) if pos else np.array([])
+            floor = float(pos.min()) if pos.size else None
         for k, (label, (mean, lo, hi)) in enumerate(series.items()):
             c = _COLORS[k % len(_COLORS)]
             x = steps[keep]
+            lo = np.asarray(lo, float)[keep]
+            if floor is not None:
+                lo = np.maximum(lo, floor)
             ax.plot(x, np.asarray(mean, float)[keep], color=c, label=label, lw=1.6)
-            ax.fill_between(
-                x, np.asarray(lo, float)[keep], np.asarray(hi, float)[keep], color=c, alpha=0.2
-            )
+            ax.fill_between(x, lo, np.asarray(hi, float)[keep], color=c, alpha=0.2)
         if logx:
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
         if ptitle in logy:
             ax.set_yscale("log")
+            ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("training step")
         ax.set_title(ptitle, fontsize=10)
         if ylabels and ptitle in ylabels:
@@ -257,5 +274,43 @@ def point_intervals(
         ax.set_title(title)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def scatter(
+    series: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    xlabel: str = "",
+    ylabel: str = "",
+    title: str | None = None,
+    logx: bool = False,
+):
+    """Scatter plot, one colour per series (e.g. one point per concept and run).
+
+    Args:
+        series: label → (x (N,), y (N,)).
+        xlabel, ylabel: axis labels.
+        title: figure title.
+        logx: logarithmic x axis (non-positive x are dropped).
+
+    Returns:
+        The figure.
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    for k, (label, (x, y)) in enumerate(series.items()):
+        x, y = np.asarray(x, float).ravel(), np.asarray(y, float).ravel()
+        keep = np.isfinite(x) & np.isfinite(y) & ((x > 0) if logx else True)
+        ax.scatter(x[keep], y[keep], s=14, alpha=0.7, color=_COLORS[k % len(_COLORS)], label=label)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

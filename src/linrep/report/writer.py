@@ -51,13 +51,22 @@ def format_value(x: Any, digits: int = 3) -> str:
 
 
 def format_ci(mean: float, lo: float, hi: float, digits: int = 3) -> str:
-    """``"0.931 ± 0.004"`` for a symmetric interval, ``"0.931 [0.925, 0.936]"`` otherwise."""
+    """``"0.931 ± 0.004"`` for a symmetric interval, ``"0.931 [0.925, 0.936]"`` otherwise.
+
+    Values below 10^−digits in magnitude switch to scientific notation (``"2.7e-05 ± 4.1e-06"``), so
+    a small excess loss is not shown as "0.000 ± 0.000".
+    """
     if not all(math.isfinite(float(v)) for v in (mean, lo, hi)):
         return format_value(mean, digits)
     half_lo, half_hi = mean - lo, hi - mean
+    scale = max(abs(mean), abs(lo), abs(hi))
+    if 0 < scale < 10 ** (-digits):
+        fmt = f".{max(digits - 2, 1)}e"
+    else:
+        fmt = f".{digits}f"
     if abs(half_lo - half_hi) <= 0.05 * max(abs(half_lo), abs(half_hi), 1e-300):
-        return f"{mean:.{digits}f} ± {max(half_lo, half_hi):.{digits}f}"
-    return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+        return f"{mean:{fmt}} ± {max(half_lo, half_hi):{fmt}}"
+    return f"{mean:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
 
 
 @dataclass
@@ -67,10 +76,11 @@ class _Block:
 
 
 def _inline_html(text: str) -> str:
-    """Escape text and turn `code` and **bold** into HTML (the only markup :meth:`add_text` knows)."""
+    """Escape text; turn `code`, **bold** and [links](url) into HTML (the markup reports understand)."""
     out = html.escape(text)
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
     out = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
+    out = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', out)
     return out
 
 
@@ -127,7 +137,7 @@ class Report:
         return self
 
     def add_text(self, text: str) -> Report:
-        """Add prose. Blank lines separate paragraphs; `code` and **bold** are understood."""
+        """Add prose. Blank lines separate paragraphs; `code`, **bold** and [text](url) are understood."""
         self._blocks.append(_Block("text", {"text": text.strip()}))
         return self
 
@@ -183,6 +193,25 @@ class Report:
         self._blocks.append(_Block("figure", {"name": name, "caption": caption}))
         return self
 
+    def add_image(
+        self, png: bytes | str | os.PathLike, name: str, *, caption: str | None = None
+    ) -> Report:
+        """Add an existing PNG (bytes or a file path), e.g. a figure of another report.
+
+        It is embedded in the HTML and copied to ``figures/<name>.png`` (no SVG is written).
+        """
+        if not _NAME_RE.match(name):
+            raise InputError(f"figure name '{name}' must use letters, digits, '_', '.', '-' only")
+        if name in self._figures:
+            raise InputError(f"figure name '{name}' is used twice in this report; pick another")
+        data = png if isinstance(png, bytes) else Path(png).read_bytes()
+        if data[:8] != b"\x89PNG\r\n\x1a\n":
+            raise InputError(f"image '{name}' is not a PNG file")
+        self._figures[name] = (data, b"")
+        self.figure_files.append(name)
+        self._blocks.append(_Block("figure", {"name": name, "caption": caption}))
+        return self
+
     def set_metadata(self, **extra: Any) -> Report:
         """Add provenance entries shown in the run-information section (e.g. ``mode="quick"``)."""
         self._extra_meta.update(extra)
@@ -210,7 +239,8 @@ class Report:
         fig_dir = out / "figures"
         for name, (png, svg) in self._figures.items():
             paths[f"fig:{name}"] = atomic_write_bytes(fig_dir / f"{name}.png", png)
-            atomic_write_bytes(fig_dir / f"{name}.svg", svg)
+            if svg:
+                atomic_write_bytes(fig_dir / f"{name}.svg", svg)
         paths["json"] = write_json(
             out / "results.json",
             {
@@ -308,14 +338,15 @@ class Report:
                 parts.append(_html_table(b.data["columns"], b.data["cells"], b.data["caption"]))
             elif b.kind == "figure":
                 n_fig += 1
-                png = self._figures[b.data["name"]][0]
+                png, svg = self._figures[b.data["name"]]
                 b64 = base64.b64encode(png).decode("ascii")
                 cap = b.data["caption"] or b.data["name"]
+                files = f"figures/{html.escape(b.data['name'])}.png" + (", .svg" if svg else "")
                 parts.append(
                     f'<figure id="fig-{html.escape(b.data["name"])}">'
                     f'<img alt="{html.escape(cap)}" src="data:image/png;base64,{b64}">'
                     f"<figcaption><b>Figure {n_fig}.</b> {_inline_html(cap)} "
-                    f'<span class="files">(figures/{html.escape(b.data["name"])}.png, .svg)</span>'
+                    f'<span class="files">({files})</span>'
                     "</figcaption></figure>"
                 )
         parts.append("<h2>Run information</h2>")
@@ -329,7 +360,7 @@ class Report:
 def _html_table(columns: Sequence[str], cells: Sequence[Sequence[str]], caption: str | None) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in cells
+        "<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>" for row in cells
     )
     cap = f"<caption>{_inline_html(caption)}</caption>" if caption else ""
     return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -1,0 +1,154 @@
+"""The paper's simulations as experiments E1 … E8: one small module and one config each.
+
+==========  =====================================  ==============================
+experiment  question                               config
+==========  =====================================  ==============================
+E1          emergence: trained vs untrained         ``configs/e1_emergence.toml``
+E2          regimes: independent vs Ising coupling  ``configs/e2_regimes.toml``
+E3          dynamics over steps; GD vs Adam         ``configs/e3_dynamics.toml``
+E4          architecture of f                       ``configs/e4_architecture.toml``
+E5          scale: d and m                          ``configs/e5_scale.toml``
+E6          inner products (heatmaps)               ``configs/e6_inner_products.toml``
+E7          theory: log-odds construction, SVM      ``configs/e7_theory.toml``
+E8          losses: CE vs squared vs sigmoid        ``configs/e8_losses.toml``
+==========  =====================================  ==============================
+
+Every experiment module defines ``NAME``, ``STEM`` (its config's file stem), ``TITLE``, ``QUESTION``,
+a ``Settings`` dataclass for its ``[experiment]`` section (always with ``n_seeds`` and
+``first_seed``), and ``run(raw, settings, report, progress=...) -> headline`` which trains through
+:func:`linrep.learn.fit`, measures with :mod:`linrep.geometry` / :mod:`linrep.theory` and fills a
+:class:`linrep.report.Report`. :func:`run_experiment` does the rest (config, ``--quick``, writing);
+:func:`reproduce` runs several and writes an index report.
+
+Python use::
+
+    from linrep.experiments import run_experiment
+    summary = run_experiment("E1", "runs/e1", quick=True)
+    summary["headline"]["same_concept_cosine"]       # {"mean": ..., "ci": [lo, hi], ...}
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, did_you_mean
+
+__all__ = ["EXPERIMENTS", "run_experiment", "reproduce", "experiment_module"]
+
+EXPERIMENTS: dict[str, str] = {
+    "E1": "e1_emergence",
+    "E2": "e2_regimes",
+    "E3": "e3_dynamics",
+    "E4": "e4_architecture",
+    "E5": "e5_scale",
+    "E6": "e6_inner_products",
+    "E7": "e7_theory",
+    "E8": "e8_losses",
+}
+"""Experiment name → module (and config file stem)."""
+
+
+def experiment_module(name: str):
+    """The module of experiment ``name`` (``"E1"`` … ``"E8"``, case-insensitive)."""
+    key = name.strip().upper()
+    if key not in EXPERIMENTS:
+        raise ConfigError(f"unknown experiment '{name}'{did_you_mean(key, EXPERIMENTS)}")
+    return importlib.import_module(f"{__name__}.{EXPERIMENTS[key]}")
+
+
+def run_experiment(
+    name: str,
+    out_dir: str | os.PathLike,
+    *,
+    quick: bool = False,
+    config: str | os.PathLike | None = None,
+    overrides: Sequence[str] = (),
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run one experiment and write its report folder.
+
+    Args:
+        name: ``"E1"`` … ``"E8"``.
+        out_dir: folder for ``report.html``, ``report.md``, ``results.json`` and ``figures/``.
+        quick: apply the config's ``[quick.*]`` overrides (fewer seeds/steps, same code paths).
+        config: config file (default ``configs/<stem>.toml``).
+        overrides: ``section.key=value`` strings applied last.
+        progress: show progress bars.
+
+    Returns:
+        ``{"name", "title", "headline", "out", "wall_time_s", "figures", "mode"}``.
+    """
+    from ..io import ensure_out_dir
+    from ..report import Report
+    from .common import experiment_config_path, load_experiment_config, read_section, seeds_of
+
+    mod = experiment_module(name)
+    path = Path(config) if config is not None else experiment_config_path(mod.STEM)
+    raw = load_experiment_config(path, quick, overrides, mod.Settings)
+    settings = read_section(mod.Settings, raw, "experiment")
+    out = ensure_out_dir(out_dir)
+    t0 = time.perf_counter()
+    rep = Report(
+        f"{mod.NAME} — {mod.TITLE}",
+        config=raw,
+        seeds=seeds_of(settings.n_seeds, settings.first_seed),
+        summary=mod.QUESTION,
+    )
+    headline = mod.run(raw, settings, rep, progress=progress)
+    mode = "quick" if quick else "full"
+    rep.results["headline"] = headline
+    rep.set_metadata(experiment=mod.NAME, mode=mode, config_file=str(path))
+    wall = time.perf_counter() - t0
+    rep.write(out, wall_time_s=wall)
+    return {
+        "name": mod.NAME,
+        "title": mod.TITLE,
+        "headline": headline,
+        "out": str(out),
+        "wall_time_s": wall,
+        "figures": [f"figures/{n}.png" for n in rep.figure_files],
+        "mode": mode,
+    }
+
+
+def reproduce(
+    names: Sequence[str],
+    out_dir: str | os.PathLike,
+    *,
+    quick: bool = False,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Run several experiments into ``out_dir/<stem>/`` and write an index report in ``out_dir``.
+
+    Args:
+        names: experiment names, or ``["all"]``.
+        out_dir: output folder.
+        quick: quick mode for every experiment.
+        progress: show progress bars and a one-line summary per experiment.
+
+    Returns:
+        The :func:`run_experiment` summaries, in order.
+    """
+    from ..io import ensure_out_dir
+    from .index import write_index
+
+    if not names or any(n.lower() == "all" for n in names):
+        names = list(EXPERIMENTS)
+    mods = [experiment_module(n) for n in names]  # validate every name before running anything
+    out = ensure_out_dir(out_dir)
+    t0 = time.perf_counter()
+    summaries = []
+    for mod in mods:
+        s = run_experiment(mod.NAME, out / mod.STEM, quick=quick, progress=progress)
+        summaries.append(s)
+        if progress:
+            print(
+                f"{mod.NAME} done in {s['wall_time_s']:.1f} s -> {Path(s['out']) / 'report.html'}"
+            )
+    write_index(summaries, out, quick=quick, wall_time_s=time.perf_counter() - t0)
+    return summaries

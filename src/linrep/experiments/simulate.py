@@ -1,0 +1,213 @@
+"""``linrep simulate``: train one config (any seeds) and measure its concept geometry.
+
+Writes ``metrics.json`` (the headline metrics: mean over concepts, per-concept lists and 95 % seed
+intervals, Euclidean unless the key ends in ``_causal`` / ``_random``), the training outputs of
+:func:`linrep.learn.fit` in ``train/`` (history.csv, parameters, checkpoint), and the report files
+(``report.html``, ``report.md``, ``results.json``, ``figures/``).
+
+Config sections: ``[latent]``, ``[model]``, ``[train]`` and optionally ``[simulate]``
+(:class:`SimulateSettings`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SimulateSettings", "simulate", "METRIC_KEYS"]
+
+METRIC_KEYS = (
+    "same_concept_cosine",
+    "cross_concept_abs_cosine",
+    "cross_pair_abs_cosine",
+    "alignment_cosine",
+    "log_odds_matching_error",
+)
+"""Per-run metrics of :func:`linrep.geometry.simulation_metrics` summarised in ``metrics.json``."""
+
+
+@dataclass
+class SimulateSettings:
+    """``[simulate]`` section: what ``linrep simulate`` measures."""
+
+    seeds: list[int] | None = None
+    """Seeds of the ensemble (default: ``[train.seed]``; ``--seeds`` overrides)."""
+    inner_products: list[str] = field(default_factory=lambda: ["euclidean", "causal"])
+    """Inner products of the cosine metrics; keys of non-Euclidean ones get the suffix ``_<name>``.
+    (Causal cosines are only informative when the vocabulary is larger than d + 1.)"""
+    probes: bool = False
+    """Also report linear-probe accuracy of each known concept from f(ξ) (slow)."""
+    track: bool = True
+    """Follow the Euclidean metrics over training (a metric hook every ``train.log_every`` steps)."""
+
+
+def _summaries(per_run: Sequence[dict[str, Any]], keys: Sequence[str], suffix: str) -> dict:
+    from .common import summarise
+
+    out: dict[str, Any] = {}
+    for k in keys:
+        if k not in per_run[0]:
+            continue
+        s = summarise([r[k] for r in per_run])
+        pc = np.array([r.get(f"{k}_per_concept", []) for r in per_run], dtype=float)  # (K, m)
+        if pc.size:
+            s["per_concept"] = [summarise(pc[:, i]) for i in range(pc.shape[1])]
+            s["per_concept_mean"] = [c["mean"] for c in s["per_concept"]]
+        out[k + suffix] = s
+    return out
+
+
+def simulate(
+    config: str | os.PathLike | dict[str, Any],
+    out_dir: str | os.PathLike,
+    *,
+    seeds: Sequence[int] | str | None = None,
+    overrides: Sequence[str] = (),
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train the config's model on its latent model and write metrics + report.
+
+    Args:
+        config: a TOML path or an already parsed dict with ``[latent]``, ``[model]``, ``[train]``,
+            optional ``[simulate]``.
+        out_dir: output folder.
+        seeds: seeds of the ensemble, a list or a ``"0-9"`` / ``"1,4,7"`` spec (overrides
+            ``[simulate] seeds`` and ``train.seed``).
+        overrides: ``section.key=value`` strings (``--set``).
+        progress: show a progress bar.
+
+    Returns:
+        The content of ``metrics.json``.
+    """
+    from ..config import apply_overrides, check_sections, load_toml, section_from_dict
+    from ..geometry import metric_hook
+    from ..io import ensure_out_dir, run_metadata, write_json
+    from ..report import Report
+    from .common import known_keys, latent_of, run_metrics, summarise, train
+
+    t0 = time.perf_counter()
+    raw = dict(config) if isinstance(config, dict) else load_toml(config)
+    check_sections(raw, ("latent", "model", "train", "simulate"), where=str(config)[:200])
+    if overrides:
+        known = known_keys()
+        known["simulate"] = list(SimulateSettings.__dataclass_fields__)
+        apply_overrides(raw, overrides, known)
+    settings = section_from_dict(SimulateSettings, raw.get("simulate"), "simulate")
+    if isinstance(seeds, str):
+        from ..learn.run import parse_seeds
+
+        seeds = parse_seeds(seeds)
+    if seeds is None:
+        seeds = settings.seeds or [int(raw.get("train", {}).get("seed", 0))]
+    seeds = [int(s) for s in seeds]
+    out = ensure_out_dir(out_dir)
+    latent = latent_of(raw)
+    hooks = {"euclid": metric_hook(latent)} if settings.track else None
+    res = train(latent, raw, seeds, progress=progress, metrics=hooks, out_dir=out / "train")
+    f, g = res.embeddings(), res.unembeddings()
+
+    metrics: dict[str, Any] = {}
+    per_inner: dict[str, list[dict[str, Any]]] = {}
+    for ip in settings.inner_products:
+        per_run = run_metrics(latent, f, g, inner=ip, probes=settings.probes and ip == "euclidean")
+        per_inner[ip] = per_run
+        keys = (*METRIC_KEYS, "probe_accuracy") if ip == "euclidean" else METRIC_KEYS[:4]
+        metrics.update(_summaries(per_run, keys, "" if ip == "euclidean" else f"_{ip}"))
+    metrics["excess_loss"] = summarise([r["excess_loss"] for r in res.final])
+    doc = {
+        "metrics": metrics,
+        "concepts": latent.names,
+        "seeds": seeds,
+        "inner_products": settings.inner_products,
+        "notes": {
+            "intervals": "95 % Student-t intervals over seeds (n = number of seeds)",
+            "cross_pair_abs_cosine": "mean |cos| over all steering-vector pairs of different concepts",
+            "cross_concept_abs_cosine": "mean |off-diagonal| of the concept-direction cosine matrix",
+            "suffixes": "no suffix = Euclidean inner product; _causal / _random = other inner products",
+        },
+        "config": raw,
+        "train_seconds": res.seconds,
+        "metadata": run_metadata(),
+    }
+    write_json(out / "metrics.json", doc)
+
+    rep = Report(
+        f"linrep simulate: {latent.m} concepts ({latent.config.kind}), {raw.get('model', {}).get('encoder', 'linear')} encoder",
+        config=raw,
+        seeds=seeds,
+        summary="One trained ensemble of the config: concept geometry at the end of training "
+        "(mean ± 95 % CI over seeds) and over training steps.",
+    )
+    _fill_report(rep, latent, res, metrics, per_inner, settings)
+    rep.results.update(doc)
+    rep.write(out, wall_time_s=time.perf_counter() - t0)
+    return doc
+
+
+def _fill_report(rep, latent, res, metrics, per_inner, settings) -> None:
+    from ..report import figures
+    from .common import METRIC_LABELS, band, ci_cell, history_arrays
+
+    rows = []
+    for ip in settings.inner_products:
+        sfx = "" if ip == "euclidean" else f"_{ip}"
+        rows.append(
+            {
+                "inner product": ip,
+                **{
+                    METRIC_LABELS[k]: ci_cell(metrics[k + sfx])
+                    for k in METRIC_KEYS
+                    if k + sfx in metrics
+                },
+            }
+        )
+    rep.add_heading("Concept geometry at the end of training")
+    d = res.model_configs[0].d
+    if "causal" in settings.inner_products and latent.n_tokens <= d + 1:
+        rep.add_text(
+            f"**Caveat:** the vocabulary has V = {latent.n_tokens} ≤ d + 1 = {d + 1} tokens, so "
+            "whitening by the unembedding covariance maps the tokens to a regular simplex whatever "
+            "was learned: the causal cosines below are fixed by the pair structure and carry no "
+            "information about training (see linrep.geometry.simulation)."
+        )
+    rep.add_table(rows, caption="Means over concepts; mean ± 95 % CI over seeds")
+    rep.add_table(
+        [{"excess loss (nats)": ci_cell(metrics["excess_loss"])}], caption="Fit to the data"
+    )
+    per = []
+    for i, name in enumerate(latent.names):
+        row = {"concept": name}
+        for k in ("same_concept_cosine", "alignment_cosine", "log_odds_matching_error"):
+            row[METRIC_LABELS[k]] = ci_cell(metrics[k]["per_concept"][i])
+        per.append(row)
+    rep.add_table(per, caption="Per concept (Euclidean)")
+    mats = {}
+    for ip, per_run in per_inner.items():
+        mats[ip] = np.abs(np.mean([r["direction_cosine_matrix"] for r in per_run], axis=0))
+    rep.add_figure(
+        figures.heatmaps(
+            mats, latent.names, title="|cos| between concept directions (mean over seeds)"
+        ),
+        "concept_direction_heatmaps",
+        caption="Mean over seeds of |cos(ḡᵢ, ḡⱼ)| under each inner product.",
+    )
+    if settings.track:
+        panels = {}
+        for key, title in (
+            ("euclid.same_concept_cosine", "same-concept cos"),
+            ("euclid.alignment_cosine", "alignment"),
+            ("excess_loss", "excess loss (nats)"),
+            ("param_norm", "parameter norm"),
+        ):
+            steps, vals = history_arrays(res.history, key)
+            panels[title] = {"mean ± 95 % CI": band(vals)}
+        rep.add_figure(
+            figures.lines_vs_step(steps, panels, logy=("excess loss (nats)",)),
+            "metrics_vs_step",
+            caption="Metrics over training (log step axis; step 0 omitted).",
+        )

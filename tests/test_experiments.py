@@ -1,0 +1,169 @@
+"""Experiments E1 … E8, ``linrep simulate`` and ``linrep reproduce``: code paths, files, errors.
+
+Every experiment runs here with tiny overrides (2 seeds, a few hundred steps) so that all code paths
+execute in seconds; the numbers of the paper's calibration are asserted in
+``tests/test_experiments_calibration.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from linrep.cli import main
+from linrep.errors import ConfigError
+from linrep.experiments import EXPERIMENTS, experiment_module, run_experiment
+from linrep.experiments.common import (
+    deep_merge,
+    experiment_config_path,
+    load_experiment_config,
+    merge_quick,
+    summarise,
+)
+
+# tiny settings per experiment: every code path, seconds of work
+TINY = {
+    "E1": [
+        "experiment.n_seeds=2",
+        "train.steps=200",
+        "experiment.n_shuffles=5",
+        "experiment.probes=true",
+    ],
+    "E2": ["experiment.n_seeds=2", "train.steps=200", "experiment.coupling_sds=[0.0, 1.0]"],
+    "E3": ["experiment.n_seeds=2", "train.steps=200", "train.log_every=50"],
+    "E4": [
+        "experiment.n_seeds=2",
+        "train.steps=200",
+        "experiment.encoder_train={transformer = {lr = 0.3, steps = 20, log_every = 10}}",
+    ],
+    "E5": ["experiment.n_seeds=2", "train.steps=100", "experiment.ms=[3]"],
+    "E6": ["experiment.n_seeds=2", "train.steps=100"],
+    "E7": ["experiment.n_seeds=2", "train.steps=100", "train.log_every=50"],
+    "E8": ["experiment.n_seeds=2", "train.steps=100"],
+}
+
+
+def test_import_experiments_is_light():
+    code = (
+        "import sys, linrep.experiments, linrep.experiments.common; "
+        "print([m for m in ('torch', 'matplotlib') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_summarise_matches_t_interval():
+    x = np.array([0.9, 0.92, 0.95, 0.91, 0.93])
+    s = summarise(x)
+    h = stats.t.ppf(0.975, 4) * x.std(ddof=1) / np.sqrt(5)
+    assert s["mean"] == pytest.approx(x.mean())
+    assert s["ci"] == pytest.approx([x.mean() - h, x.mean() + h])
+    assert s["per_seed"] == x.tolist() and s["n"] == 5
+
+
+def test_quick_merge_and_overrides(tmp_path):
+    raw = {"train": {"steps": 100, "lr": 1.0}, "quick": {"train": {"steps": 5}}}
+    assert merge_quick(raw, False) == {"train": {"steps": 100, "lr": 1.0}}
+    assert merge_quick(raw, True) == {"train": {"steps": 5, "lr": 1.0}}
+    assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}}
+    with pytest.raises(ConfigError, match="unknown section"):
+        merge_quick({"quick": {"trian": {}}}, True)
+    mod = experiment_module("e1")
+    path = experiment_config_path(mod.STEM)
+    full = load_experiment_config(path, False, (), mod.Settings)
+    quick = load_experiment_config(path, True, ("train.lr=0.5",), mod.Settings)
+    assert quick["train"]["steps"] < full["train"]["steps"]
+    assert quick["experiment"]["n_seeds"] >= 5 and full["experiment"]["n_seeds"] >= 5
+    assert quick["train"]["lr"] == 0.5
+    with pytest.raises(ConfigError, match="did you mean 'steps'"):
+        load_experiment_config(path, False, ("train.stesp=3",), mod.Settings)
+    with pytest.raises(ConfigError, match="n_seeds"):
+        load_experiment_config(path, False, ("experiment.n_seed=3",), mod.Settings)
+
+
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_every_config_has_at_least_five_seeds_and_reads(name):
+    from linrep.config import section_from_dict
+
+    mod = experiment_module(name)
+    for quick in (False, True):
+        raw = load_experiment_config(experiment_config_path(mod.STEM), quick, (), mod.Settings)
+        s = section_from_dict(mod.Settings, raw.get("experiment"), "experiment")
+        assert s.n_seeds >= 5
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_experiment_runs_and_writes_report(name, tmp_path):
+    s = run_experiment(name, tmp_path / name, quick=True, overrides=TINY[name], progress=False)
+    out = tmp_path / name
+    for f in ("report.html", "report.md", "results.json"):
+        assert (out / f).is_file()
+    assert s["figures"] and all((out / f).is_file() for f in s["figures"])
+    res = json.loads((out / "results.json").read_text())
+    assert res["metadata"]["mode"] == "quick" and res["metadata"]["experiment"] == name
+    assert res["seeds"] == [0, 1]
+    for v in s["headline"].values():
+        assert np.isfinite(v["mean"]) and len(v["ci"]) == 2
+
+
+def test_unknown_experiment_is_a_clean_error(tmp_path, capsys):
+    assert main(["reproduce", "E9", "--out", str(tmp_path)]) == 2
+    assert "unknown experiment 'E9'" in capsys.readouterr().err
+
+
+def test_simulate_cli_writes_metrics(tmp_path, capsys):
+    from linrep.experiments.common import configs_dir
+
+    out = tmp_path / "sim"
+    rc = main(
+        [
+            "simulate",
+            str(configs_dir() / "simulate.toml"),
+            "--out",
+            str(out),
+            "--seeds",
+            "0-2",
+            "--set",
+            "train.steps=300",
+            "--set",
+            "train.log_every=100",
+            "--quiet",
+        ]
+    )
+    assert rc == 0
+    doc = json.loads((out / "metrics.json").read_text())
+    m = doc["metrics"]
+    for key in (
+        "same_concept_cosine",
+        "cross_concept_abs_cosine",
+        "alignment_cosine",
+        "excess_loss",
+        "log_odds_matching_error",
+        "same_concept_cosine_causal",
+        "same_concept_cosine_random",
+    ):
+        assert key in m, key
+        assert len(m[key]["per_seed"]) == 3 and len(m[key]["ci"]) == 2
+    assert len(m["same_concept_cosine"]["per_concept"]) == 4
+    assert doc["seeds"] == [0, 1, 2]
+    for f in ("report.html", "report.md", "results.json", "train/history.csv"):
+        assert (out / f).is_file(), f
+    assert (
+        main(
+            [
+                "simulate",
+                str(configs_dir() / "simulate.toml"),
+                "--out",
+                str(out),
+                "--set",
+                "model.encodr=mlp",
+            ]
+        )
+        == 2
+    )
+    assert "did you mean 'encoder'" in capsys.readouterr().err
