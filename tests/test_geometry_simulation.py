@@ -178,3 +178,13 @@ def test_log_odds_subsample_is_a_fixed_subset():
         )
     )
     assert rs["same_concept_cosine"] == rf["same_concept_cosine"]
+
+
+def test_single_concept_gives_nan_not_errors():
+    lat = LatentModel.from_config({"m": 1})
+    rng = np.random.default_rng(6)
+    r = simulation_metrics(
+        lat, rng.standard_normal((lat.n_contexts, 3)), rng.standard_normal((2, 3))
+    )
+    assert np.isnan(r["same_concept_cosine"]) and np.isnan(r["cross_concept_abs_cosine"])
+    assert np.isnan(r["cross_pair_abs_cosine"]) and np.isfinite(r["log_odds_matching_error"])

@@ -213,7 +213,9 @@ def _batched(
     deltas = [gt[:, p[:, 1]] - gt[:, p[:, 0]] for p in index.pairs]  # (K, P_i, d)
     units = [_unit(d) for d in deltas]
     out: dict[str, np.ndarray] = {}
-    out["same_concept_cosine"] = np.stack([same_concept_cosine(d) for d in deltas], axis=1)
+    out["same_concept_cosine"] = np.stack(
+        [same_concept_cosine(d) if d.shape[1] > 1 else np.full(K, np.nan) for d in deltas], axis=1
+    )  # a concept with a single pair (m = 1) has no parallelism to measure
 
     # cross-concept |cos| between steering vectors, accumulated block by block (no ΣP × ΣP matrix)
     unitsT = [np.ascontiguousarray(np.swapaxes(u, 1, 2)) for u in units]
@@ -229,7 +231,8 @@ def _batched(
             abs_cnt[j] += n
     with np.errstate(invalid="ignore", divide="ignore"):
         out["cross_pair_abs_cosine"] = abs_sum / abs_cnt
-    out["_cross_pair_total"] = abs_sum.sum(axis=1) / 2 / max(abs_cnt.sum() / 2, 1)
+    n_cross = abs_cnt.sum() / 2
+    out["_cross_pair_total"] = abs_sum.sum(axis=1) / 2 / n_cross if n_cross else np.full(K, np.nan)
 
     dirs = np.stack([concept_direction(d) for d in deltas], axis=1)  # (K, m, d)
     out["direction_cosine_matrix"] = cosine_matrix(dirs)
