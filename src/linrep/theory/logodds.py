@@ -141,13 +141,13 @@ def excess_loss(latent: LatentModel, f: np.ndarray, g: np.ndarray) -> float:
 
 def _cells(latent: LatentModel, i: int, f: np.ndarray, g: np.ndarray):
     """Rows with C_i = ⋄, pairs, Δg (P, d), learned (r, P), true (r, P; NaN if inconsistent)."""
-    from ..geometry.simulation import _true_log_odds
+    from ..geometry.simindex import pair_log_odds_table
 
     rows = np.flatnonzero(np.asarray(latent.contexts)[:, i] == -1)
     pairs = np.asarray(latent.counterfactual_pairs(i))
     D = g[pairs[:, 1]] - g[pairs[:, 0]]
     learned = f[rows] @ D.T
-    true = _true_log_odds(latent.p_next, rows, pairs)
+    true = pair_log_odds_table(latent.p_next, rows, pairs)
     return rows, pairs, D, learned, true
 
 
