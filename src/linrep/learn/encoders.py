@@ -165,6 +165,7 @@ class MLPEncoder(Encoder):
         self.xt = self.x.T.contiguous()
         self.widths = [3 * self.m] + [cfg.width] * cfg.depth
         self.feature_dim = self.widths[-1]
+        self._xk: torch.Tensor | None = None
 
     out_name = "W_out"
     needs_dH = True
@@ -192,14 +193,23 @@ class MLPEncoder(Encoder):
         p["W_out"] = _randn(gen, (self.widths[-1], self.d), init_scale)
         return p
 
+    def _x_batched(self, K: int) -> torch.Tensor:
+        """x(ξ) repeated over runs, (K, n, 3m) contiguous (cached: bmm-friendly)."""
+        if self._xk is None or self._xk.shape[0] != K:
+            self._xk = self.x.expand(K, *self.x.shape).contiguous()
+        return self._xk
+
     def features(self, p):
         act = self.cfg.activation
-        h = self.x
+        K = p["W_out"].shape[0]
+        h = self._x_batched(K)
         cache = []
         for i in range(self.cfg.depth):
-            W, b = p[f"W{i}"], p[f"b{i}"]
-            a = torch.matmul(h, W) + b if h.dim() == 2 else torch.baddbmm(b, h, W)
-            hn = _act(act, a)
+            a = torch.baddbmm(p[f"b{i}"], h, p[f"W{i}"])  # (K, n, width)
+            if act == "relu":  # the backward pass only needs h = relu(a): overwrite a in place
+                hn, a = a.relu_(), None
+            else:
+                hn = _act(act, a)
             cache.append((h, a, hn))
             h = hn
         return h, cache
@@ -225,8 +235,7 @@ class MLPEncoder(Encoder):
                 da = torch.ops.aten.threshold_backward(dh, h_out, 0)
             else:
                 da = dh * _act_grad(act, a, h_out)
-            h_in_t = self.xt if i == 0 else h_in.transpose(-1, -2)
-            g[f"W{i}"] = torch.matmul(h_in_t, da)
+            g[f"W{i}"] = torch.bmm(h_in.transpose(1, 2), da)
             g[f"b{i}"] = da.sum(dim=1, keepdim=True)
             if i > 0:
                 dh = torch.matmul(da, p[f"W{i}"].transpose(-1, -2))
