@@ -32,6 +32,7 @@ _EXPORTS: dict[str, str] = {
     "metric_hook": "linrep.geometry",
     "log_odds_construction": "linrep.theory",
     "max_margin_direction": "linrep.theory",
+    "run_sweep": "linrep.sweep",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,7 +1,8 @@
 """Sweep files: a base config plus a ``[sweep]`` section, expanded into individual runs.
 
 A sweep file is a training config (sections ``[latent]``, ``[model]``, ``[train]``, or a top-level
-``base = "other.toml"`` whose sections the inline ones override key by key) plus::
+``base = "other.toml"`` whose sections the inline ones override key by key; other sections of the
+base, such as an experiment's ``[simulate]``, are ignored) plus::
 
     [sweep]
     seeds = "0-9"               # or [0, 3, 7], or 10 (= 0..9)
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import hashlib
 import itertools
 import json
@@ -90,6 +92,9 @@ class SweepConfig:
     """Inner product of the geometry cosines."""
     probes: bool = False
     """Also measure linear-probe accuracy (cross-validated logistic regression; slow)."""
+    report_metrics: list[str] | None = None
+    """Metrics plotted in report.html (default: excess loss, same-concept cosine, cross-concept
+    |cosine|, alignment cosine, log-odds-matching error); every metric is in results.csv."""
 
     def __post_init__(self) -> None:
         if self.n_random < 0:
@@ -307,9 +312,14 @@ def _load_base(raw: Mapping[str, Any], path: Path | None) -> dict[str, dict[str,
                     f"base config '{bpath}' has '{key}'; a base must be a plain config"
                 )
             if key not in TRAIN_SECTIONS:
-                raise ConfigError(
-                    f"unknown section [{key}] in base config '{bpath}'{did_you_mean(key, TRAIN_SECTIONS)}"
-                )
+                # other linrep sections ([simulate], [experiment], ...) are not used by a sweep;
+                # a near-miss of a training section is a typo, not another command's section
+                if difflib.get_close_matches(key, TRAIN_SECTIONS, n=1, cutoff=0.6):
+                    raise ConfigError(
+                        f"unknown section [{key}] in base config '{bpath}'"
+                        f"{did_you_mean(key, TRAIN_SECTIONS)}"
+                    )
+                continue
             if not isinstance(value, Mapping):
                 raise ConfigError(f"'{key}' in '{bpath}' must be a table ([{key}])")
             base[key] = dict(value)

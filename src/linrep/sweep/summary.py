@@ -175,10 +175,19 @@ def write_report(
         cells.append(c)
     rep.add_table(cells, columns=[*cols, *shown], caption="mean ± 95 % CI half-width over seeds")
     rep.results["settings"] = table
-    for metric in metrics:
+    plotted = spec.sweep.report_metrics or [m for m in HEADLINE if m in metrics]
+    missing = [m for m in plotted if m not in metrics]
+    if missing:
+        rep.add_text(f"Not measured, so not plotted: {', '.join(missing)}.")
+    for metric in (m for m in plotted if m in metrics):
         rep.add_heading(metric, level=3)
         for param in swept:
-            others = [o for o in swept if o != param]
+            # random-search keys are drawn together: one is not a factor crossed with another
+            others = [
+                o
+                for o in swept
+                if o != param and not (param in spec.sweep.random and o in spec.sweep.random)
+            ]
             fig, note = _figure(rows, metric, param, others)
             if fig is None:
                 continue
