@@ -277,7 +277,10 @@ def _add_llm(sub: argparse._SubParsersAction) -> None:
         "model folder; repeat to compare models",
     )
     p.add_argument(
-        "--concepts", default=None, metavar="builtin|DIR", help="word pairs: '[base - target].txt' files"
+        "--concepts",
+        default=None,
+        metavar="builtin|DIR",
+        help="word pairs: '[base - target].txt' files",
     )
     p.add_argument(
         "--contexts",
@@ -298,7 +301,9 @@ def _add_llm(sub: argparse._SubParsersAction) -> None:
         metavar="llm.KEY=VALUE",
         help="override a config value, e.g. --set llm.n_shuffles=0 (repeatable)",
     )
-    p.add_argument("--cache", default=None, metavar="DIR", help="cache folder (default $LINREP_CACHE)")
+    p.add_argument(
+        "--cache", default=None, metavar="DIR", help="cache folder (default $LINREP_CACHE)"
+    )
     p.add_argument("--no-cache", action="store_true", help="do not read or write the model cache")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -315,6 +320,7 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "sweep": (_add_sweep, _run_sweep),
     "simulate": (_add_simulate, _run_simulate),
     "reproduce": (_add_reproduce, _run_reproduce),
+    "llm": (_add_llm, _run_llm),
 }
 
 
