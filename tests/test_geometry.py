@@ -38,6 +38,21 @@ def test_planted_direction_recovered_euclidean_and_causal():
     assert d_32 @ d_e > 1 - 1e-6
 
 
+def test_concept_direction_estimator():
+    g, pairs, u = _planted(seed=10)
+    ip = G.CausalInnerProduct().fit(g)
+    est = G.ConceptDirection(inner=ip).fit(g, pairs)
+    assert est.n_pairs_ == len(pairs) and est.deltas_.shape == (len(pairs), g.shape[1])
+    assert G.cosine(est.direction_, ip.transform_vectors(u)) > 0.99
+    assert est.loo_cosines_.min() > 0.9 and est.same_concept_cosine_ > 0.9
+    # projection of a pair's difference equals the whitened dot product with the direction
+    k = pairs[0]
+    diff = g[k[1]] - g[k[0]]
+    assert est.transform(diff) == pytest.approx(ip.transform_vectors(diff) @ est.direction_)
+    one = G.ConceptDirection().fit(g, pairs[:1])
+    assert np.isnan(one.same_concept_cosine_) and one.direction_ @ u > 0.99
+
+
 def test_whitened_covariance_is_identity_with_row_selection():
     rng = np.random.default_rng(1)
     A = rng.standard_normal((12, 12))

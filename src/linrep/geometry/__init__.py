@@ -43,6 +43,7 @@ from .nulls import NullTest, mean_loo_cosine, null_test, random_pair_null, shuff
 from .probes import probe_accuracy
 from .simulation import HOOK_KEYS, SimulationIndex, metric_hook, simulation_metrics
 from .steering import (
+    ConceptDirection,
     block_structure,
     check_pairs,
     concept_direction,
@@ -69,6 +70,7 @@ __all__ = [
     "get_inner_product",
     "centred_covariance",
     # steering vectors, directions, cosines
+    "ConceptDirection",
     "check_pairs",
     "steering_vectors",
     "unit",

@@ -20,6 +20,7 @@ from ..errors import InputError
 from .inner import InnerProduct
 
 __all__ = [
+    "ConceptDirection",
     "check_pairs",
     "steering_vectors",
     "unit",
@@ -111,6 +112,44 @@ def concept_directions(
     """
     dirs = [concept_direction(steering_vectors(g, p, inner)) for p in pairs]
     return np.stack(dirs, axis=-2)
+
+
+class ConceptDirection:
+    """Estimator of one concept's direction from its word/token pairs (sklearn style).
+
+    ``ConceptDirection(inner=ip).fit(g, pairs)`` computes the steering vectors in the coordinates of
+    ``inner`` and their unit mean.
+
+    Args:
+        inner: a fitted inner product (None = Euclidean).
+
+    Attributes (after ``fit``):
+        deltas_: (P, d) steering vectors. direction_: (d,) unit mean. n_pairs_: P.
+        loo_cosines_: (P,) leave-one-out cosines (NaN if P < 2).
+        same_concept_cosine_: mean pairwise cosine (NaN if P < 2).
+    """
+
+    def __init__(self, inner: InnerProduct | None = None):
+        self.inner = inner
+
+    def fit(self, g: np.ndarray, pairs: np.ndarray) -> ConceptDirection:
+        """Fit on an unembedding ``g: (V, d)`` and pairs ``(P, 2)`` (y0, y1); returns self."""
+        self.deltas_ = steering_vectors(g, pairs, self.inner)
+        self.n_pairs_ = int(self.deltas_.shape[0])
+        if self.n_pairs_ == 0:
+            raise InputError("a concept direction needs at least one pair; got none")
+        self.direction_ = concept_direction(self.deltas_)
+        many = self.n_pairs_ > 1
+        self.loo_cosines_ = loo_cosines(self.deltas_) if many else np.full(1, np.nan)
+        self.same_concept_cosine_ = float(same_concept_cosine(self.deltas_)) if many else np.nan
+        return self
+
+    def transform(self, v: np.ndarray) -> np.ndarray:
+        """Projections vᵀ ḡ of unembedding-side vectors (mapped by ``inner`` first), (...,)."""
+        v = np.asarray(v, dtype=np.float64)
+        if self.inner is not None:
+            v = self.inner.transform_vectors(v)
+        return v @ self.direction_
 
 
 def cosine(u: np.ndarray, v: np.ndarray) -> np.ndarray:
