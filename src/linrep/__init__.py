@@ -33,6 +33,10 @@ _EXPORTS: dict[str, str] = {
     "log_odds_construction": "linrep.theory",
     "max_margin_direction": "linrep.theory",
     "run_sweep": "linrep.sweep",
+    "Report": "linrep.report",
+    "run_experiment": "linrep.experiments",
+    "reproduce": "linrep.experiments",
+    "simulate": "linrep.experiments.simulate",
 }
 
 __all__ = sorted(_EXPORTS)

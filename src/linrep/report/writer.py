@@ -64,7 +64,8 @@ def format_ci(mean: float, lo: float, hi: float, digits: int = 3) -> str:
         fmt = f".{max(digits - 2, 1)}e"
     else:
         fmt = f".{digits}f"
-    if abs(half_lo - half_hi) <= 0.05 * max(abs(half_lo), abs(half_hi), 1e-300):
+    tiny = 0.5 * (10 ** (-digits) if fmt.endswith("f") else 10 ** (-digits) * scale)
+    if abs(half_lo - half_hi) <= max(0.05 * max(abs(half_lo), abs(half_hi)), tiny):
         return f"{mean:{fmt}} ± {max(half_lo, half_hi):{fmt}}"
     return f"{mean:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
 
