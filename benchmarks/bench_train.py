@@ -121,15 +121,15 @@ def bench_flops(repeats: int = 20) -> None:
             model = BatchedModel(mc, lat.contexts, V, torch.float32)
             model.factored = factored
             theta = model.init([0], [mc])
-            T, r = Targets(lat, [tc], torch.float32).full()
+            target = Targets(lat, [tc], torch.float32).full()
             opt = BatchedOptimizer([tc], model.P, torch.float32)
             with torch.no_grad():
                 for t in range(3):
-                    _, grad, _ = model.loss_grad(theta, "cross_entropy", T, r, want_loss=False)
+                    grad = model.grad(theta, "cross_entropy", target)
                     opt.step(theta, grad, t)
                 t0 = time.perf_counter()
                 for t in range(repeats):
-                    _, grad, _ = model.loss_grad(theta, "cross_entropy", T, r, want_loss=False)
+                    grad = model.grad(theta, "cross_entropy", target)
                     opt.step(theta, grad, t)
                 dt_step = (time.perf_counter() - t0) / repeats
             flops_step = step_flops(model, n, V, d, 3 * m)

@@ -73,8 +73,8 @@ ENC_CASES = [
 def test_gradient_matches_finite_differences(lat3, enc, kw, loss):
     m, th = _model(lat3, encoder=enc, unembedding_bias=True, **kw)
     tg = Targets(lat3, [TrainConfig()] * 2, torch.float64)
-    T, r = tg.full()
-    _, G, _ = m.loss_grad(th, loss, T, r)
+    target = tg.full()
+    G = m.grad(th, loss, target)
     rng = np.random.default_rng(1)
     eps = 1e-6
     idx = np.concatenate(
@@ -87,8 +87,8 @@ def test_gradient_matches_finite_differences(lat3, enc, kw, loss):
         a, b = th.clone(), th.clone()
         a[:, j] += eps
         b[:, j] -= eps
-        La, _, _ = m.loss_grad(a, loss, T, r, want_grad=False)
-        Lb, _, _ = m.loss_grad(b, loss, T, r, want_grad=False)
+        La = m.loss(a, loss, target)
+        Lb = m.loss(b, loss, target)
         fd = (La - Lb) / (2 * eps)
         np.testing.assert_allclose(G[:, j].numpy(), fd.numpy(), rtol=1e-5, atol=1e-8)
 
@@ -97,7 +97,7 @@ def test_gradient_matches_finite_differences(lat3, enc, kw, loss):
 def test_loss_matches_numpy(lat3, loss):
     m, th = _model(lat3, encoder="linear", unembedding_bias=True)
     tg = Targets(lat3, [TrainConfig()] * 2, torch.float64)
-    L, _, _ = m.loss_grad(th, loss, *tg.full(), want_grad=False)
+    L = m.loss(th, loss, tg.full())
     p = m.views(th)
     x = np.zeros((lat3.n_contexts, 9))  # one-hot {0,1,⋄} written out independently
     for i, ctx in enumerate(lat3.contexts):
@@ -161,14 +161,16 @@ def test_excess_loss_goes_to_zero_with_enough_capacity(lat3):
     assert all(a >= b for a, b in zip(ex, ex[1:], strict=False))
 
 
-def test_ensemble_equals_separate_runs(lat3):
-    mc = {"encoder": "mlp", "d": 6, "width": 8}
+@pytest.mark.parametrize("opt", ["adam", "gd"])
+def test_ensemble_equals_separate_runs(lat3, opt):
+    """Runs differing in seed, lr and init scale, trained together == trained one by one."""
+    mcs = [{"encoder": "mlp", "d": 6, "width": 8, "init_scale": s} for s in (0.1, 0.4)]
     tcs = [
-        {"optimizer": "adam", "lr": lr, "steps": 60, "log_every": 20, "dtype": "float64"}
+        {"optimizer": opt, "lr": lr, "steps": 60, "log_every": 20, "dtype": "float64"}
         for lr in (0.01, 0.03)
     ]
-    ens = fit(lat3, mc, tcs, seeds=[5, 6], progress=False)
-    for k, (tc, s) in enumerate(zip(tcs, [5, 6], strict=True)):
+    ens = fit(lat3, mcs, tcs, seeds=[5, 6], progress=False)
+    for k, (mc, tc, s) in enumerate(zip(mcs, tcs, [5, 6], strict=True)):
         one = fit(lat3, mc, tc, seeds=[s], progress=False)
         np.testing.assert_allclose(ens.embeddings()[k], one.embeddings()[0], rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(
@@ -403,11 +405,11 @@ def test_encoders_listed():
 def test_factored_head_equals_plain_head(lat3, enc):
     """Logits as H (W gᵀ) (the fast path) and as (H W) gᵀ give the same loss and gradient."""
     m, th = _model(lat3, encoder=enc, unembedding_bias=True)
-    T, r = Targets(lat3, [TrainConfig()] * 2, torch.float64).full()
+    target = Targets(lat3, [TrainConfig()] * 2, torch.float64).full()
     out = {}
     for factored in (True, False):
         m.factored = factored
-        out[factored] = m.loss_grad(th, "cross_entropy", T, r)
+        out[factored] = (m.loss(th, "cross_entropy", target), m.grad(th, "cross_entropy", target))
     np.testing.assert_allclose(out[True][0].numpy(), out[False][0].numpy(), rtol=1e-12)
     np.testing.assert_allclose(out[True][1].numpy(), out[False][1].numpy(), rtol=1e-9, atol=1e-13)
 

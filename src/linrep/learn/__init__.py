@@ -10,6 +10,18 @@ Modules (one job each):
 - :mod:`~linrep.learn.optim`: batched gd / sgd / adam / adamw, constant or cosine schedule.
 - :mod:`~linrep.learn.model`: encoder + unembedding on one flat parameter matrix θ: (K, P).
 - :mod:`~linrep.learn.trainer`: ``fit`` → ``TrainResult`` (history, metric hooks, checkpoints).
+- :mod:`~linrep.learn.checkpoint`: atomic ``torch.save`` checkpoints read with ``weights_only=True``.
+- :mod:`~linrep.learn.run`: ``linrep train CONFIG --out DIR [--set k=v] [--seeds 0-9] [--resume]``.
+
+Example (the paper's calibration, 10 seeds as one batched ensemble)::
+
+    from linrep.latent import LatentModel
+    from linrep.learn import fit
+
+    latent = LatentModel.from_config({"m": 4})
+    res = fit(latent, {"encoder": "linear", "d": 32}, {"steps": 20000}, seeds=range(10))
+    f, g = res.embeddings(), res.unembeddings()      # (10, 81, 32), (10, 16, 32)
+    res.final[0]["excess_loss"]                       # population loss − H(Y|X), nats
 
 Names are imported lazily, so ``from linrep.learn import ModelConfig`` does not import torch.
 """

@@ -124,7 +124,7 @@ class TrainConfig:
     """Seed of the initialisation (and of minibatches / the dataset unless ``data_seed`` is set)."""
     weight_decay: float = 0.0
     """L2 penalty (weight_decay/2)·‖θ‖² added to the loss for gd/sgd/adam; decoupled decay
-    θ ← θ − lr·weight_decay·θ for adamw."""
+    θ ← θ − lr·weight_decay·θ for adamw. The reported loss never includes the penalty."""
     lr_schedule: str = "constant"
     """constant | cosine (from lr down to ``min_lr`` over ``steps``, after ``warmup_steps``)."""
     warmup_steps: int = 0

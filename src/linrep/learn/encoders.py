@@ -111,12 +111,16 @@ class LinearEncoder(Encoder):
         self.x = torch.as_tensor(one_hot_contexts(contexts), dtype=dtype)  # (n, 3m)
         self.xt = self.x.T.contiguous()
         self.feature_dim = 3 * self.m
+        self._xk: torch.Tensor | None = None  # x repeated over runs (K, n, 3m), bmm-friendly
 
     def shapes(self):
         return [("W", (3 * self.m, self.d))]
 
     def features(self, p):
-        return self.x, None
+        K = p["W"].shape[0]
+        if self._xk is None or self._xk.shape[0] != K:
+            self._xk = self.x.expand(K, *self.x.shape).contiguous()
+        return self._xk, None
 
     def init(self, gen, init_scale, hidden_scale):
         return {"W": _randn(gen, (3 * self.m, self.d), init_scale)}

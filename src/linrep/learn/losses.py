@@ -5,10 +5,13 @@ Every objective is written with a *target table* T: (K|1, n, V), T(ξ, y) ≥ 0,
 The exact objective has T = w(ξ) p(y|ξ); a finite dataset has its empirical frequencies. With
 P = T / r (the target next-token distribution of each context) and q = softmax(z):
 
-- ``cross_entropy``:  L = Σ_ξ r Σ_y P (−log q) = Σ_ξ r·logsumexp(z) − Σ T z;   ∂L/∂z = r q − T.
-- ``squared``:        L = Σ_ξ r ‖q − P‖²;   ∂L/∂z_j = 2 r q_j [(q_j − P_j) − Σ_y (q_y − P_y) q_y].
+- ``cross_entropy``:  L = Σ_ξ r Σ_y P (−log q) = Σ_ξ r·logsumexp(z) − Σ T z;   ∂L/∂z = r (q − P).
+- ``squared``:        L = Σ_ξ r ‖q − P‖²;   ∂L/∂z_j = r · 2 q_j [(q_j − P_j) − Σ_y (q_y − P_y) q_y].
 - ``sigmoid``:        L = Σ_ξ Σ_y [r·softplus(z) − T z]  (one-vs-all binary cross-entropy);
-                      ∂L/∂z = r σ(z) − T.
+                      ∂L/∂z = r (σ(z) − P).
+
+Every gradient has the form ∂L/∂z = r ⊙ e(z, P); the heads below apply the row weights r wherever
+it is cheapest (for the linear encoder: once, into the constant one-hot features).
 
 The population minimum ("floor") of each loss, reached when the model matches p exactly, is
 H(Y|X) = −Σ_ξ w Σ_y p log p for cross-entropy, 0 for squared, and Σ_ξ w Σ_y H_b(p(y|ξ)) for sigmoid;
@@ -20,52 +23,34 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["logit_loss", "head_loss", "factored_head_loss", "loss_floor"]
+__all__ = ["logit_loss", "logit_grad", "head_loss", "factored_head_loss", "loss_floor"]
 
 
-def logit_loss(
-    kind: str,
-    z: torch.Tensor,
-    T: torch.Tensor,
-    r: torch.Tensor,
-    want_loss: bool = True,
-    want_grad: bool = True,
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Loss per run (K,) and ∂L/∂z (K, n, V) from the logits z: (K, n, V) (z is overwritten).
-
-    Args:
-        kind: cross_entropy | squared | sigmoid.
-        z: (K, n, V) logits f(ξ)ᵀg(y) + b(y); used as scratch space.
-        T: (K or 1, n, V) target table.  r: (K or 1, n, 1) its row masses.
-        want_loss: compute the loss (skipped in the training loop's hot path).
-        want_grad: compute ∂L/∂z.
-    """
-    loss = None
+def logit_loss(kind: str, z: torch.Tensor, T: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """Loss per run (K,) from the logits z: (K, n, V), table T: (K|1, n, V), row masses r: (K|1, n, 1)."""
     if kind == "cross_entropy":
-        z.sub_(z.amax(dim=2, keepdim=True))  # shift: z − max z, softmax and Σr·lse − ΣTz unchanged
-        if want_loss:
-            zs = (T * z).sum(dim=(1, 2))
-        e = z.exp_()
-        s = e.sum(dim=2, keepdim=True)
-        if want_loss:
-            loss = (s.log() * r).sum(dim=(1, 2)) - zs  # Σ_y T = r, so the shift cancels
-        if not want_grad:
-            return loss, None
-        return loss, e.mul_(r / s).sub_(T)  # r q − T
+        return (torch.logsumexp(z, dim=2, keepdim=True) * r).sum(dim=(1, 2)) - (T * z).sum(
+            dim=(1, 2)
+        )
     if kind == "sigmoid":
-        if want_loss:
-            loss = (torch.nn.functional.softplus(z) * r - T * z).sum(dim=(1, 2))
-        if not want_grad:
-            return loss, None
-        return loss, torch.sigmoid(z).mul_(r).sub_(T)
-    q = torch.softmax(z, dim=2)  # squared
+        return (torch.nn.functional.softplus(z) * r - T * z).sum(dim=(1, 2))
     P = T / r.clamp_min(torch.finfo(T.dtype).tiny)
+    e = torch.softmax(z, dim=2) - P
+    return ((e * e).sum(dim=2, keepdim=True) * r).sum(dim=(1, 2))
+
+
+def logit_grad(kind: str, z: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    """e with ∂L/∂z = r ⊙ e, from the logits z: (K, n, V) and targets P: (K|1, n, V).
+
+    May overwrite z (the training loop never reuses it).
+    """
+    if kind == "cross_entropy":
+        return torch.softmax(z, dim=2).sub_(P)  # one fused max/exp/sum/div kernel, then q − P
+    if kind == "sigmoid":
+        return torch.sigmoid_(z).sub_(P)
+    q = torch.softmax(z, dim=2)
     e = q - P
-    if want_loss:
-        loss = ((e * e).sum(dim=2, keepdim=True) * r).sum(dim=(1, 2))
-    if not want_grad:
-        return loss, None
-    return loss, 2.0 * r * q * (e - (e * q).sum(dim=2, keepdim=True))
+    return (e - (e * q).sum(dim=2, keepdim=True)).mul_(q).mul_(2.0)
 
 
 def head_loss(
@@ -73,32 +58,30 @@ def head_loss(
     f: torch.Tensor,
     g: torch.Tensor,
     b: torch.Tensor | None,
-    T: torch.Tensor,
-    r: torch.Tensor,
-    want_loss: bool = True,
+    target: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     want_grad: bool = True,
-) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """Loss per run and gradients with respect to f, g and b.
+):
+    """Loss per run, or gradients with respect to f, g and b.
 
     Args:
         kind: cross_entropy | squared | sigmoid.
         f: (K, n, d) embeddings.  g: (K, V, d) unembeddings.  b: (K, 1, V) token bias or None.
-        T: (K or 1, n, V) target table.  r: (K or 1, n, 1) its row masses.
-        want_loss / want_grad: what to compute.
+        target: (T, r, P): table (K|1, n, V), row masses (K|1, n, 1), targets P = T / r.
+        want_grad: gradients (training step) instead of the loss (evaluation).
 
     Returns:
-        (loss (K,) or None, df (K, n, d), dg (K, V, d), db (K, 1, V) or None); gradients are None if
-        not ``want_grad``.
+        ``want_grad``: (df (K, n, d), dg (K, V, d), db (K, 1, V) or None); otherwise loss (K,).
     """
+    T, r, P = target
     gt = g.transpose(1, 2)
     z = torch.bmm(f, gt) if b is None else torch.baddbmm(b, f, gt)  # (K, n, V)
-    loss, dz = logit_loss(kind, z, T, r, want_loss, want_grad)
-    if dz is None:
-        return loss, None, None, None
+    if not want_grad:
+        return logit_loss(kind, z, T, r)
+    dz = logit_grad(kind, z, P).mul_(r)
     df = torch.bmm(dz, g)
     dg = torch.bmm(dz.transpose(1, 2), f)
     db = dz.sum(dim=1, keepdim=True) if b is not None else None
-    return loss, df, dg, db
+    return df, dg, db
 
 
 def factored_head_loss(
@@ -107,38 +90,44 @@ def factored_head_loss(
     W: torch.Tensor,
     g: torch.Tensor,
     b: torch.Tensor | None,
-    T: torch.Tensor,
-    r: torch.Tensor,
-    want_loss: bool = True,
+    target: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     want_grad: bool = True,
     want_dH: bool = True,
+    Hr: torch.Tensor | None = None,
 ):
     """:func:`head_loss` for f = H W without forming f: z = H (W gᵀ) + b.
 
     Cheaper than the plain head when h·V < h·d + d·V per context (h = width of H), e.g. the linear
-    encoder (H = the one-hot x(ξ), h = 3m). Same gradients up to rounding:
-    A = W gᵀ, ∂A = Hᵀ ∂z, ∂W = ∂A g, ∂g = ∂Aᵀ W, ∂H = ∂z Aᵀ.
+    encoder (H = the one-hot x(ξ), h = 3m). Same gradients up to rounding: with A = W gᵀ and
+    ∂L/∂z = r ⊙ e, ∂A = (r ⊙ H)ᵀ e, ∂W = ∂A g, ∂g = ∂Aᵀ W, ∂H = r ⊙ (e Aᵀ).
 
     Args:
-        H: (n, h) shared or (K, n, h) features.  W: (K, h, d) output layer.  g: (K, V, d).
-        b, T, r, want_loss, want_grad: as :func:`head_loss`.  want_dH: also return ∂H.
+        H: (K, n, h) features.  W: (K, h, d) output layer.  g: (K, V, d).  b, target: as
+        :func:`head_loss`.  want_dH: also return ∂H.  Hr: r ⊙ H if already known (H constant).
 
     Returns:
-        (loss, dH (K, n, h) or None, dW (K, h, d), dg (K, V, d), db or None).
+        ``want_grad``: (dH (K, n, h) or None, dW (K, h, d), dg (K, V, d), db or None);
+        otherwise loss (K,).
     """
+    T, r, P = target
     A = torch.bmm(W, g.transpose(1, 2))  # (K, h, V)
-    z = torch.matmul(H, A)
-    if b is not None:
-        z = z.add_(b)
-    loss, dz = logit_loss(kind, z, T, r, want_loss, want_grad)
-    if dz is None:
-        return loss, None, None, None, None
-    dA = torch.matmul(H.transpose(-1, -2), dz)  # (K, h, V)
+    z = torch.bmm(H, A) if b is None else torch.baddbmm(b, H, A)
+    if not want_grad:
+        return logit_loss(kind, z, T, r)
+    e = logit_grad(kind, z, P)
+    dH = None
+    if want_dH or Hr is None:
+        dz = e.mul_(r)
+        dA = torch.bmm(H.transpose(1, 2), dz)  # (K, h, V)
+        if want_dH:
+            dH = torch.bmm(dz, A.transpose(1, 2))
+        db = dz.sum(dim=1, keepdim=True) if b is not None else None
+    else:
+        dA = torch.bmm(Hr.transpose(1, 2), e)
+        db = torch.matmul(r.transpose(1, 2), e) if b is not None else None
     dW = torch.bmm(dA, g)
     dg = torch.bmm(dA.transpose(1, 2), W)
-    dH = torch.bmm(dz, A.transpose(1, 2)) if want_dH else None
-    db = dz.sum(dim=1, keepdim=True) if b is not None else None
-    return loss, dH, dW, dg, db
+    return dH, dW, dg, db
 
 
 def loss_floor(kind: str, weights: np.ndarray, p_next: np.ndarray) -> float:

@@ -18,7 +18,10 @@ from .config import ModelConfig
 from .encoders import Encoder, make_encoder
 from .losses import factored_head_loss, head_loss
 
-__all__ = ["BatchedModel"]
+__all__ = ["BatchedModel", "Target"]
+
+Target = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+"""(T: (K|1, n, V) table, r: (K|1, n, 1) row masses, P = T / r: (K|1, n, V) targets)."""
 
 
 class BatchedModel:
@@ -53,6 +56,8 @@ class BatchedModel:
         h, d, V = enc.feature_dim, cfg.d, vocab
         #: compute logits as H (W gᵀ) instead of f gᵀ (fewer multiply-adds per context)
         self.factored = enc.out_name is not None and h * V < h * d + d * V
+        self._hr_key: torch.Tensor | None = None
+        self._hr: torch.Tensor | None = None
         self._view_src: torch.Tensor | None = None
         self._view_ptr = 0
         self._view_cache: dict[str, torch.Tensor] = {}
@@ -89,58 +94,56 @@ class BatchedModel:
             return f, p["g"]
 
     # ------------------------------------------------------------------ loss and gradient
-    def loss_grad(
-        self,
-        theta: torch.Tensor,
-        kind: str,
-        T: torch.Tensor,
-        r: torch.Tensor,
-        want_loss: bool = True,
-        want_grad: bool = True,
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-        """Loss per run (K,) (None unless ``want_loss``), gradient (K, P) (None unless
-        ``want_grad``) and f: (K, n, d) (None when the factored head skipped it), for the target
-        table (T, r)."""
-        K = theta.shape[0]
-        if want_grad and not self.encoder.manual_backward:
-            return self._loss_grad_autograd(theta, kind, T, r, want_loss)
+    def loss(self, theta: torch.Tensor, kind: str, target: Target) -> torch.Tensor:
+        """Loss per run (K,) of θ on the target (T, r, P) (see :mod:`linrep.learn.losses`)."""
         p = self.views(theta)
         enc = self.encoder
         if self.factored:
+            H, _ = enc.features(p)
+            return factored_head_loss(kind, H, p[enc.out_name], p["g"], p.get("b"), target, False)
+        f, _ = enc.forward(p)
+        return head_loss(kind, f, p["g"], p.get("b"), target, want_grad=False)
+
+    def grad(self, theta: torch.Tensor, kind: str, target: Target) -> torch.Tensor:
+        """Gradient of the loss of every run with respect to its parameters, (K, P)."""
+        K = theta.shape[0]
+        enc = self.encoder
+        if not enc.manual_backward:
+            return self._grad_autograd(theta, kind, target)
+        p = self.views(theta)
+        if self.factored:
             H, cache = enc.features(p)
-            W = p[enc.out_name]
-            loss, dH, dW, dg, db = factored_head_loss(
-                kind, H, W, p["g"], p.get("b"), T, r, want_loss, want_grad, enc.needs_dH
+            Hr = None
+            if not enc.needs_dH:  # constant features: fold the row weights r into H once
+                r = target[1]
+                if self._hr_key is not r:
+                    self._hr_key, self._hr = r, H * r
+                Hr = self._hr
+            dH, dW, dg, db = factored_head_loss(
+                kind, H, p[enc.out_name], p["g"], p.get("b"), target, True, enc.needs_dH, Hr
             )
-            if not want_grad:
-                return loss, None, None
             grads = enc.backward_features(p, cache, dH)
             grads[enc.out_name] = dW
-            f = None
         else:
             f, cache = enc.forward(p)
-            loss, df, dg, db = head_loss(kind, f, p["g"], p.get("b"), T, r, want_loss, want_grad)
-            if not want_grad:
-                return loss, None, f
+            df, dg, db = head_loss(kind, f, p["g"], p.get("b"), target)
             grads = enc.backward(p, cache, df)
         grads["g"] = dg
         if db is not None:
             grads["b"] = db
-        flat = torch.cat([grads[name].reshape(K, -1) for name, *_ in self.layout], dim=1)
-        return loss, flat, f
+        return torch.cat([grads[name].reshape(K, -1) for name, *_ in self.layout], dim=1)
 
-    def _loss_grad_autograd(self, theta, kind, T, r, want_loss):
+    def _grad_autograd(self, theta: torch.Tensor, kind: str, target: Target) -> torch.Tensor:
+        """Encoder backward by autograd, head by the closed form (for the transformer)."""
         K = theta.shape[0]
         with torch.enable_grad():
             th = theta.detach().requires_grad_(True)
-            K = th.shape[0]
             p = {name: th[:, o : o + s].view(K, *shape) for name, shape, o, s in self.layout}
             f, _ = self.encoder.forward(p)
-            fd = f.detach()
             b = p["b"].detach() if "b" in p else None
-            loss, df, dg, db = head_loss(kind, fd, p["g"].detach(), b, T, r, want_loss, True)
+            df, dg, db = head_loss(kind, f.detach(), p["g"].detach(), b, target)
             (flat,) = torch.autograd.grad(f, th, grad_outputs=df)
         flat[:, self.g_slice] += dg.reshape(K, -1)
         if db is not None:
             flat[:, self.g_slice.stop :] += db.reshape(K, -1)
-        return loss, flat, fd
+        return flat

@@ -41,6 +41,7 @@ class Targets:
         self.w = w
         self.exact_T = torch.as_tensor(w[:, None] * P, dtype=dtype)[None]
         self.exact_r = torch.as_tensor(w, dtype=dtype)[None, :, None]
+        self.exact = (self.exact_T, self.exact_r, self.P)
         self.run_seeds = [c.seed for c in cfgs]
         self.data: list[tuple[np.ndarray, np.ndarray]] | None = None
         if self.cfg.objective == "sampled":
@@ -57,17 +58,17 @@ class Targets:
         self._chunk: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ full batch
-    def full(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The full-batch training table (T, r)."""
+    def full(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The full-batch training target (T, r, P)."""
         if self.cfg.objective == "exact":
-            return self.exact_T, self.exact_r
+            return self.exact
         rows = self._flat_data[:1] if self.shared_data else self._flat_data
         K = rows.shape[0]
         N = rows.shape[1]
         offs = (torch.arange(K) * (self.n * self.V))[:, None]
         counts = torch.bincount((rows + offs).reshape(-1), minlength=K * self.n * self.V)
         T = counts.view(K, self.n, self.V).to(self.dtype) / N
-        return T, T.sum(dim=2, keepdim=True)
+        return _with_targets(T)
 
     # ------------------------------------------------------------------ minibatches
     def _draw_chunk(self, c: int) -> torch.Tensor:
@@ -84,8 +85,8 @@ class Targets:
                 out.append(ctx + k * self.n)
         return torch.as_tensor(np.stack(out, axis=1))  # (CHUNK, K, B)
 
-    def batch(self, t: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The minibatch table (T, r) of step t."""
+    def batch(self, t: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The minibatch target (T, r, P) of step t."""
         c, j = divmod(t, CHUNK)
         if c != self._chunk_id:
             self._chunk = self._draw_chunk(c)
@@ -95,7 +96,13 @@ class Targets:
         if self.cfg.objective == "sampled":
             counts = torch.bincount(idx, minlength=self.K * self.n * self.V)
             T = counts.view(self.K, self.n, self.V).to(self.dtype) / B
-            return T, T.sum(dim=2, keepdim=True)
+            return _with_targets(T)
         counts = torch.bincount(idx, minlength=self.K * self.n).view(self.K, self.n, 1)
         r = counts.to(self.dtype) / B
-        return r * self.P, r
+        return r * self.P, r, self.P
+
+
+def _with_targets(T: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(T, r = Σ_y T, P = T / r) with P = 0 on rows of zero mass."""
+    r = T.sum(dim=2, keepdim=True)
+    return T, r, T / r.clamp_min(torch.finfo(T.dtype).tiny)

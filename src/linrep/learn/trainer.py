@@ -351,12 +351,12 @@ def _fit(latent, mcfgs, tcfgs, hooks, out_dir, resume, progress) -> TrainResult:
 
     kind = tc.loss
     minibatch = tc.minibatch
-    full_T, full_r = targets.full()
-    exact_T, exact_r = targets.exact_T, targets.exact_r
+    full = targets.full()
+    exact = targets.exact
     logged = {row["step"] for row in history}
 
     def batch(t: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return targets.batch(t) if minibatch else (full_T, full_r)
+        return targets.batch(t) if minibatch else full
 
     # last state known to be finite: (step, θ, optimiser state); a non-finite loss is traced back
     # to its first step by replaying from here (deterministic), so the hot loop pays nothing.
@@ -365,13 +365,11 @@ def _fit(latent, mcfgs, tcfgs, hooks, out_dir, resume, progress) -> TrainResult:
     def verify(t: int) -> torch.Tensor:
         """Population loss at θ_t (K,); on a non-finite value, find the first bad step and raise."""
         nonlocal good
-        loss, _, _ = model.loss_grad(theta, kind, exact_T, exact_r, want_grad=False)
+        loss = model.loss(theta, kind, exact)
         if bool(torch.isfinite(loss).all()) and bool(torch.isfinite(theta).all()):
             good = (t, theta.clone(), {k: v.clone() for k, v in opt.state_dict().items()})
             return loss
-        step, run, value = _replay_to_nonfinite(
-            model, tcfgs, kind, batch, exact_T, exact_r, good, t
-        )
+        step, run, value = _replay_to_nonfinite(model, tcfgs, kind, batch, exact, good, t)
         _raise_nonfinite(step, run, seeds[run], value, ck_path, history, out)
         raise AssertionError  # unreachable
 
@@ -380,7 +378,7 @@ def _fit(latent, mcfgs, tcfgs, hooks, out_dir, resume, progress) -> TrainResult:
         if tc.objective == "exact":
             train_loss = pop_loss
         else:
-            train_loss, _, _ = model.loss_grad(theta, kind, full_T, full_r, want_grad=False)
+            train_loss = model.loss(theta, kind, full)
         f, g = model.embed(theta)
         norms = torch.linalg.vector_norm(theta, dim=1).double().numpy()
         lr = opt.lr_at(min(t, tc.steps - 1)).double().numpy()[:, 0]
@@ -440,8 +438,7 @@ def _fit(latent, mcfgs, tcfgs, hooks, out_dir, resume, progress) -> TrainResult:
                 bar.update(t - last_bar)
                 last_bar = t
                 bar.set_postfix(excess=f"{np.mean([h['excess_loss'] for h in history[-K:]]):.3g}")
-        T, r = batch(t)
-        _, grad, _ = model.loss_grad(theta, kind, T, r, want_loss=False)
+        grad = model.grad(theta, kind, batch(t))
         opt.step(theta, grad, t)
         if out is not None and ck_every and (t + 1) % ck_every == 0 and t + 1 < steps:
             verify(t + 1)
@@ -462,7 +459,7 @@ def _fit(latent, mcfgs, tcfgs, hooks, out_dir, resume, progress) -> TrainResult:
     return result
 
 
-def _replay_to_nonfinite(model, tcfgs, kind, batch, exact_T, exact_r, good, t_bad):
+def _replay_to_nonfinite(model, tcfgs, kind, batch, exact, good, t_bad):
     """Re-run from the last good state to the first step whose loss (or θ) is not finite.
 
     Returns:
@@ -474,10 +471,8 @@ def _replay_to_nonfinite(model, tcfgs, kind, batch, exact_T, exact_r, good, t_ba
     opt.load_state_dict(state)
     model._view_src = None  # θ is a new tensor: rebuild the cached views
     for s in range(t, t_bad):
-        T, r = batch(s)
-        _, grad, _ = model.loss_grad(theta, kind, T, r, want_loss=False)
-        opt.step(theta, grad, s)
-        loss, _, _ = model.loss_grad(theta, kind, exact_T, exact_r, want_grad=False)
+        opt.step(theta, model.grad(theta, kind, batch(s)), s)
+        loss = model.loss(theta, kind, exact)
         bad = ~torch.isfinite(loss) | ~torch.isfinite(theta).all(dim=1)
         if bool(bad.any()):
             k = int(torch.nonzero(bad)[0, 0])
