@@ -136,14 +136,14 @@ class BatchedModel:
     def _grad_autograd(self, theta: torch.Tensor, kind: str, target: Target) -> torch.Tensor:
         """Encoder backward by autograd, head by the closed form (for the transformer)."""
         K = theta.shape[0]
+        views = self.views(theta)
+        enc_names = [name for name, *_ in self.layout if name not in ("g", "b")]
         with torch.enable_grad():
-            th = theta.detach().requires_grad_(True)
-            p = {name: th[:, o : o + s].view(K, *shape) for name, shape, o, s in self.layout}
-            f, _ = self.encoder.forward(p)
-            b = p["b"].detach() if "b" in p else None
-            df, dg, db = head_loss(kind, f.detach(), p["g"].detach(), b, target)
-            (flat,) = torch.autograd.grad(f, th, grad_outputs=df)
-        flat[:, self.g_slice] += dg.reshape(K, -1)
+            leaves = {name: views[name].detach().requires_grad_(True) for name in enc_names}
+            f, _ = self.encoder.forward(leaves)
+        df, dg, db = head_loss(kind, f.detach(), views["g"], views.get("b"), target)
+        grads = dict(zip(enc_names, torch.autograd.grad(f, list(leaves.values()), df), strict=True))
+        grads["g"] = dg
         if db is not None:
-            flat[:, self.g_slice.stop :] += db.reshape(K, -1)
-        return flat
+            grads["b"] = db
+        return torch.cat([grads[name].reshape(K, -1) for name, *_ in self.layout], dim=1)
