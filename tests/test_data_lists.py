@@ -123,6 +123,16 @@ def test_pairs_are_clean_and_numerous(concept):
     assert not same, f"{concept}: base == target in {same}"
 
 
+def test_documented_minimums_match_the_checked_minimums():
+    """SOURCES.md's definitions table states each concept's minimum; it must agree with MIN_PAIRS."""
+    text = _read_text(importlib.resources.files("linrep").joinpath("data", "SOURCES.md"))
+    documented = {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(r"^\| `(\[[^`]+\])` \|.*\| (\d+) \|$", text, flags=re.MULTILINE)
+    }
+    assert documented == MIN_PAIRS
+
+
 def test_inflection_files_are_consistent_with_one_verb_table():
     """The six verb files describe one table: composing verb→Ving with Ving→X gives verb→X."""
     ving = dict(PAIRS["[verb - Ving]"])
