@@ -167,3 +167,19 @@ def test_simulate_cli_writes_metrics(tmp_path, capsys):
         == 2
     )
     assert "did you mean 'encoder'" in capsys.readouterr().err
+
+
+def test_same_seed_same_numbers_and_index(tmp_path):
+    from linrep.experiments.index import headline_text, write_index
+
+    a = run_experiment("E8", tmp_path / "a", overrides=TINY["E8"], progress=False)
+    run_experiment("E8", tmp_path / "b", overrides=TINY["E8"], progress=False)
+    ra = json.loads((tmp_path / "a" / "results.json").read_text())["results"]
+    rb = json.loads((tmp_path / "b" / "results.json").read_text())["results"]
+    assert ra == rb  # bit-identical numbers for the same seeds and config
+    assert a["mode"] == "full"
+    write_index([a], tmp_path, quick=False, wall_time_s=1.0)
+    page = (tmp_path / "report.html").read_text()
+    assert '<a href="a/report.html">E8</a>' in page
+    assert page.count("data:image/png;base64,") == 1
+    assert "cross-entropy: " in headline_text(a["headline"])
