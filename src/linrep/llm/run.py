@@ -164,6 +164,10 @@ def _analyze(cfg: LLMConfig, progress: bool) -> dict[str, Any]:
             f"{source.name}: vocab {V:,} (normal {int(unemb.normal.sum()):,}), d = {d}, "
             f"{unemb.vocab.convention} tokens"
         )
+    if str(cfg.contexts).lower() != "none" and unemb.n_layers is not None:
+        from .hf_model import resolve_layer
+
+        resolve_layer(cfg.layer, unemb.n_layers)  # fail before minutes of work, not after
     t = time.perf_counter()
     kept, skipped, selected = _select(cfg, unemb, progress)
     timings["select_pairs_s"] = time.perf_counter() - t

@@ -27,7 +27,7 @@ from .vocab import NORMAL, Vocabulary, detect_convention
 
 __all__ = ["Unembedding", "load_unembedding", "read_gguf_unembedding", "read_hf_unembedding"]
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 @dataclass
@@ -41,6 +41,8 @@ class Unembedding:
         tokenizer_model: GGUF ``tokenizer.ggml.model`` or the tokenizer.json model type.
         model: model name.
         sha256: checksum of the weights.
+        n_layers: number of transformer blocks from the file's metadata (None if unknown); lets a
+            bad ``--layer`` fail before the full model is loaded.
     """
 
     gamma: np.ndarray
@@ -49,6 +51,7 @@ class Unembedding:
     tokenizer_model: str
     model: str
     sha256: str
+    n_layers: int | None = None
     _vocab: Vocabulary | None = field(default=None, repr=False)
 
     @property
@@ -78,7 +81,7 @@ def _bad_gguf(path: Path, why: str) -> InputError:
 
 def read_gguf_unembedding(
     path: str | os.PathLike, progress: bool = True
-) -> tuple[np.ndarray, list[str], np.ndarray, str]:
+) -> tuple[np.ndarray, list[str], np.ndarray, str, int | None]:
     """Read γ and the vocabulary from a GGUF file with ``gguf`` + numpy.
 
     Args:
@@ -86,7 +89,7 @@ def read_gguf_unembedding(
         progress: show a progress bar while dequantizing.
 
     Returns:
-        ``(gamma (V, d) float32, tokens, token_type (V,) int32, tokenizer_model)``.
+        ``(gamma (V, d) float32, tokens, token_type (V,) int32, tokenizer_model, n_layers)``.
 
     Raises:
         InputError: if the file is not a complete GGUF model with a vocabulary.
@@ -124,6 +127,12 @@ def read_gguf_unembedding(
             tok_model = str(fields["tokenizer.ggml.model"].contents())
         except Exception:
             tok_model = ""
+    n_layers = None
+    try:
+        arch = str(fields["general.architecture"].contents())
+        n_layers = int(fields[f"{arch}.block_count"].contents())
+    except Exception:  # optional metadata
+        n_layers = None
     tensors = {t.name: t for t in reader.tensors}
     t = tensors.get("output.weight") or tensors.get("token_embd.weight")
     if t is None:
@@ -146,10 +155,12 @@ def read_gguf_unembedding(
     gamma = np.ascontiguousarray(np.concatenate(blocks, axis=0), dtype=np.float32)
     if gamma.ndim != 2 or not np.isfinite(gamma).all():
         raise _bad_gguf(path, f"{t.name} dequantizes to non-finite values or a bad shape")
-    return gamma, tokens, token_type, tok_model
+    return gamma, tokens, token_type, tok_model, n_layers
 
 
-def read_hf_unembedding(folder: str | os.PathLike) -> tuple[np.ndarray, list[str], np.ndarray, str]:
+def read_hf_unembedding(
+    folder: str | os.PathLike,
+) -> tuple[np.ndarray, list[str], np.ndarray, str, int | None]:
     """Read γ and the vocabulary from a Hugging Face model folder (safetensors + tokenizer.json).
 
     Rows of γ beyond the tokenizer's vocabulary (padding rows) get token type 0 and are never used.
@@ -158,7 +169,7 @@ def read_hf_unembedding(folder: str | os.PathLike) -> tuple[np.ndarray, list[str
         folder: a folder with ``config.json``, ``*.safetensors`` and ``tokenizer.json``.
 
     Returns:
-        ``(gamma (V, d) float32, tokens, token_type (V,) int32, tokenizer_model)``.
+        ``(gamma (V, d) float32, tokens, token_type (V,) int32, tokenizer_model, n_layers)``.
     """
     from safetensors import safe_open
 
@@ -209,7 +220,16 @@ def read_hf_unembedding(folder: str | os.PathLike) -> tuple[np.ndarray, list[str
     tok_model = {"BPE": "gpt2" if any(t.startswith("Ġ") for t in tokens[:5000]) else "bpe"}.get(
         model.get("type", ""), str(model.get("type", "")).lower()
     )
-    return np.ascontiguousarray(gamma, dtype=np.float32), tokens, token_type, tok_model
+    n_layers = None
+    try:
+        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        n_layers = cfg.get("num_hidden_layers") or cfg.get("text_config", {}).get(
+            "num_hidden_layers"
+        )
+        n_layers = int(n_layers) if n_layers is not None else None
+    except (OSError, ValueError, AttributeError):
+        n_layers = None
+    return np.ascontiguousarray(gamma, dtype=np.float32), tokens, token_type, tok_model, n_layers
 
 
 def load_unembedding(
@@ -246,19 +266,24 @@ def load_unembedding(
                         meta["tokenizer_model"],
                         source.name,
                         source.sha256,
+                        meta.get("n_layers"),
                     )
         except (OSError, ValueError, KeyError, json.JSONDecodeError):
             pass  # damaged entry: rebuild below
     if source.kind == "gguf":
-        gamma, tokens, token_type, tok_model = read_gguf_unembedding(source.path, progress)
+        gamma, tokens, token_type, tok_model, n_layers = read_gguf_unembedding(
+            source.path, progress
+        )
     else:
-        gamma, tokens, token_type, tok_model = read_hf_unembedding(source.path)
+        gamma, tokens, token_type, tok_model, n_layers = read_hf_unembedding(source.path)
     if entry is not None:
-        _write_entry(entry, gamma, tokens, token_type, tok_model, source)
-    return Unembedding(gamma, tokens, token_type, tok_model, source.name, source.sha256)
+        _write_entry(entry, gamma, tokens, token_type, tok_model, n_layers, source)
+    return Unembedding(gamma, tokens, token_type, tok_model, source.name, source.sha256, n_layers)
 
 
-def _write_entry(entry: Path, gamma, tokens, token_type, tok_model, source: ModelSource) -> None:
+def _write_entry(
+    entry: Path, gamma, tokens, token_type, tok_model, n_layers, source: ModelSource
+) -> None:
     tmp = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -272,6 +297,7 @@ def _write_entry(entry: Path, gamma, tokens, token_type, tok_model, source: Mode
             "sha256": source.sha256,
             "shape": list(gamma.shape),
             "tokenizer_model": tok_model,
+            "n_layers": n_layers,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         shutil.rmtree(entry, ignore_errors=True)

