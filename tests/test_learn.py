@@ -448,3 +448,23 @@ def test_warmup_and_cosine_schedule():
     assert eta(9) == pytest.approx(2.0)
     assert eta(60) == pytest.approx(0.5 + 1.5 * 0.5 * (1 + np.cos(np.pi * 0.5)))
     assert eta(110) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("objective", ["exact", "sampled"])
+def test_minibatches_are_unbiased(lat3, objective):
+    """The mean minibatch table over many steps approaches the full-batch table (T, r, P)."""
+    cfgs = [
+        TrainConfig(optimizer="sgd", batch_size=64, objective=objective, n_samples=200, seed=s)
+        for s in (0, 1)
+    ]
+    tg = Targets(lat3, cfgs, torch.float64)
+    T_full = tg.full()[0].expand(2, -1, -1)
+    mean = sum(tg.batch(t)[0] for t in range(600)) / 600
+    assert torch.allclose(mean.sum(dim=(1, 2)), torch.ones(2, dtype=torch.float64))
+    assert (mean - T_full).abs().max() < 0.01
+    T0, r0, P0 = tg.batch(5)
+    assert torch.allclose(T0, r0 * P0)
+    assert not torch.equal(T0[0], T0[1])  # runs draw their own minibatches
+    assert torch.equal(
+        Targets(lat3, cfgs, torch.float64).batch(5)[0], T0
+    )  # a function of (seed, step)
