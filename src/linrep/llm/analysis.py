@@ -271,25 +271,37 @@ def analyze_unembedding(
     blocks: dict[str, dict] = {}
     labels = concept_groups(names, groups)
     steps = [n for n in inner]
-    for ip_name in tqdm(
-        steps, desc="unembedding geometry", unit="inner product", disable=not progress
-    ):
+    all_deltas: dict[str, list[np.ndarray]] = {}
+    for ip_name in steps:
         ip = inner[ip_name]
         deltas = [geo.steering_vectors(g, p, inner=ip) for p in plist]
+        all_deltas[ip_name] = deltas
         D = np.stack([geo.concept_direction(d) for d in deltas])
         dirs[ip_name] = D
         C = geo.cosine_matrix(D)
         cos_mats[ip_name] = C
         offdiag[ip_name] = float(geo.mean_abs_offdiag(C))
         blocks[ip_name] = geo.block_structure(C, labels)
-        if ip_name == "random":
-            continue
-        # random-pair null of the LOO projection. Projections of Δ M^{1/2} on a unit u equal
-        # projections of the raw Δ on w = u M^{1/2} times ‖w‖ (M^{1/2} symmetric): geometry's
-        # null is run on raw rows with w, which avoids a d × d product per random pair.
-        w = ip.transform_vectors(D) if ip_name != "euclidean" else D
-        w_norm = np.linalg.norm(w, axis=1)
-        null = geo.random_pair_null(g, w, n=n_random_pairs, seed=seed, rows=normal) * w_norm
+    tested = [n for n in steps if n != "random"]
+    # Random-pair null of the LOO projection, all inner products in one pass over the random rows.
+    # The projection of Δ M^{1/2} on a unit u equals that of the raw Δ on w = u M^{1/2} (M^{1/2}
+    # symmetric): geometry's null runs on raw rows with the unit w, rescaled here by ‖w‖, which
+    # avoids a d × d product per random pair.
+    ws = [inner[n].transform_vectors(dirs[n]) if n != "euclidean" else dirs[n] for n in tested]
+    W = np.concatenate(ws) if ws else np.zeros((0, g.shape[1]))
+    nulls = (
+        geo.random_pair_null(g, W, n=n_random_pairs, seed=seed, rows=normal)
+        * np.linalg.norm(W, axis=1)
+        if ws
+        else None
+    )
+    k = len(concepts)
+    for t_i, ip_name in enumerate(
+        tqdm(tested, desc="LOO, nulls, intervals", unit="inner product", disable=not progress)
+    ):
+        ip = inner[ip_name]
+        deltas = all_deltas[ip_name]
+        null = nulls[:, t_i * k : (t_i + 1) * k]
         if n_shuffles > 0:
             shuf = geo.shuffled_unembedding_null(
                 g, plist, n_shuffles=n_shuffles, seed=seed, rows=normal, inner=ip

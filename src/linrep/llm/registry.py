@@ -19,7 +19,14 @@ from typing import Literal
 from ..errors import InputError, did_you_mean
 from .cache import cache_dir, file_sha256
 
-__all__ = ["BuiltinModel", "ModelSource", "BUILTIN_MODELS", "resolve_model", "DEFAULT_MODEL"]
+__all__ = [
+    "BuiltinModel",
+    "ModelSource",
+    "BUILTIN_MODELS",
+    "resolve_model",
+    "DEFAULT_MODEL",
+    "gguf_header_problem",
+]
 
 
 @dataclass(frozen=True)
@@ -197,6 +204,31 @@ def _is_gguf(path: Path) -> bool:
         return False
 
 
+def gguf_header_problem(path: str | os.PathLike) -> str | None:
+    """A reason why a file with the GGUF magic cannot be a sane GGUF file, or None.
+
+    Checks the fixed header (magic, version 1-3, tensor and key-value counts) before any parser
+    trusts its counts: a damaged header could otherwise make a reader allocate for 10¹⁸ entries.
+    """
+    import struct
+
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(24)
+    except OSError as e:
+        return f"cannot read it: {e.strerror}"
+    if len(head) < 24 or head[:4] != b"GGUF":
+        return "the header is incomplete"
+    version, n_tensors, n_kv = struct.unpack("<IQQ", head[4:24])
+    if version not in (1, 2, 3):
+        return f"unknown GGUF version {version}"
+    size = path.stat().st_size
+    if n_tensors > size // 16 or n_kv > size // 16:
+        return f"the header claims {n_tensors} tensors and {n_kv} fields in a {size}-byte file"
+    return None
+
+
 def resolve_model(spec: str | os.PathLike, cache: str | os.PathLike | None = None) -> ModelSource:
     """Turn a built-in name or a path into a located, verified :class:`ModelSource`.
 
@@ -229,6 +261,12 @@ def resolve_model(spec: str | os.PathLike, cache: str | os.PathLike | None = Non
             raise InputError(
                 f"'{path}' is not a model: not a GGUF file (no 'GGUF' magic); pass a .gguf file or a "
                 "Hugging Face model folder"
+            )
+        problem = gguf_header_problem(path)
+        if problem:
+            raise InputError(
+                f"'{path}' is not a readable GGUF model ({problem}); the file is truncated or "
+                "corrupted: re-download or re-install it"
             )
         return ModelSource(path.name, "gguf", path, file_sha256(path, cache))
     if (path / "config.json").is_file():

@@ -97,10 +97,9 @@ class LLMConfig:
 INNER_NAMES = ("euclidean", "causal", "random")
 
 
-def _select(cfg: LLMConfig, unemb, progress: bool):
-    from .concepts import load_concepts, select_pairs
+def _select(cfg: LLMConfig, raw, unemb, progress: bool):
+    from .concepts import select_pairs
 
-    raw = load_concepts(cfg.concepts)
     selected = [select_pairs(c, unemb.vocab, cfg.leading_space) for c in raw]
     builtin = cfg.concepts in ("", "builtin")
     policy = cfg.small_concepts
@@ -133,6 +132,19 @@ def _select(cfg: LLMConfig, unemb, progress: bool):
     return kept, skipped, selected
 
 
+def _group_order(concepts, groups):
+    """Related groups first (in their declared order, members in file order), then the others."""
+    from .analysis import DEFAULT_GROUPS, concept_groups
+
+    order = list((groups or DEFAULT_GROUPS).keys())
+    labels = concept_groups([c.name for c in concepts], groups)
+    rank = {g: i for i, g in enumerate(order)}
+    keyed = sorted(
+        range(len(concepts)), key=lambda i: (rank.get(labels[i], len(order)), concepts[i].name)
+    )
+    return [concepts[i] for i in keyed]
+
+
 def analyze_model(cfg: LLMConfig, *, progress: bool = True) -> dict[str, Any]:
     """Run every measurement of ``cfg`` on one model and return the results (nothing written).
 
@@ -149,12 +161,17 @@ def analyze_model(cfg: LLMConfig, *, progress: bool = True) -> dict[str, Any]:
 def _analyze(cfg: LLMConfig, progress: bool) -> dict[str, Any]:
     from .. import geometry as geo
     from .analysis import analyze_unembedding, fitted_inner_products
+    from .concepts import load_concepts
+    from .contexts import load_contexts
     from .registry import resolve_model
     from .unembedding import load_unembedding
 
     cache = cfg.cache or None
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    # cheap input checks first: a bad folder must fail before a model is assembled or parsed
+    raw_concepts = load_concepts(cfg.concepts)
+    contexts = None if str(cfg.contexts).lower() == "none" else load_contexts(cfg.contexts)
     source = resolve_model(cfg.model, cache)
     unemb = load_unembedding(source, cache, use_cache=cfg.use_cache, progress=progress)
     timings["load_unembedding_s"] = time.perf_counter() - t0
@@ -164,12 +181,13 @@ def _analyze(cfg: LLMConfig, progress: bool) -> dict[str, Any]:
             f"{source.name}: vocab {V:,} (normal {int(unemb.normal.sum()):,}), d = {d}, "
             f"{unemb.vocab.convention} tokens"
         )
-    if str(cfg.contexts).lower() != "none" and unemb.n_layers is not None:
+    if contexts is not None and unemb.n_layers is not None:
         from .hf_model import resolve_layer
 
         resolve_layer(cfg.layer, unemb.n_layers)  # fail before minutes of work, not after
     t = time.perf_counter()
-    kept, skipped, selected = _select(cfg, unemb, progress)
+    kept, skipped, selected = _select(cfg, raw_concepts, unemb, progress)
+    kept = _group_order(kept, cfg.groups or None)
     timings["select_pairs_s"] = time.perf_counter() - t
     t = time.perf_counter()
     inner = fitted_inner_products(
@@ -224,9 +242,9 @@ def _analyze(cfg: LLMConfig, progress: bool) -> dict[str, Any]:
     embedding_res = None
     topk: dict[str, Any] = {}
     probs: dict[str, Any] = {}
-    if str(cfg.contexts).lower() != "none":
+    if contexts is not None:
         t = time.perf_counter()
-        emb = _embedding_side(cfg, source, unemb, kept, names, directions, inner, progress)
+        emb = _embedding_side(cfg, contexts, source, unemb, names, directions, inner, progress)
         timings.update(emb.pop("timings"))
         timings["embedding_side_s"] = time.perf_counter() - t
         embedding_res = emb["alignment"]
@@ -262,13 +280,11 @@ def _analyze(cfg: LLMConfig, progress: bool) -> dict[str, Any]:
     return out
 
 
-def _embedding_side(cfg, source, unemb, kept, names, directions, inner, progress):
-    from .contexts import load_contexts
+def _embedding_side(cfg, ctx, source, unemb, names, directions, inner, progress):
     from .embedding import embedding_alignment
     from .hf_model import last_token_states, load_causal_lm, n_layers, resolve_layer
 
     cache = cfg.cache or None
-    ctx = load_contexts(cfg.contexts)
     timings = {}
     t = time.perf_counter()
     model, tok = load_causal_lm(source, cache, use_cache=cfg.use_cache, progress=progress)

@@ -98,6 +98,11 @@ def read_gguf_unembedding(
     from tqdm.auto import tqdm
 
     path = Path(path)
+    from .registry import gguf_header_problem
+
+    problem = gguf_header_problem(path)
+    if problem:
+        raise _bad_gguf(path, problem)
     if progress:
         print(f"reading {path.name} (GGUF header and vocabulary) ...", flush=True)
     try:
