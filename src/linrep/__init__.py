@@ -37,6 +37,10 @@ _EXPORTS: dict[str, str] = {
     "run_experiment": "linrep.experiments",
     "reproduce": "linrep.experiments",
     "simulate": "linrep.experiments.simulate",
+    "LLMConfig": "linrep.llm",
+    "run_llm": "linrep.llm",
+    "resolve_model": "linrep.llm",
+    "load_unembedding": "linrep.llm",
 }
 
 __all__ = sorted(_EXPORTS)
