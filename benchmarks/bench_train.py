@@ -58,6 +58,25 @@ def naive_run(lat: LatentModel, encoder: str, seed: int, steps: int, d: int = 32
     return float(loss.detach())
 
 
+def ensemble_step_flops(lat: LatentModel, enc: str, K: int, d: int = 32, w: int = 64) -> int:
+    """Matmul FLOPs of one ensemble step on linrep's (factored) path: z = H (W gᵀ) and backward."""
+    n, V, h = lat.n_contexts, lat.n_tokens, 3 * lat.m
+    if enc == "linear":  # A = W gᵀ, z = x A, ∂A = (r x)ᵀ e, ∂W = ∂A g, ∂g = ∂Aᵀ W
+        mac = 3 * h * d * V + 2 * n * h * V
+    else:  # layer 1 and its ∂W, then z = H A, ∂A, ∂H (width w) and A, ∂W_out, ∂g
+        mac = 2 * n * h * w + 3 * n * w * V + 3 * w * d * V
+    return 2 * K * mac
+
+
+def matmul_gflops() -> float:
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(3):
+        a @ b
+    return 3 * 2 * 2048**3 / (time.perf_counter() - t0) / 1e9
+
+
 def bench_ensemble(steps: int, naive_runs: int) -> None:
     print(
         f"== 1. 40 runs (m in {{4,5}}, linear+mlp, 10 seeds, {steps} GD steps, exact): ensemble vs naive"
@@ -67,6 +86,11 @@ def bench_ensemble(steps: int, naive_runs: int) -> None:
     per_case = max(1, min(10, naive_runs // len(cases)))
     t_ens = t_naive = 0.0
     threads = torch.get_num_threads()
+    # warm-up (lazy imports, first-call allocations) outside the timings, for both sides
+    fit(lats[4], {"encoder": "mlp"}, {"steps": 20}, seeds=[0, 1], progress=False)
+    torch.set_num_threads(1)
+    naive_run(lats[4], "mlp", 0, 20)
+    torch.set_num_threads(threads)
     for m, enc in cases:
         t0 = time.perf_counter()
         res = fit(
@@ -78,6 +102,7 @@ def bench_ensemble(steps: int, naive_runs: int) -> None:
         )
         dt = time.perf_counter() - t0
         ex = np.mean([r["excess_loss"] for r in res.final])
+        gf = ensemble_step_flops(lats[m], enc, 10) * steps / dt / 1e9
         torch.set_num_threads(1)  # the naive loop's fastest setting at this size (= linrep's)
         t0 = time.perf_counter()
         for s in range(per_case):
@@ -89,11 +114,17 @@ def bench_ensemble(steps: int, naive_runs: int) -> None:
         print(
             f"  m={m} {enc:6s}: linrep K=10 {dt:7.2f} s (mean excess {ex:.1e}) | naive 10 runs "
             f"{dn:7.2f} s{'' if per_case == 10 else f' ({per_case} timed, x{10 / per_case:g})'}"
-            f" | ratio {dn / dt:5.1f}x"
+            f" | ratio {dn / dt:5.1f}x | linrep {gf:5.1f} GFLOP/s"
         )
     print(f"  linrep ensembles total: {t_ens:8.2f} s")
     print(f"  naive per-run total   : {t_naive:8.2f} s")
     print(f"  RATIO naive / linrep  : {t_naive / t_ens:8.1f}x   (target >= 20x)")
+    torch.set_num_threads(1)
+    print(
+        f"  (plain 2048^3 float32 matmul, 1 thread, now: {matmul_gflops():.1f} GFLOP/s: the GFLOP/s "
+        "column says how close each ensemble's matmuls run to that rate)"
+    )
+    torch.set_num_threads(threads)
 
 
 def step_flops(model, n: int, V: int, d: int, h: int) -> int:
