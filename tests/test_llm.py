@@ -534,3 +534,29 @@ def test_cli_errors_exit_2(tmp_path, capsys):
     cut.write_bytes(path.read_bytes()[:3000])
     assert _cli(tmp_path, "--model", str(cut), "--no-cache") == 2
     assert "truncated or corrupted" in capsys.readouterr().err
+
+
+def test_cli_two_models_write_a_comparison(tmp_path):
+    paths = []
+    for seed, (marker, tok_model) in enumerate([("Ġ", "gpt2"), ("▁", "llama")]):
+        tokens, types, gamma, concepts, _ = planted_model(seed=10 + seed, marker=marker)
+        paths.append(write_gguf(tmp_path / f"m{seed}.gguf", tokens, types, gamma, tok_model))
+    for name, pairs in concepts.items():
+        write_pairs(tmp_path / "pairs", name, pairs)
+    argv = [
+        "--concepts",
+        str(tmp_path / "pairs"),
+        "--model",
+        str(paths[0]),
+        "--model",
+        str(paths[1]),
+    ]
+    assert _cli(tmp_path, *argv) == 0
+    r = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert r["models"] == ["m0.gguf", "m1.gguf"]
+    assert {row["concept"] for row in r["loo_cosine"]} == set(concepts)
+    for row in r["loo_cosine"]:
+        assert row["m0.gguf causal"] > 0.9 and row["m1.gguf causal"] > 0.9
+    for m in ("m0.gguf", "m1.gguf"):
+        assert (tmp_path / "out" / m / "report.html").is_file()
+    assert (tmp_path / "out" / "report.html").is_file()
