@@ -356,6 +356,12 @@ CASES = [
         {"s.toml": SWEEP, "out/results.csv": "a,b\n1,2\n"},
     ),
     Case(
+        "sweep-into-another-commands-folder",
+        ["sweep", "s.toml", "--out", "out", "--serial"],
+        ["report.html", "not from linrep sweep"],
+        {"s.toml": SWEEP, "out/report.html": "<html>simulate report</html>"},
+    ),
+    Case(
         "sweep-other-base-config",
         ["sweep", "s.toml", "--out", "out", "--serial"],
         ["different base config", "train.steps"],
@@ -367,6 +373,66 @@ CASES = [
         ["sweep", "s.toml", "--out", "out", "--serial"],
         ["sweep.json", "not valid JSON"],
         {"s.toml": SWEEP, "out/sweep.json": '{"fingerprint": '},
+    ),
+    # ---------------------------------------------------------------- llm (model paths, concept files)
+    Case(
+        "llm-unknown-model",
+        ["llm", "--model", "gemma-9000", "--out", "out", "--contexts", "none"],
+        ["gemma-9000", "did you mean 'gemma-3-270m'"],
+    ),
+    Case(
+        "llm-model-path-missing",
+        ["llm", "--model", "nope/model.gguf", "--out", "out", "--contexts", "none"],
+        ["nope/model.gguf", "existing path"],
+    ),
+    Case(
+        "llm-not-a-gguf",
+        ["llm", "--model", "bad.gguf", "--out", "out", "--contexts", "none"],
+        ["bad.gguf", "GGUF"],
+        {"bad.gguf": b"\x00" * 512},
+    ),
+    Case(
+        "llm-corrupt-gguf",
+        ["llm", "--model", "bad.gguf", "--out", "out", "--contexts", "none"],
+        ["bad.gguf", "corrupted"],
+        {"bad.gguf": b"GGUF\x03\x00\x00\x00" + bytes(range(256)) * 8},
+    ),
+    Case(
+        "llm-hf-folder-without-weights",
+        ["llm", "--model", "hf", "--out", "out", "--contexts", "none"],
+        ["'hf'", "safetensors"],
+        {"hf/config.json": "{}"},
+    ),
+    Case(
+        "llm-concepts-missing",
+        ["llm", "--concepts", "nodir", "--out", "out", "--contexts", "none"],
+        ["nodir", "does not exist"],
+    ),
+    Case(
+        "llm-concepts-empty",
+        ["llm", "--concepts", "pairs", "--out", "out", "--contexts", "none"],
+        ["pairs", "[<base> - <target>].txt"],
+        {"pairs/readme.md": "no pairs here"},
+    ),
+    Case(
+        "llm-concepts-bad-line",
+        ["llm", "--concepts", "pairs", "--out", "out", "--contexts", "none"],
+        ["[male - female].txt", "line 1", "base<TAB>target"],
+        {"pairs/[male - female].txt": "king\n"},
+    ),
+    Case(
+        "llm-contexts-missing",
+        ["llm", "--contexts", "nodir", "--out", "out"],
+        ["contexts folder", "nodir"],
+    ),
+    Case(
+        "llm-set-unknown-key", ["llm", "--set", "llm.bogus=1", "--out", "out"], ["'bogus'", "[llm]"]
+    ),
+    Case(
+        "llm-config-unknown-section",
+        ["llm", "--config", "l.toml", "--out", "out"],
+        ["[llmm]", "did you mean 'llm'"],
+        {"l.toml": "[llmm]\nx = 1\n"},
     ),
     # ---------------------------------------------------------------- simulate / reproduce
     Case(
@@ -409,6 +475,7 @@ def test_bad_input(case: Case, tmp_path, monkeypatch, capsys):
         pytest.skip(f"'linrep {case.command}' does not exist in this build")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("LINREP_CACHE", str(tmp_path / "cache"))  # llm: any cache write is seen
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.json").write_text('{"keep": true}\n')
     for name, content in case.files.items():
@@ -432,8 +499,8 @@ def test_bad_input(case: Case, tmp_path, monkeypatch, capsys):
     assert lines, "no error message"
     msg = lines[-1]
     assert msg.startswith("linrep") and "error:" in msg, err
-    usage = [ln for ln in lines[:-1] if not ln.startswith("usage:") and not ln.startswith(" ")]
-    assert not usage, f"more than one message line: {lines}"
+    others = [ln for ln in lines[:-1] if "error" in ln.lower()]
+    assert not others, f"the error takes more than one line: {lines}"
     for word in case.words:
         assert word.lower() in msg.lower(), f"{word!r} not in {msg!r}"
     assert _snapshot(tmp_path) == before, "bad input changed or added files"
@@ -443,8 +510,8 @@ def test_suite_is_large_and_covers_every_command():
     assert len(CASES) >= 30
     covered = {c.command for c in CASES}
     missing = set(COMMANDS) - covered
-    # commands added later (e.g. llm) must come with cases of their own
-    assert not missing - {"llm"}, f"no bad-input cases for: {missing}"
+    # a command added later must come with cases of its own
+    assert not missing, f"no bad-input cases for: {missing}"
 
 
 @pytest.mark.parametrize(

@@ -316,3 +316,14 @@ def test_results_csv_is_plain_csv(tmp_path):
     with open(tmp_path / "results.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert rows[0]["error"] == 'a "quoted", multi\nline'
+
+
+def test_dry_run_describes_the_plan_and_writes_nothing(tmp_path):
+    from linrep.sweep import describe_sweep
+
+    sweep = write(tmp_path, SWEEP_TOML)
+    text = describe_sweep(sweep, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert text.splitlines()[0].startswith("12 runs (0 already done")
+    assert "2 batched ensembles" in text
+    assert text.count("K =   6") == 2 and "varying inside the ensemble: train.lr" in text

@@ -100,12 +100,18 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
         "--serial", action="store_true", help="no Ray: run the ensembles one by one in this process"
     )
     p.add_argument("--no-report", action="store_true", help="skip report.html")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the runs and ensembles, train nothing"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _run_sweep(args: argparse.Namespace) -> None:
-    from .sweep import run_sweep
+    from .sweep import describe_sweep, run_sweep
 
+    if args.dry_run:
+        print(describe_sweep(args.sweep, args.out))
+        return
     res = run_sweep(
         args.sweep,
         args.out,

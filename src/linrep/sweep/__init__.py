@@ -14,7 +14,7 @@ Python API::
 """
 
 from .groups import Group, make_groups
-from .runner import SweepResult, run_sweep
+from .runner import SweepResult, describe_sweep, run_sweep
 from .spec import Run, SweepConfig, SweepSpec, load_sweep, parse_seeds, sweep_from_dict
 from .table import ResultsTable, read_results
 
@@ -30,5 +30,6 @@ __all__ = [
     "parse_seeds",
     "make_groups",
     "run_sweep",
+    "describe_sweep",
     "read_results",
 ]

@@ -31,7 +31,7 @@ from .spec import SweepSpec, canonical_json, load_sweep
 from .table import ResultsTable, read_results
 from .worker import train_group
 
-__all__ = ["SweepResult", "run_sweep", "plan_sweep", "FAULT_ENV"]
+__all__ = ["SweepResult", "run_sweep", "plan_sweep", "describe_sweep", "FAULT_ENV"]
 
 FAULT_ENV = "LINREP_SWEEP_FAULT_DIR"
 """Fault injection for reliability tests: if this environment variable names a folder, every task
@@ -77,11 +77,13 @@ def _check_folder(out: Path, spec: SweepSpec) -> None:
                 f"'{out}' holds a sweep with a different base config ({diff}); "
                 "use a new --out folder or restore the old base config"
             )
-    elif results.exists():
-        raise InputError(
-            f"'{results}' exists but '{meta_path}' does not, so it is not from linrep sweep; "
-            "choose another --out folder"
-        )
+    else:
+        for name in ("results.csv", "report.html", "results.json"):
+            if (out / name).exists():
+                raise InputError(
+                    f"'{out / name}' exists but '{meta_path}' does not, so it is not from linrep "
+                    "sweep; choose another --out folder"
+                )
     if results.exists():
         read_results(results, typed=False)  # damaged table → clear error before any training
 
@@ -212,6 +214,36 @@ class _Ray:
 
 
 # ------------------------------------------------------------------ the sweep
+def describe_sweep(sweep: SweepSpec | str | os.PathLike, out_dir: str | os.PathLike) -> str:
+    """What ``run_sweep`` would do, as text (``linrep sweep --dry-run``); writes nothing."""
+    spec = sweep if isinstance(sweep, SweepSpec) else load_sweep(sweep)
+    out = Path(out_dir)
+    if out.is_dir():
+        _check_folder(out, spec)
+    done: set[str] = set()
+    if (out / "results.csv").exists():
+        done = {str(r["run_id"]) for r in read_results(out, typed=False) if r["status"] == "ok"}
+    todo = [r for r in spec.runs if r.run_id not in done]
+    groups = make_groups(todo, spec.sweep.max_group_size)
+    seeds = sorted({r.seed for r in spec.runs})
+    lines = [
+        f"{len(spec.runs)} runs ({len(spec.runs) - len(todo)} already done in '{out}'), "
+        f"seeds {seeds[0]}..{seeds[-1]} ({len(seeds)})",
+        f"swept: {', '.join(spec.swept) or 'seeds only'}",
+        f"{len(groups)} batched ensembles to train:",
+    ]
+    for g in groups:
+        first = g.runs[0].params
+        same = {k: v for k, v in first.items() if all(r.params.get(k) == v for r in g.runs)}
+        vary = [k for k in first if k not in same]
+        text = ", ".join(f"{k}={v}" for k, v in same.items())
+        if vary:
+            text += f"; varying inside the ensemble: {', '.join(vary)}"
+        case = f"[{g.runs[0].case}] " if g.runs[0].case else ""
+        lines.append(f"  {g.group_id}: K = {len(g.runs):3d}  {case}{text}")
+    return "\n".join(lines)
+
+
 def run_sweep(
     sweep: SweepSpec | str | os.PathLike,
     out_dir: str | os.PathLike,
