@@ -379,13 +379,13 @@ def _fit(latent, mcfgs, tcfgs, hooks, out_dir, resume, progress) -> TrainResult:
             train_loss = pop_loss
         else:
             train_loss = model.loss(theta, kind, full)
-        f, g = model.embed(theta)
         norms = torch.linalg.vector_norm(theta, dim=1).double().numpy()
         lr = opt.lr_at(min(t, tc.steps - 1)).double().numpy()[:, 0]
         tl = train_loss.double().numpy()
         pl = pop_loss.double().numpy()
         extra: dict[str, np.ndarray] = {}
         if hooks:
+            f, g = model.embed(theta)
             f_np, g_np = f.double().numpy(), g.double().numpy()
             for prefix, fn in hooks:
                 vals = fn(f_np, g_np)
