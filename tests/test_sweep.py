@@ -185,6 +185,14 @@ def test_table_replaces_rows_by_run_id_and_round_trips(tmp_path):
     assert header[:5] == ["run_id", "status", "case", "seed", "model.d"]
 
 
+def test_ids_that_look_like_numbers_stay_text(tmp_path):
+    t = ResultsTable(tmp_path / "results.csv")
+    t.add([{"run_id": "241271425594", "group_id": "123e45678901", "status": "ok", "case": "7"}])
+    t.write()
+    (row,) = read_results(tmp_path)
+    assert (row["run_id"], row["group_id"], row["case"]) == ("241271425594", "123e45678901", "7")
+
+
 def test_damaged_table_is_named(tmp_path):
     path = tmp_path / "results.csv"
     path.write_text("run_id,status,loss\nabc,ok,0.1\nxyz,ok\n")
@@ -233,6 +241,7 @@ def test_serial_sweep_resume_and_equivalence_to_single_runs(tmp_path):
     assert (res.n_runs, res.n_ok, res.n_failed, res.n_groups) == (12, 12, 0, 2)  # lr batched
     rows = read_results(out)
     assert len(rows) == 12 and len({r["run_id"] for r in rows}) == 12
+    assert [r["run_id"] for r in rows] == [r.run_id for r in load_sweep(sweep).runs]  # plan order
     # one run of the ensemble equals the same run trained alone with the learner
     r = next(r for r in rows if r["model.d"] == 4 and r["train.lr"] == 0.5 and r["seed"] == 2)
     latent = LatentModel.from_config({"m": 3, "kind": "ising"})

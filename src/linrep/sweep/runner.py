@@ -33,6 +33,9 @@ from .worker import train_group
 
 __all__ = ["SweepResult", "run_sweep", "plan_sweep", "describe_sweep", "FAULT_ENV"]
 
+MAX_IN_FLIGHT = 1024
+"""Most tasks submitted to a cluster at once when --max-parallel is not given."""
+
 FAULT_ENV = "LINREP_SWEEP_FAULT_DIR"
 """Fault injection for reliability tests: if this environment variable names a folder, every task
 crashes its worker the first time it runs (leaving a marker file there), as an OOM kill would."""
@@ -262,7 +265,8 @@ def run_sweep(
         out_dir: output folder DIR.
         address: Ray cluster address (``HOST:PORT``, ``ray://HOST:PORT`` or ``auto``); None starts
             a local Ray instance with ``max_parallel`` CPUs.
-        max_parallel: most tasks running at once (default: the number of CPU cores).
+        max_parallel: most tasks running at once (default: the number of CPU cores for a local
+            instance, no cap on a cluster).
         serial: run the groups one by one in this process, without Ray (debugging).
         progress: show a progress bar over runs.
         report: write ``report.html`` (figures of each metric vs each swept parameter).
@@ -276,7 +280,9 @@ def run_sweep(
     spec = sweep if isinstance(sweep, SweepSpec) else load_sweep(sweep)
     if max_parallel is not None and max_parallel < 1:
         raise InputError(f"--max-parallel = {max_parallel} must be ≥ 1")
-    parallel = max_parallel or os.cpu_count() or 1
+    # a local instance gets one CPU per parallel task; on a cluster, Ray schedules every task
+    # unless --max-parallel caps the tasks in flight
+    parallel = max_parallel or (MAX_IN_FLIGHT if address else os.cpu_count() or 1)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out '{out}' is a file, not a folder; choose another --out path")
@@ -289,7 +295,7 @@ def run_sweep(
         if address is not None:
             _check_address(address)
     out = ensure_out_dir(out)
-    table = ResultsTable(out / "results.csv", front=spec.swept)
+    table = ResultsTable(out / "results.csv", front=spec.swept, order=[r.run_id for r in spec.runs])
     groups, n_skipped = plan_sweep(spec, table)
     write_json(
         out / "sweep.json",

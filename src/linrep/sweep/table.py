@@ -28,6 +28,10 @@ TRAILING = ("wall_time_s", "group_wall_time_s", "group_size", "group_id", "attem
 """Bookkeeping columns placed after the metrics (then the full config, ``latent.*`` ...)."""
 
 
+TEXT_COLUMNS = frozenset({"run_id", "group_id", "status", "case", "error", "time_utc"})
+"""Columns read back as text even when they look like numbers (a hex id may be all digits)."""
+
+
 def to_cell(value: Any) -> str:
     """A CSV cell: numbers as repr (exact round trip), lists/tables as JSON, None/NaN as empty."""
     if value is None:
@@ -97,7 +101,9 @@ def read_results(path: str | Path, typed: bool = True) -> list[dict[str, Any]]:
                 f"results table '{path}' is damaged at line {lineno} (wrong number of cells); "
                 "delete it and re-run to recompute"
             )
-        rows.append({k: from_cell(v) for k, v in row.items()} if typed else dict(row))
+        if typed:
+            row = {k: v if k in TEXT_COLUMNS else from_cell(v) for k, v in row.items()}
+        rows.append(dict(row))
     return rows
 
 
@@ -107,11 +113,13 @@ class ResultsTable:
     Args:
         path: the CSV file (``DIR/results.csv``).
         front: columns to put right after :data:`LEADING` (the swept keys).
+        order: run ids in the sweep's order; rows are written in this order (others last).
     """
 
-    def __init__(self, path: str | Path, front: Sequence[str] = ()):
+    def __init__(self, path: str | Path, front: Sequence[str] = (), order: Sequence[str] = ()):
         self.path = Path(path)
         self.front = [c for c in front if c not in LEADING]
+        self.order = {run_id: i for i, run_id in enumerate(order)}
         self.rows: dict[str, dict[str, str]] = {}
         if self.path.exists():
             for row in read_results(self.path, typed=False):
@@ -144,6 +152,7 @@ class ResultsTable:
         buf = io.StringIO(newline="")
         writer = csv.DictWriter(buf, fieldnames=cols, restval="", lineterminator="\n")
         writer.writeheader()
-        for row in self.rows.values():
+        rank = self.order
+        for row in sorted(self.rows.values(), key=lambda r: rank.get(r["run_id"], len(rank))):
             writer.writerow(row)
         return atomic_write_text(self.path, buf.getvalue())
