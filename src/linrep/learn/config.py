@@ -146,7 +146,8 @@ class TrainConfig:
     """Seed of the sampled dataset; None = each run uses its own ``seed``."""
     log_every: int = 100
     """Record loss, excess loss, parameter norm and metric hooks every this many steps (and at the
-    first and last step)."""
+    first and last step). Non-finite values are detected at these steps (and at checkpoints) and
+    traced back to the first bad step by a deterministic replay."""
     checkpoint_every: int = 0
     """Write ``checkpoint.pt`` every this many steps when an output folder is given (0 = only at the
     end)."""
