@@ -133,6 +133,7 @@ encoder = "linear"
 [train]
 steps = 1500
 log_every = 500
+checkpoint_every = 300    # ensembles killed in flight resume from their last checkpoint
 [sweep]
 seeds = "0-1"
 geometry = false
@@ -177,6 +178,17 @@ def test_kill_sweep_midway_then_rerun_gives_every_run_exactly_once(tmp_path):
     for r in final:
         if r["run_id"] in before:
             assert r == before[r["run_id"]]
+    # every run's final loss equals the same run trained alone, uninterrupted
+    from linrep.latent import LatentModel
+    from linrep.learn import fit
+
+    latent = LatentModel.from_config({"m": 3, "kind": "ising"})
+    for d in (3, 10):  # an early and a late setting (typically one before, one after the kill)
+        r = next(r for r in final if r["model.d"] == d and r["seed"] == 1)
+        alone = fit(
+            latent, {"encoder": "linear", "d": d}, {"steps": 1500}, seeds=[1], progress=False
+        )
+        assert r["excess_loss"] == pytest.approx(alone.final[0]["excess_loss"], rel=1e-4, abs=1e-7)
 
 
 def test_ray_retries_a_crashed_worker(tmp_path, monkeypatch):
