@@ -93,8 +93,9 @@ class SweepConfig:
     probes: bool = False
     """Also measure linear-probe accuracy (cross-validated logistic regression; slow)."""
     report_metrics: list[str] | None = None
-    """Metrics plotted in report.html (default: excess loss, same-concept cosine, cross-concept
-    |cosine|, alignment cosine, log-odds-matching error); every metric is in results.csv."""
+    """Metrics plotted in report.html (default: every metric of the trained models, headline
+    ones first: excess loss, same-concept cosine, cross-concept |cosine|, alignment cosine,
+    log-odds-matching error); every metric is in results.csv either way."""
 
     def __post_init__(self) -> None:
         if self.n_random < 0:

@@ -175,7 +175,7 @@ def write_report(
         cells.append(c)
     rep.add_table(cells, columns=[*cols, *shown], caption="mean ± 95 % CI half-width over seeds")
     rep.results["settings"] = table
-    plotted = spec.sweep.report_metrics or [m for m in HEADLINE if m in metrics]
+    plotted = spec.sweep.report_metrics or metrics  # headline metrics first
     missing = [m for m in plotted if m not in metrics]
     if missing:
         rep.add_text(f"Not measured, so not plotted: {', '.join(missing)}.")
