@@ -336,3 +336,63 @@ def test_dry_run_describes_the_plan_and_writes_nothing(tmp_path):
     assert text.splitlines()[0].startswith("12 runs (0 already done")
     assert "2 batched ensembles" in text
     assert text.count("K =   6") == 2 and "varying inside the ensemble: train.lr" in text
+
+
+# ------------------------------------------------------------------ properties of the expansion
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+GRID_KEYS = {
+    "model.d": st.integers(1, 64),
+    "train.lr": st.floats(1e-3, 10.0),
+    "model.init_scale": st.floats(1e-3, 1.0),
+    "model.encoder": st.sampled_from(["free", "linear", "mlp"]),
+    "latent.coupling_sd": st.floats(0.0, 2.0),
+}
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    grid=st.dictionaries(
+        st.sampled_from(sorted(GRID_KEYS)), st.just(None), min_size=0, max_size=3
+    ).flatmap(
+        lambda keys: st.fixed_dictionaries(
+            {k: st.lists(GRID_KEYS[k], min_size=1, max_size=3, unique=True) for k in keys}
+        )
+    ),
+    seeds=st.lists(st.integers(0, 50), min_size=1, max_size=4, unique=True),
+    size=st.integers(1, 7),
+)
+def test_expansion_and_grouping_properties(grid, seeds, size):
+    spec = spec_of({"seeds": seeds, "grid": grid, "max_group_size": size})
+    n_points = math.prod(len(v) for v in grid.values())
+    assert len(spec.runs) == n_points * len(seeds)
+    assert len({r.run_id for r in spec.runs}) == len(spec.runs)
+    assert {tuple(sorted(r.params.items())) for r in spec.runs} == {
+        tuple(sorted(zip(grid, vals, strict=True))) for vals in itertools.product(*grid.values())
+    }
+    groups = make_groups(spec.runs, size)
+    members = [r.run_id for g in groups for r in g.runs]
+    assert sorted(members) == sorted(r.run_id for r in spec.runs)  # a partition
+    for g in groups:
+        assert 1 <= len(g.runs) <= size
+        # inside an ensemble only per-run keys (seed, lr, init_scale) may differ
+        shared = {
+            (
+                r.config["latent"].get("coupling_sd"),
+                r.config["model"].get("d"),
+                r.config["model"].get("encoder"),
+            )
+            for r in g.runs
+        }
+        assert len(shared) == 1
+    # shapes that could share an ensemble do: #groups is minimal given max_group_size
+    shapes: dict[tuple, int] = {}
+    for r in spec.runs:
+        key = (
+            r.config["latent"].get("coupling_sd"),
+            r.config["model"].get("d"),
+            r.config["model"].get("encoder"),
+        )
+        shapes[key] = shapes.get(key, 0) + 1
+    assert len(groups) == sum(math.ceil(n / size) for n in shapes.values())
