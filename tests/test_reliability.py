@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -362,3 +363,38 @@ def test_truncated_checkpoint_is_detected_and_named(tmp_path):
     path.write_bytes(b"\x00" * 64)
     with pytest.raises(InputError, match="checkpoint"):
         load_checkpoint(path)
+
+
+# ------------------------------------------------------------------ every writer is atomic
+WRITE_CALL = re.compile(
+    r"\.write_text\(|\.write_bytes\(|open\([^)]*['\"][wax]b?\+?['\"]|np\.save\(|np\.savez"
+    r"|torch\.save\(|\.savefig\(|\.to_csv\(|json\.dump\(|\.save_pretrained\("
+)
+
+
+def test_package_writes_files_only_atomically():
+    """Static audit: outside linrep/io.py, every file-writing call must target a temporary path
+    (renamed into place afterwards) or an in-memory buffer — recognised by a ``tmp``/``buf``/
+    BytesIO/png/svg name in the call; anything else has to use linrep.io's atomic writers."""
+    import ast
+
+    src = Path(__file__).resolve().parents[1] / "src" / "linrep"
+    bad = []
+    for path in sorted(src.rglob("*.py")):
+        if path.name == "io.py" and path.parent == src:
+            continue
+        text = path.read_text(encoding="utf-8")
+        if not WRITE_CALL.search(text):
+            continue
+        lines = text.splitlines()
+        for node in ast.walk(ast.parse(text)):
+            if not isinstance(node, ast.Call) or not WRITE_CALL.search(lines[node.lineno - 1]):
+                continue
+            call = ast.get_source_segment(text, node) or ""
+            head = call.split("(", 1)[0] + "("
+            if not WRITE_CALL.search(head + call[len(head) : len(head) + 40]):
+                continue
+            if re.search(r"\btmp\b|\bbuf\b|BytesIO|\(png\b|\(svg\b", call):
+                continue
+            bad.append(f"{path.relative_to(src)}:{node.lineno}: {call.splitlines()[0]}")
+    assert not bad, "non-atomic writes (use linrep.io.atomic_write_*):\n" + "\n".join(bad)
