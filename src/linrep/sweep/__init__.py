@@ -6,6 +6,18 @@ packs runs that share shapes into one batched ensemble per Ray task (:mod:`linre
 records one row per run in ``DIR/results.csv`` as tasks finish (atomically; re-running resumes) and
 writes ``DIR/report.html`` with every metric against every swept parameter.
 
+Output folder DIR:
+
+- ``results.csv``: one row per run — run_id, status (ok | failed), case, seed, the swept keys, the
+  metrics (loss, excess_loss, param_norm, geometry metrics and their ``untrained_`` nulls),
+  wall_time_s (the ensemble's wall time / K), group_wall_time_s, group_size, group_id, error,
+  time_utc, then the run's full config (``latent.*``, ``model.*``, ``train.*``);
+- ``sweep.json``: the base config, the ``[sweep]`` section, its fingerprint and run metadata;
+- ``report.html`` (+ ``report.md``, ``results.json``, ``figures/``): every metric against every
+  swept parameter, mean ± 95 % t-interval over seeds, the untrained mean as a reference line;
+- ``groups/<group_id>/`` (local runs): each ensemble's checkpoint, history.csv,
+  params.safetensors and embeddings.npz, as written by :func:`linrep.learn.fit`.
+
 Python API::
 
     from linrep.sweep import run_sweep, read_results
