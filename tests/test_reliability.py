@@ -398,3 +398,32 @@ def test_package_writes_files_only_atomically():
                 continue
             bad.append(f"{path.relative_to(src)}:{node.lineno}: {call.splitlines()[0]}")
     assert not bad, "non-atomic writes (use linrep.io.atomic_write_*):\n" + "\n".join(bad)
+
+
+def test_package_never_unpickles():
+    """Static audit: torch.load only with weights_only=True, np.load never with allow_pickle=True,
+    no pickle/joblib/dill loads, and Hugging Face weights only from safetensors."""
+    import ast
+
+    src = Path(__file__).resolve().parents[1] / "src" / "linrep"
+    bad = []
+    for path in sorted(src.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        for node in ast.walk(ast.parse(text)):
+            if not isinstance(node, ast.Call):
+                continue
+            name = ast.unparse(node.func)
+            kw = {k.arg: ast.unparse(k.value) for k in node.keywords if k.arg}
+            where = f"{path.relative_to(src)}:{node.lineno}: {name}"
+            if name.endswith("torch.load") and kw.get("weights_only") != "True":
+                bad.append(where + " without weights_only=True")
+            if name.endswith(("np.load", "numpy.load")) and kw.get("allow_pickle") not in (
+                None,
+                "False",
+            ):
+                bad.append(where + " with allow_pickle")
+            if name.split(".")[0] in ("pickle", "joblib", "dill", "cloudpickle") and "load" in name:
+                bad.append(where)
+            if name.endswith("from_pretrained") and kw.get("use_safetensors") == "False":
+                bad.append(where + " with use_safetensors=False")
+    assert not bad, "unsafe loading:\n" + "\n".join(bad)
