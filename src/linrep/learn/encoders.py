@@ -48,6 +48,8 @@ class Encoder:
     out_name: str | None = None
     #: Width h of the features H (when ``out_name`` is set).
     feature_dim = 0
+    #: False if H is a constant (no parameters before W_out): then ∂L/∂H is never formed.
+    needs_dH = True
 
     def __init__(self, cfg: ModelConfig, contexts: np.ndarray, dtype: torch.dtype):
         self.cfg = cfg
@@ -72,7 +74,7 @@ class Encoder:
         raise NotImplementedError
 
     def features(self, p: Params) -> tuple[torch.Tensor, Any]:
-        """H: (n, h) or (K, n, h) with f = H W_out (only if ``out_name`` is set)."""
+        """H: (K, n, h) with f = H W_out (only if ``out_name`` is set), plus the backward cache."""
         raise NotImplementedError
 
     def backward_features(self, p: Params, cache: Any, dH: torch.Tensor | None) -> Params:
