@@ -94,7 +94,9 @@ def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict
     rep.add_text(
         f"Each seed draws its own MRF: h_i ~ N(0, {s.field_sd}²), J_ij ~ N(0, σ_J²) on all pairs "
         f"(σ_J = 0: independent concepts, exactly in the log-odds-matching regime), then trains "
-        f"one model from its own initialisation. {len(seeds)} seeds per σ_J; mean ± 95 % CI over "
+        f"one model from its own initialisation. For a given seed the fields and the standard-"
+        "normal coupling draws are the same at every σ_J (only their scale changes), so the "
+        f"comparison across σ_J is paired. {len(seeds)} seeds per σ_J; mean ± 95 % CI over "
         "seeds. **true log-odds spread** is the standard deviation of a concept's true pair "
         "log-odds over the contexts where it is unknown (0 ⇔ in the regime); **log-odds error** "
         "is the mean |learned − true| pair log-odds there."

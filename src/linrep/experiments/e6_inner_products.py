@@ -93,6 +93,21 @@ def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict
         )
     )
     rep.add_table(rows, caption="E6: orthogonality under each inner product")
+    # why the causal numbers look the way they do: how much of Cov(g) the m trained directions hold
+    sv = np.linalg.svd(g - g.mean(axis=1, keepdims=True), compute_uv=False)  # (K, min(V, d))
+    top = summarise((sv[:, :m] ** 2).sum(axis=1) / (sv**2).sum(axis=1))
+    stats["variance_share_top_m"] = top
+    if "causal" in stats and "euclidean" in stats:
+        rep.add_text(
+            f"The top m = {m} principal directions of the trained unembedding hold "
+            f"{ci_cell(top)} of its variance; the other d − m directions are mostly left-over "
+            "initialisation noise. The causal inner product whitens by Cov(g)⁻¹ᐟ², giving every "
+            "direction unit variance, so those noise directions weigh as much as the trained "
+            "ones in every causal cosine (same-concept cos "
+            f"{ci_cell(stats['causal']['same_concept_cosine'])} causal vs "
+            f"{ci_cell(stats['euclidean']['same_concept_cosine'])} Euclidean). In a real LM the "
+            "unembedding is full rank and this degeneracy does not arise in the same way."
+        )
     fig = figures.heatmaps(
         mats, latent.names, title="|cos(ḡᵢ, ḡⱼ)| between concept directions (mean over seeds)"
     )

@@ -136,6 +136,7 @@ def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict
             "max_ratio": summarise([max(e["max_ratio"]) for e in eb]),
             "bound_holds": all(bool(e["bound_holds"]) for e in eb),
             "svm_direction_cosine": summarise([a["svm_direction_cosine"] for a in mma]),
+            "svm_steering_cosine": summarise([a["svm_steering_cosine"] for a in mma]),
             "same_concept_cosine": summarise([x["same_concept_cosine"] for x in geo]),
         }
         finals[label] = fin
@@ -188,6 +189,7 @@ def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict
             {
                 "optimiser": label,
                 "cos(ḡᵢ, wᵢ) final": ci_cell(fin["svm_direction_cosine"]),
+                "mean cos(Δg, wᵢ) final": ci_cell(fin["svm_steering_cosine"]),
                 "same-concept cos final": ci_cell(fin["same_concept_cosine"]),
             }
             for label, fin in finals.items()
@@ -201,4 +203,5 @@ def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict
     }
     for label, fin in finals.items():
         head[f"cos(ḡ, SVM w) {label}"] = fin["svm_direction_cosine"]
+        head[f"mean cos(Δg, SVM w) {label}"] = fin["svm_steering_cosine"]
     return head

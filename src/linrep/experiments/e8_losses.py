@@ -93,7 +93,9 @@ def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict
         f"({raw['train'].get('optimizer', 'gd')}, lr {raw['train'].get('lr')}, "
         f"{raw['train'].get('steps')} steps). **KL to data** is Σ_ξ w(ξ) KL(p(·|ξ) ‖ softmax(f(ξ)ᵀg)) for "
         "every model, whichever loss trained it; for the sigmoid loss the softmax of the logits is "
-        "not the model's own prediction, so read its KL as a diagnostic."
+        "not the model's own prediction, so read its KL as a diagnostic. An **excess of own loss** "
+        "far from 0 means that loss has not reached its floor within the step budget: its "
+        "geometry is then not the end point of training."
     )
     rep.add_table(rows, caption="E8: geometry by training loss (mean ± 95 % CI over seeds)")
     labels = list(stats)
