@@ -29,6 +29,7 @@ Python use::
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import time
@@ -91,6 +92,7 @@ def run_experiment(
     path = Path(config) if config is not None else experiment_config_path(mod.STEM)
     raw = load_experiment_config(path, quick, overrides, mod.Settings)
     settings = read_section(mod.Settings, raw, "experiment")
+    raw = {**raw, "experiment": dataclasses.asdict(settings)}  # show defaults too
     out = ensure_out_dir(out_dir)
     t0 = time.perf_counter()
     rep = Report(

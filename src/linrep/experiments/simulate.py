@@ -11,6 +11,7 @@ Config sections: ``[latent]``, ``[model]``, ``[train]`` and optionally ``[simula
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
@@ -136,9 +137,15 @@ def simulate(
     }
     write_json(out / "metrics.json", doc)
 
+    resolved = {
+        "latent": dataclasses.asdict(latent.config),
+        "model": res.configs[0]["model"],
+        "train": {**res.configs[0]["train"], "seed": "per run (see seeds)"},
+        "simulate": dataclasses.asdict(settings),
+    }
     rep = Report(
         f"linrep simulate: {latent.m} concepts ({latent.config.kind}), {raw.get('model', {}).get('encoder', 'linear')} encoder",
-        config=raw,
+        config=resolved,
         seeds=seeds,
         summary="One trained ensemble of the config: concept geometry at the end of training "
         "(mean ± 95 % CI over seeds) and over training steps.",

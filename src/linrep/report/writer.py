@@ -382,8 +382,9 @@ def _toml_value(v: Any) -> str:
 
 
 def _to_toml(cfg: Mapping[str, Any], prefix: str = "") -> str:
-    """Render a nested dict as TOML text (tables for nested dicts; ``None`` shown as "none")."""
-    scalars = [(k, v) for k, v in cfg.items() if not isinstance(v, Mapping)]
+    """Render a nested dict as TOML text (tables for nested dicts; ``None`` values are left out:
+    TOML has no null, and an omitted key means the default)."""
+    scalars = [(k, v) for k, v in cfg.items() if not isinstance(v, Mapping) and v is not None]
     tables = [(k, v) for k, v in cfg.items() if isinstance(v, Mapping)]
     lines = [f"{k} = {_toml_value(v)}" for k, v in scalars]
     for k, v in tables:
