@@ -309,3 +309,20 @@ def test_invalid_known_range_is_a_config_error(m, data):
     else:
         with pytest.raises(ConfigError, match="min_known"):
             LatentModel.from_config(cfg)
+
+
+@SETTINGS
+@given(st.integers(2, 5), st.data())
+def test_ising_regime_iff_uncoupled(m, data):
+    """Ising, all contexts: the pair log-odds of concept i are log p(c1)/p(c0) = 2h_i + 2 Σ_j J_ij s_j
+    (the pair's other spins), so concept i is in the log-odds-matching regime iff it has no
+    coupling, and then α_i = 2 h_i."""
+    h = [data.draw(st.floats(-2, 2)) for _ in range(m)]
+    coupling = st.one_of(st.just(0.0), st.floats(0.05, 2.0), st.floats(-2.0, -0.05))
+    J = [[data.draw(coupling) if j > i else 0.0 for j in range(m)] for i in range(m)]
+    model = LatentModel.from_config({"m": m, "kind": "ising", "h": h, "J": J})
+    for i, r in enumerate(model.regimes()):
+        coupled = any(J[min(i, j)][max(i, j)] != 0.0 for j in range(m) if j != i)
+        assert r.in_regime == (not coupled), (i, J)
+        if not coupled:
+            assert r.alpha == pytest.approx(2 * h[i], abs=1e-9)
