@@ -134,6 +134,13 @@ def test_gamma_and_hidden_state_give_the_models_logits(run):
     np.testing.assert_allclose(mine, logits, atol=1e-3)
     top3 = [unemb.vocab.display(i) for i in np.argsort(-mine)[:3]]
     assert " Paris" in top3
+    # batching (length-sorted, right-padded) returns each text's own last-token state, in order
+    texts = ["My father's brother is my", "Hi", text, "One"]
+    F = last_token_states(model, tok, texts, batch_size=2, progress=False)
+    for i, t in enumerate(texts):
+        np.testing.assert_allclose(
+            F[i], last_token_states(model, tok, [t], progress=False)[0], atol=1e-3
+        )
     # the float32 copy is a Hugging Face folder: its γ and vocabulary read back the same
     hf = resolve_model(root / "cache" / "hf" / src.sha256, root / "cache")
     assert hf.kind == "hf"

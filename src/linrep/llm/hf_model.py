@@ -36,12 +36,16 @@ def _offline() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def _from_pretrained(folder: Path, gguf_file: str | None) -> tuple[Any, Any]:
+def _from_pretrained(folder: Path, gguf_file: str | None, progress: bool = True) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    if progress:
+        hf_logging.enable_progress_bar()
+    else:
+        hf_logging.disable_progress_bar()
     kw: dict[str, Any] = {} if gguf_file is None else {"gguf_file": gguf_file}
     tok = AutoTokenizer.from_pretrained(str(folder), **kw)
     extra: dict[str, Any] = {"device_map": "auto"} if torch.cuda.is_available() else {}
@@ -83,12 +87,12 @@ def load_causal_lm(
         if entry is not None and (entry / _MARKER).is_file():
             if progress:
                 print(f"loading {source.name} (cached float32 copy) ...", flush=True)
-            return _from_pretrained(entry, None)
+            return _from_pretrained(entry, None, progress)
         if progress:
             print(f"loading {source.name} with transformers (first time: slow) ...", flush=True)
         if source.kind == "hf":
-            return _from_pretrained(source.path, None)
-        model, tok = _from_pretrained(source.path.parent, source.path.name)
+            return _from_pretrained(source.path, None, progress)
+        model, tok = _from_pretrained(source.path.parent, source.path.name, progress)
     except InputError:
         raise
     except Exception as e:  # transformers raises many types for unreadable/unsupported models
@@ -197,10 +201,14 @@ def last_token_states(
     tokenizer.padding_side = "right"
     device = next(model.parameters()).device
     out: list[list[np.ndarray]] = [[] for _ in idxs]
+    # batch texts of similar length together (less padding), then restore the input order
+    lengths = [len(ids) for ids in tokenizer(list(texts))["input_ids"]]
+    order = np.argsort(lengths, kind="stable")
+    sorted_texts = [texts[i] for i in order]
     batches = range(0, len(texts), batch_size)
     with torch.inference_mode():
         for s in tqdm(batches, desc=desc, unit="batch", disable=not progress):
-            enc = tokenizer(texts[s : s + batch_size], return_tensors="pt", padding=True)
+            enc = tokenizer(sorted_texts[s : s + batch_size], return_tensors="pt", padding=True)
             enc = {k: v.to(device) for k, v in enc.items()}
             try:  # logits of the last position only: γ·f for every position is wasted work
                 res = model(**enc, output_hidden_states=True, use_cache=False, logits_to_keep=1)
@@ -211,5 +219,7 @@ def last_token_states(
             for o, i in zip(out, idxs, strict=True):
                 o.append(res.hidden_states[i][rows, last].double().cpu().numpy())
     d = model.get_input_embeddings().weight.shape[1]
-    arrays = [np.concatenate(o, axis=0) if o else np.zeros((0, d)) for o in out]
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(order.size)
+    arrays = [np.concatenate(o, axis=0)[inverse] if o else np.zeros((0, d)) for o in out]
     return arrays if many else arrays[0]
