@@ -297,27 +297,32 @@ def run_sweep(
     out = ensure_out_dir(out)
     table = ResultsTable(out / "results.csv", front=spec.swept, order=[r.run_id for r in spec.runs])
     groups, n_skipped = plan_sweep(spec, table)
-    write_json(
-        out / "sweep.json",
-        {
-            "fingerprint": spec.fingerprint,
-            "sweep_file": str(spec.path) if spec.path else None,
-            "base": spec.base,
-            "sweep": spec.sweep,
-            "swept": spec.swept,
-            "n_runs": len(spec.runs),
-            "metadata": run_metadata(("ray",)),
-        },
-    )
-    todo = sum(len(g.runs) for g in groups)
-    say(
-        f"sweep: {len(spec.runs)} runs, {n_skipped} already done, {todo} to train in "
-        f"{len(groups)} ensembles"
-        + ("" if serial else f" on Ray ({address or f'local, {parallel} CPUs'})")
-    )
-    n_groups = len(groups)
-    if groups:
-        _execute(spec, groups, table, out, address, parallel, serial, progress)
+    # join/start Ray before writing anything: a cluster that refuses us leaves DIR untouched
+    executor = _Ray(address, parallel, spec.sweep.retries) if groups and not serial else None
+    try:
+        write_json(
+            out / "sweep.json",
+            {
+                "fingerprint": spec.fingerprint,
+                "sweep_file": str(spec.path) if spec.path else None,
+                "base": spec.base,
+                "sweep": spec.sweep,
+                "swept": spec.swept,
+                "n_runs": len(spec.runs),
+                "metadata": run_metadata(("ray",)),
+            },
+        )
+        todo = sum(len(g.runs) for g in groups)
+        say(
+            f"sweep: {len(spec.runs)} runs, {n_skipped} already done, {todo} to train in "
+            f"{len(groups)} ensembles"
+            + ("" if executor is None else f" on Ray ({address or f'local, {parallel} CPUs'})")
+        )
+        if groups:
+            _execute(spec, groups, table, out, address, parallel, progress, executor)
+    finally:
+        if executor is not None:
+            executor.close()
     run_order = {r.run_id: i for i, r in enumerate(spec.runs)}
     rows = sorted(
         read_results(out / "results.csv") if (out / "results.csv").exists() else [],
@@ -339,7 +344,7 @@ def run_sweep(
         n_skipped=n_skipped,
         n_ok=n_ok,
         n_failed=n_failed,
-        n_groups=n_groups,
+        n_groups=len(groups),
         wall_time_s=time.perf_counter() - t0,
         report=report_path,
     )
@@ -352,8 +357,8 @@ def _execute(
     out: Path,
     address: str | None,
     parallel: int,
-    serial: bool,
     progress: bool,
+    executor: _Ray | None,
 ) -> None:
     from tqdm.auto import tqdm
 
@@ -369,7 +374,7 @@ def _execute(
         p["inner"] = spec.sweep.inner
         p["probes"] = spec.sweep.probes
         p["out_dir"] = str(ckpt_root / g.group_id) if ckpt_root is not None else None
-        p["threads"] = 1 if not serial else None
+        p["threads"] = 1 if executor is not None else None
         return p
 
     def record(g: Group, result: dict) -> list[Group]:
@@ -396,7 +401,6 @@ def _execute(
         bar.update(len(rows))
         return []
 
-    executor = None if serial else _Ray(address, parallel, spec.sweep.retries)
     try:
         batch = groups
         while batch:
@@ -412,5 +416,3 @@ def _execute(
             batch = retry
     finally:
         bar.close()
-        if executor is not None:
-            executor.close()
