@@ -273,7 +273,8 @@ def point_intervals(
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8)
+    ax.margins(y=0.08)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))  # never over the data
     fig.tight_layout()
     return fig
 
