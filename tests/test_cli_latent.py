@@ -90,3 +90,16 @@ def test_help_explains_every_option():
     assert res.returncode == 0 and "latent" in res.stdout
     res = run_cli("latent", "--help")
     assert res.returncode == 0 and "--out" in res.stdout and "config" in res.stdout
+
+
+def test_results_are_written_with_normal_permissions(tmp_path):
+    import os
+
+    from linrep.io import write_json
+
+    mask = os.umask(0o022)
+    try:
+        path = write_json(tmp_path / "r.json", {"a": 1})
+    finally:
+        os.umask(mask)
+    assert (path.stat().st_mode & 0o777) == 0o644
