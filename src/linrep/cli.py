@@ -237,15 +237,15 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
             "Run experiments E1 … E8 (or 'all') with their configs in configs/e*.toml and write "
             "DIR/<experiment>/report.html, report.md, results.json, figures/ for each, plus an "
             "index DIR/report.html with every headline number (mean ± 95 %% CI over seeds). "
-            "--quick uses fewer seeds and steps (same code paths): all eight in about 5 minutes "
-            "on 2 cores."
+            "--quick uses fewer seeds and steps (same code paths): all eight in about 2 minutes "
+            "on 2 cores (full mode: about 12 minutes)."
         ),
     )
     p.add_argument(
         "experiments", nargs="*", default=["all"], metavar="E", help="E1 … E8 or all (default)"
     )
     p.add_argument("--out", type=Path, required=True, help="output folder DIR (created if needed)")
-    p.add_argument("--quick", action="store_true", help="fewer seeds/steps (≈ 5 min for all)")
+    p.add_argument("--quick", action="store_true", help="fewer seeds/steps (≈ 2 min for all)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
