@@ -188,7 +188,7 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
             "Train the [model]/[train] learner of CONFIG on its [latent] model (all seeds as one "
             "batched ensemble) and measure the concept geometry: DIR/metrics.json (same-concept "
             "cosine, cross-concept |cosine|, alignment, log-odds matching error, excess loss: means "
-            "over concepts, per-concept lists, 95 %% seed intervals; Euclidean unless suffixed "
+            "over concepts, per-concept lists, 95 % seed intervals; Euclidean unless suffixed "
             "_causal), DIR/report.html, report.md, results.json, figures/ and the training outputs "
             "in DIR/train/ (see configs/simulate*.toml)."
         ),
@@ -236,7 +236,7 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
         description=(
             "Run experiments E1 … E8 (or 'all') with their configs in configs/e*.toml and write "
             "DIR/<experiment>/report.html, report.md, results.json, figures/ for each, plus an "
-            "index DIR/report.html with every headline number (mean ± 95 %% CI over seeds). "
+            "index DIR/report.html with every headline number (mean ± 95 % CI over seeds). "
             "--quick uses fewer seeds and steps (same code paths): all eight in about 2 minutes "
             "on 2 cores (full mode: about 12 minutes)."
         ),
