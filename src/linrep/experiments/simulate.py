@@ -135,6 +135,12 @@ def simulate(
         "train_seconds": res.seconds,
         "metadata": run_metadata(),
     }
+    d = res.model_configs[0].d
+    if "causal" in settings.inner_products and latent.n_tokens <= d + 1:
+        doc["notes"]["causal_degenerate"] = (
+            f"V = {latent.n_tokens} ≤ d + 1 = {d + 1}: causal whitening maps any unembedding to a "
+            "regular simplex, so the _causal cosines are fixed by the pair structure alone"
+        )
     write_json(out / "metrics.json", doc)
 
     resolved = {
