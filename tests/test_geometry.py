@@ -261,3 +261,15 @@ def test_probe_accuracy_separable_and_random():
     assert G.probe_accuracy(x, x[:, 2] > 0) >= 0.95
     assert 0.3 < G.probe_accuracy(x, rng.random(200) > 0.5) < 0.7
     assert np.isnan(G.probe_accuracy(x, np.zeros(200)))
+
+
+def test_threshold_probe_accuracy_counts_by_hand():
+    from linrep.geometry import threshold_probe_accuracy
+
+    y = np.array([0, 0, 0, 1, 1, 1])
+    assert threshold_probe_accuracy(np.array([0.0, 0.1, 0.2, 1.0, 1.1, 1.2]), y) == 1.0
+    # the sign of the score does not matter: the class means decide which side is which
+    assert threshold_probe_accuracy(-np.array([0.0, 0.1, 0.2, 1.0, 1.1, 1.2]), y) == 1.0
+    # midpoint of means 0.5 (class 0 mean 0.2, class 1 mean 0.8): one point on the wrong side
+    s = np.array([0.0, 0.0, 0.6, 0.8, 0.8, 0.8])
+    assert threshold_probe_accuracy(s, y) == pytest.approx(5 / 6)

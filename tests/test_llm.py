@@ -15,6 +15,7 @@ import pytest
 
 from linrep.cli import main
 from linrep.errors import InputError
+from linrep.geometry import analogy_accuracy
 from linrep.llm import analysis as an
 from linrep.llm import registry
 from linrep.llm.cache import file_sha256
@@ -322,7 +323,7 @@ def test_analogy_accuracy_matches_brute_force():
     g = rng.standard_normal((60, 5)).astype(np.float32)
     pairs = [np.array([[0, 1], [2, 3], [4, 5], [6, 7]]), np.array([[10, 11], [12, 13], [14, 15]])]
     g[1::2][:8] = g[0::2][:8] + 1.5  # make some analogies work
-    got = an.analogy_accuracy(g, pairs, max_queries=1000)
+    got = analogy_accuracy(g, pairs, max_queries=1000)
     gn = g / np.linalg.norm(g, axis=1, keepdims=True)
     for p, r in zip(pairs, got, strict=True):
         hits = total = 0

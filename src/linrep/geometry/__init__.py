@@ -29,6 +29,7 @@ Example::
 
 from __future__ import annotations
 
+from .analogy import analogy_accuracy
 from .inner import (
     INNER_PRODUCTS,
     CausalInnerProduct,
@@ -40,7 +41,7 @@ from .inner import (
 )
 from .intervals import Interval, bootstrap_interval, seed_interval
 from .nulls import NullTest, mean_loo_cosine, null_test, random_pair_null, shuffled_unembedding_null
-from .probes import probe_accuracy
+from .probes import probe_accuracy, threshold_probe_accuracy
 from .simulation import HOOK_KEYS, SimulationIndex, metric_hook, simulation_metrics
 from .steering import (
     ConceptDirection,
@@ -61,6 +62,8 @@ from .steering import (
 )
 
 __all__ = [
+    "analogy_accuracy",
+    "threshold_probe_accuracy",
     # inner products
     "INNER_PRODUCTS",
     "InnerProduct",

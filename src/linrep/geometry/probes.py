@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["probe_accuracy"]
+__all__ = ["probe_accuracy", "threshold_probe_accuracy"]
 
 
 def probe_accuracy(
@@ -50,3 +50,21 @@ def probe_accuracy(
     folds = StratifiedKFold(n_splits=int(min(cv, counts.min())), shuffle=True, random_state=seed)
     model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
     return float(cross_val_score(model, x, y, cv=folds).mean())
+
+
+def threshold_probe_accuracy(s: np.ndarray, y: np.ndarray) -> float:
+    """Accuracy of a one-threshold probe on a score: predict the class whose mean lies on the same
+    side of the midpoint of the two class means (no fitting beyond the means).
+
+    Args:
+        s: (n,) scores, e.g. projections f(x)ᵀḡ on a concept direction.
+        y: (n,) labels 0/1.
+
+    Returns:
+        Fraction of correct predictions.
+    """
+    mid = 0.5 * (s[y == 0].mean() + s[y == 1].mean())
+    pred = (s > mid).astype(int)
+    if s[y == 1].mean() < s[y == 0].mean():
+        pred = 1 - pred
+    return float((pred == y).mean())

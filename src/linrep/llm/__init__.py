@@ -48,7 +48,7 @@ _EXPORTS: dict[str, str] = {
     "load_contexts": "linrep.llm.contexts",
     "fitted_inner_products": "linrep.llm.analysis",
     "analyze_unembedding": "linrep.llm.analysis",
-    "analogy_accuracy": "linrep.llm.analysis",
+    "analogy_accuracy": "linrep.geometry.analogy",
     "concept_groups": "linrep.llm.analysis",
     "load_causal_lm": "linrep.llm.hf_model",
     "last_token_states": "linrep.llm.hf_model",

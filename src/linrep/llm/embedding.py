@@ -26,15 +26,6 @@ from .. import geometry as geo
 __all__ = ["embedding_alignment"]
 
 
-def _one_threshold_accuracy(s: np.ndarray, y: np.ndarray) -> float:
-    """Accuracy of predicting y = 1 when s exceeds the midpoint of the two class means."""
-    mid = 0.5 * (s[y == 0].mean() + s[y == 1].mean())
-    pred = (s > mid).astype(int)
-    if s[y == 1].mean() < s[y == 0].mean():
-        pred = 1 - pred
-    return float((pred == y).mean())
-
-
 def embedding_alignment(
     states: Mapping[str, np.ndarray],
     labels: Mapping[str, np.ndarray],
@@ -105,7 +96,7 @@ def embedding_alignment(
             # f'ᵀḡ'_W ∝ fᵀ mean Δγ_W (the concept's mean logit difference) under every inner
             # product, so the one-threshold probe does not depend on it: computed once.
             ip0 = next(iter(directions))
-            entry["unembedding_direction_probe_accuracy"] = _one_threshold_accuracy(
+            entry["unembedding_direction_probe_accuracy"] = geo.threshold_probe_accuracy(
                 inner[ip0].transform_embedding(F) @ directions[ip0][j], y
             )
         per[name] = entry
