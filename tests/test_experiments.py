@@ -183,3 +183,15 @@ def test_same_seed_same_numbers_and_index(tmp_path):
     assert '<a href="a/report.html">E8</a>' in page
     assert page.count("data:image/png;base64,") == 1
     assert "cross-entropy: " in headline_text(a["headline"])
+
+
+def test_experiment_report_renders_in_chromium(tmp_path):
+    from linrep.report.render import blank_fraction, find_chromium, screenshot
+
+    if find_chromium() is None:
+        pytest.skip("chromium not installed")
+    run_experiment("E8", tmp_path / "e8", overrides=TINY["E8"], progress=False)
+    png = screenshot(
+        tmp_path / "e8" / "report.html", tmp_path / "shot.png", width=1000, height=1600
+    )
+    assert blank_fraction(png) < 0.97
