@@ -103,3 +103,17 @@ def test_results_are_written_with_normal_permissions(tmp_path):
     finally:
         os.umask(mask)
     assert (path.stat().st_mode & 0o777) == 0o644
+
+
+def test_experiment_configs_ship_inside_the_package():
+    # src/linrep/configs links to the top-level configs/, so a built wheel carries them too
+    from importlib.resources import files
+
+    shipped = files("linrep") / "configs"
+    assert (shipped / "e1_emergence.toml").is_file() and (shipped / "latent_ising.toml").is_file()
+
+
+def test_broken_pipe_is_quiet():
+    cmd = f"'{sys.executable}' -m linrep latent '{ROOT / 'configs' / 'latent_ising.toml'}' --out '{ROOT}/.pytest_cache/bp' | head -c 1"
+    res = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True)
+    assert "Traceback" not in res.stderr

@@ -366,6 +366,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "linrep: interrupted; finished results are on disk, re-run to resume", file=sys.stderr
         )
         return 130
+    except BrokenPipeError:  # e.g. `linrep ... | head`: the reader left; stay quiet
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 0
 
 

@@ -141,7 +141,8 @@ def reproduce(
 
     if not names or any(n.lower() == "all" for n in names):
         names = list(EXPERIMENTS)
-    mods = [experiment_module(n) for n in names]  # validate every name before running anything
+    # validate every name before running anything; an experiment named twice runs once
+    mods = list(dict.fromkeys(experiment_module(n) for n in names))
     out = ensure_out_dir(out_dir)
     t0 = time.perf_counter()
     summaries = []
