@@ -42,6 +42,7 @@ __all__ = [
     "train",
     "latent_of",
     "with_section",
+    "train_variants",
 ]
 
 CONFIG_SECTIONS = ("experiment", "latent", "model", "train", "quick")
@@ -259,6 +260,39 @@ def train(latent, raw: Mapping[str, Any], seeds: Sequence[int], *, progress: boo
     from ..learn import fit
 
     return fit(latent, raw.get("model", {}), raw.get("train", {}), seeds, progress=progress, **kw)
+
+
+def train_variants(
+    latent,
+    raw: Mapping[str, Any],
+    variants: Sequence[Mapping[str, Any]],
+    seeds: Sequence[int],
+    *,
+    label_key: str,
+    progress: bool = True,
+    **kw,
+):
+    """Train one ensemble per variant of the config's ``[train]`` section.
+
+    Args:
+        latent: the latent model.
+        raw: the experiment config.
+        variants: each a ``label`` plus ``[train]`` keys replacing the config's.
+        seeds: the seeds of every ensemble.
+        label_key: the ``[train]`` key that names a variant without a ``label`` (e.g. "optimizer").
+        progress: progress bars.
+        **kw: passed to :func:`linrep.learn.fit` (e.g. ``metrics``).
+
+    Yields:
+        ``(label, TrainResult)`` per variant, in order.
+    """
+    for entry in variants:
+        entry = dict(entry)
+        label = str(entry.pop("label", entry.get(label_key, "?")))
+        yield (
+            label,
+            train(latent, with_section(raw, "train", **entry), seeds, progress=progress, **kw),
+        )
 
 
 def latent_of(raw: Mapping[str, Any], **changes: Any):

@@ -21,8 +21,7 @@ from .common import (
     latent_of,
     seeds_of,
     summarise,
-    train,
-    with_section,
+    train_variants,
 )
 
 NAME = "E3"
@@ -72,16 +71,15 @@ def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict
     curves: dict[str, dict[str, Any]] = {}
     finals: dict[str, dict[str, Any]] = {}
     steps = None
-    for opt in s.optimizers:
-        opt = dict(opt)
-        label = str(opt.pop("label", opt.get("optimizer", "?")))
-        res = train(
-            latent,
-            with_section(raw, "train", **opt),
-            seeds,
-            progress=progress,
-            metrics={"euclid": hook},
-        )
+    for label, res in train_variants(
+        latent,
+        raw,
+        s.optimizers,
+        seeds,
+        label_key="optimizer",
+        progress=progress,
+        metrics={"euclid": hook},
+    ):
         curves[label] = {}
         finals[label] = {}
         for key, title in PANELS:

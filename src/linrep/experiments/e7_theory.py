@@ -26,8 +26,7 @@ from .common import (
     run_metrics,
     seeds_of,
     summarise,
-    train,
-    with_section,
+    train_variants,
 )
 
 NAME = "E7"
@@ -114,16 +113,15 @@ def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict
     hook = max_margin_hook(latent)
     curves, eps_rows, finals = {}, [], {}
     steps = None
-    for opt in s.optimizers:
-        opt = dict(opt)
-        label = str(opt.pop("label", opt.get("optimizer", "?")))
-        res = train(
-            latent,
-            with_section(raw, "train", **opt),
-            seeds,
-            progress=progress,
-            metrics={"svm": hook},
-        )
+    for label, res in train_variants(
+        latent,
+        raw,
+        s.optimizers,
+        seeds,
+        label_key="optimizer",
+        progress=progress,
+        metrics={"svm": hook},
+    ):
         f, g = res.embeddings(), res.unembeddings()
         eb = [epsilon_bound(latent, f[k], g[k]) for k in range(len(seeds))]
         mma = [max_margin_alignment(latent, f[k], g[k]) for k in range(len(seeds))]

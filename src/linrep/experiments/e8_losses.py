@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .common import ci_cell, latent_of, run_metrics, seeds_of, summarise, train, with_section
+from .common import ci_cell, latent_of, run_metrics, seeds_of, summarise, train_variants
 
 NAME = "E8"
 STEM = "e8_losses"
@@ -62,10 +62,9 @@ def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict
     seeds = seeds_of(s.n_seeds, s.first_seed)
     latent = latent_of(raw)
     stats: dict[str, dict[str, Any]] = {}
-    for entry in s.losses:
-        entry = dict(entry)
-        label = str(entry.pop("label", entry.get("loss", "?")))
-        res = train(latent, with_section(raw, "train", **entry), seeds, progress=progress)
+    for label, res in train_variants(
+        latent, raw, s.losses, seeds, label_key="loss", progress=progress
+    ):
         f, g = res.embeddings(), res.unembeddings()
         per_run = run_metrics(latent, f, g)
         st = {k: summarise([r[k] for r in per_run]) for k in KEYS}
