@@ -119,9 +119,11 @@ def heatmaps(
     plt = _plt()
     col_labels = list(labels) if col_labels is None else list(col_labels)
     n = max(len(matrices), 1)
-    size = max(3.2, 0.45 * max(len(labels), len(col_labels)) + 1.6)
+    # each panel is sized by its own rows and columns, so a wide (r < c) matrix is not padded
+    width = max(3.2, 0.45 * len(col_labels) + 1.6)
+    height = max(3.2, 0.45 * len(labels) + 1.6)
     fig, axes = plt.subplots(
-        1, n, figsize=(size * n + 1.2, size + 0.4), squeeze=False, layout="constrained"
+        1, n, figsize=(width * n + 1.2, height + 0.4), squeeze=False, layout="constrained"
     )
     im = None
     for ax, (ptitle, mat) in zip(axes[0], matrices.items(), strict=False):
