@@ -49,7 +49,8 @@ class LLMConfig:
         top_k: tokens per row of the intervention's top-k table.
         batch_size: contexts per forward pass.
         seed: seed of every random draw.
-        blas_threads: BLAS threads (1 is fastest on a shared 2-core machine: many small products).
+        blas_threads: BLAS threads; 0 = the BLAS default (all cores, fastest on an idle machine:
+            3.7 s vs 5.5 s warm on Gemma with 2 cores); 1 is faster when other jobs load the cores.
         cache: cache folder ("" = ``$LINREP_CACHE`` or the user cache folder).
         use_cache: use the unembedding / covariance / float32-model cache.
         groups: related-concept groups for the block-structure summary ({} = the default groups).
@@ -73,7 +74,7 @@ class LLMConfig:
     top_k: int = 5
     batch_size: int = 16
     seed: int = 0
-    blas_threads: int = 1
+    blas_threads: int = 0
     cache: str = ""
     use_cache: bool = True
     groups: dict[str, list[str]] = field(default_factory=dict)
