@@ -17,6 +17,18 @@ from .errors import LinrepError
 __all__ = ["main", "build_parser"]
 
 
+def _add_set_option(p: argparse.ArgumentParser, example: str, metavar: str) -> None:
+    """The repeatable ``--set SECTION.KEY=VALUE`` override shared by the config-driven commands."""
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar=metavar,
+        help=f"override a config value, e.g. --set {example} (repeatable)",
+    )
+
+
 # --------------------------------------------------------------------------------------- latent
 def _add_latent(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -142,14 +154,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("config", type=Path, help="TOML config with [latent], [model], [train]")
     p.add_argument("--out", type=Path, required=True, help="output folder DIR (created if needed)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a config value, e.g. --set train.lr=0.5 (repeatable)",
-    )
+    _add_set_option(p, example="train.lr=0.5", metavar="SECTION.KEY=VALUE")
     p.add_argument(
         "--seeds",
         default=None,
@@ -202,14 +207,7 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="seeds, e.g. 0-9 or 1,4,7 (default: [simulate] seeds or train.seed)",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a config value, e.g. --set model.encoder=mlp (repeatable)",
-    )
+    _add_set_option(p, example="model.encoder=mlp", metavar="SECTION.KEY=VALUE")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -299,14 +297,7 @@ def _add_llm(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
     p.add_argument("--config", type=Path, default=None, help="TOML file with an [llm] section")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="llm.KEY=VALUE",
-        help="override a config value, e.g. --set llm.n_shuffles=0 (repeatable)",
-    )
+    _add_set_option(p, example="llm.n_shuffles=0", metavar="llm.KEY=VALUE")
     p.add_argument(
         "--cache", default=None, metavar="DIR", help="cache folder (default $LINREP_CACHE)"
     )
