@@ -237,6 +237,14 @@ def mean_abs_offdiag(c: np.ndarray) -> np.ndarray:
     return np.abs(c[..., off]).mean(axis=-1)
 
 
+def _leave_one_out(deltas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Δ as float64, Σ_{l≠k} Δ_l for every k), both (..., P, d); the sum is ∝ the others' mean."""
+    d = np.asarray(deltas, dtype=np.float64)
+    if d.shape[-2] < 2:
+        raise InputError(f"leave-one-out needs ≥ 2 pairs, got {d.shape[-2]}")
+    return d, d.sum(axis=-2, keepdims=True) - d
+
+
 def loo_cosines(deltas: np.ndarray) -> np.ndarray:
     """Leave-one-out cosines cos(Δ_k, mean_{l≠k} Δ_l) for each pair k (Park et al.'s LOO test).
 
@@ -246,10 +254,7 @@ def loo_cosines(deltas: np.ndarray) -> np.ndarray:
     Returns:
         (..., P) float64.
     """
-    d = np.asarray(deltas, dtype=np.float64)
-    if d.shape[-2] < 2:
-        raise InputError(f"leave-one-out needs ≥ 2 pairs, got {d.shape[-2]}")
-    others = d.sum(axis=-2, keepdims=True) - d  # ∝ mean of the others
+    d, others = _leave_one_out(deltas)
     return cosine(d, others)
 
 
@@ -264,11 +269,8 @@ def loo_projections(deltas: np.ndarray) -> np.ndarray:
     Returns:
         (..., P) float64.
     """
-    d = np.asarray(deltas, dtype=np.float64)
-    if d.shape[-2] < 2:
-        raise InputError(f"leave-one-out needs ≥ 2 pairs, got {d.shape[-2]}")
-    others = unit(d.sum(axis=-2, keepdims=True) - d)
-    return np.sum(d * others, axis=-1)
+    d, others = _leave_one_out(deltas)
+    return np.sum(d * unit(others), axis=-1)
 
 
 def block_structure(c: np.ndarray, groups: Sequence[object]) -> dict[str, float]:
