@@ -43,6 +43,8 @@ __all__ = [
     "latent_of",
     "with_section",
     "train_variants",
+    "GEOMETRY_KEYS",
+    "geometry_cells",
 ]
 
 CONFIG_SECTIONS = ("experiment", "latent", "model", "train", "quick")
@@ -260,6 +262,27 @@ def train(latent, raw: Mapping[str, Any], seeds: Sequence[int], *, progress: boo
     from ..learn import fit
 
     return fit(latent, raw.get("model", {}), raw.get("train", {}), seeds, progress=progress, **kw)
+
+
+#: The geometry statistics that the experiments' comparison tables report (Euclidean).
+GEOMETRY_KEYS = (
+    "same_concept_cosine",
+    "cross_concept_abs_cosine",
+    "cross_pair_abs_cosine",
+    "alignment_cosine",
+    "log_odds_matching_error",
+)
+
+
+def geometry_cells(st: Mapping[str, Any]) -> dict[str, str]:
+    """Table cells "mean ± CI" of the :data:`GEOMETRY_KEYS` summaries in ``st``."""
+    return {
+        "same-concept cos": ci_cell(st["same_concept_cosine"]),
+        "cross |cos| (directions)": ci_cell(st["cross_concept_abs_cosine"]),
+        "cross |cos| (pairs)": ci_cell(st["cross_pair_abs_cosine"]),
+        "alignment": ci_cell(st["alignment_cosine"]),
+        "log-odds error": ci_cell(st["log_odds_matching_error"]),
+    }
 
 
 def train_variants(

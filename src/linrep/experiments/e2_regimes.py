@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .common import ci_cell, latent_of, run_metrics, seeds_of, summarise, train
+from .common import GEOMETRY_KEYS, ci_cell, latent_of, run_metrics, seeds_of, summarise, train
 
 NAME = "E2"
 STEM = "e2_regimes"
@@ -41,14 +41,7 @@ class Settings:
     """Field scale σ_h (h_i ~ N(0, σ_h²))."""
 
 
-KEYS = (
-    "same_concept_cosine",
-    "cross_concept_abs_cosine",
-    "cross_pair_abs_cosine",
-    "alignment_cosine",
-    "log_odds_matching_error",
-    "true_log_odds_spread",
-)
+KEYS = (*GEOMETRY_KEYS, "true_log_odds_spread")
 
 
 def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict[str, Any]:

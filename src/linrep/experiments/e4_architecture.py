@@ -14,7 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from .common import ci_cell, latent_of, run_metrics, seeds_of, summarise, train, with_section
+from .common import (
+    GEOMETRY_KEYS,
+    ci_cell,
+    geometry_cells,
+    latent_of,
+    run_metrics,
+    seeds_of,
+    summarise,
+    train,
+    with_section,
+)
 
 NAME = "E4"
 STEM = "e4_architecture"
@@ -60,13 +70,7 @@ class Settings:
     """Per-encoder ``[train]`` overrides, e.g. ``{ transformer = { lr = 0.3, steps = 3000 } }``."""
 
 
-KEYS = (
-    "same_concept_cosine",
-    "cross_concept_abs_cosine",
-    "cross_pair_abs_cosine",
-    "alignment_cosine",
-    "log_odds_matching_error",
-)
+KEYS = GEOMETRY_KEYS
 
 
 def _latent(raw, s: Settings, regime: str):
@@ -115,11 +119,7 @@ def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict
             {
                 "encoder": enc,
                 "concepts": regime,
-                "same-concept cos": ci_cell(st["same_concept_cosine"]),
-                "cross |cos| (directions)": ci_cell(st["cross_concept_abs_cosine"]),
-                "cross |cos| (pairs)": ci_cell(st["cross_pair_abs_cosine"]),
-                "alignment": ci_cell(st["alignment_cosine"]),
-                "log-odds error": ci_cell(st["log_odds_matching_error"]),
+                **geometry_cells(st),
                 "excess loss": ci_cell(st["excess_loss"]),
                 "steps, lr": f"{st['steps']}, {st['lr']}",
                 "reference same / cross": f"{ref[0]:.2f} / {ref[1]:.2f}" if ref else "–",

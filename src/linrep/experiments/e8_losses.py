@@ -16,7 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from .common import ci_cell, latent_of, run_metrics, seeds_of, summarise, train_variants
+from .common import (
+    GEOMETRY_KEYS,
+    ci_cell,
+    geometry_cells,
+    latent_of,
+    run_metrics,
+    seeds_of,
+    summarise,
+    train_variants,
+)
 
 NAME = "E8"
 STEM = "e8_losses"
@@ -45,13 +54,7 @@ class Settings:
     """One ensemble per entry: ``label`` + ``[train]`` keys replacing the config's."""
 
 
-KEYS = (
-    "same_concept_cosine",
-    "cross_concept_abs_cosine",
-    "cross_pair_abs_cosine",
-    "alignment_cosine",
-    "log_odds_matching_error",
-)
+KEYS = GEOMETRY_KEYS
 
 
 def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict[str, Any]:
@@ -76,11 +79,7 @@ def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict
     rows = [
         {
             "loss": label,
-            "same-concept cos": ci_cell(st["same_concept_cosine"]),
-            "cross |cos| (directions)": ci_cell(st["cross_concept_abs_cosine"]),
-            "cross |cos| (pairs)": ci_cell(st["cross_pair_abs_cosine"]),
-            "alignment": ci_cell(st["alignment_cosine"]),
-            "log-odds error": ci_cell(st["log_odds_matching_error"]),
+            **geometry_cells(st),
             "excess of own loss": ci_cell(st["own_excess_loss"]),
             "KL to data (softmax)": ci_cell(st["ce_excess_loss"]),
         }
