@@ -93,6 +93,25 @@ def test_gradient_matches_finite_differences(lat3, enc, kw, loss):
         np.testing.assert_allclose(G[:, j].numpy(), fd.numpy(), rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.parametrize("enc", ["free", "linear", "mlp"])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_reused_step_buffers_do_not_leak_between_calls(lat3, enc, loss):
+    """grad() reuses its intermediate buffers: a call must not see the previous call's values."""
+    target = Targets(lat3, [TrainConfig()] * 2, torch.float64).full()
+    m, th = _model(lat3, encoder=enc, unembedding_bias=True)
+    th2 = th + 0.3 * torch.randn(th.shape, generator=torch.Generator().manual_seed(5))
+    out = torch.full_like(th, float("nan"))
+    g1 = m.grad(th, loss, target)
+    m.loss(th2, loss, target)
+    g2 = m.grad(th2, loss, target, out=out)
+    assert g2 is out
+    fresh1, _ = _model(lat3, encoder=enc, unembedding_bias=True)
+    fresh2, _ = _model(lat3, encoder=enc, unembedding_bias=True)
+    assert torch.equal(g1, fresh1.grad(th, loss, target))
+    assert torch.equal(g2, fresh2.grad(th2, loss, target))
+    assert not torch.equal(g1, g2)
+
+
 @pytest.mark.parametrize("loss", LOSSES)
 def test_loss_matches_numpy(lat3, loss):
     m, th = _model(lat3, encoder="linear", unembedding_bias=True)

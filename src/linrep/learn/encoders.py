@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .config import ModelConfig
+from .workspace import Workspace, buffer
 
 __all__ = ["Encoder", "make_encoder", "one_hot_contexts"]
 
@@ -73,12 +74,20 @@ class Encoder:
         """Gradients of Σ_k ⟨df_k, f_k⟩ with respect to every parameter (same shapes as ``p``)."""
         raise NotImplementedError
 
-    def features(self, p: Params) -> tuple[torch.Tensor, Any]:
-        """H: (K, n, h) with f = H W_out (only if ``out_name`` is set), plus the backward cache."""
+    def features(self, p: Params, ws: Workspace | None = None) -> tuple[torch.Tensor, Any]:
+        """H: (K, n, h) with f = H W_out (only if ``out_name`` is set), plus the backward cache.
+
+        ``ws``: buffers for the intermediates; H then lives in ``ws`` until the next call.
+        """
         raise NotImplementedError
 
-    def backward_features(self, p: Params, cache: Any, dH: torch.Tensor | None) -> Params:
-        """Gradients of every parameter except W_out from ∂L/∂H (None if H has no parameters)."""
+    def backward_features(
+        self, p: Params, cache: Any, dH: torch.Tensor | None, ws: Workspace | None = None
+    ) -> Params:
+        """Gradients of every parameter except W_out from ∂L/∂H (None if H has no parameters).
+
+        May overwrite ``dH``.
+        """
         return {}
 
 
@@ -118,7 +127,7 @@ class LinearEncoder(Encoder):
     def shapes(self):
         return [("W", (3 * self.m, self.d))]
 
-    def features(self, p):
+    def features(self, p, ws=None):
         K = p["W"].shape[0]
         if self._xk is None or self._xk.shape[0] != K:
             self._xk = self.x.expand(K, *self.x.shape).contiguous()
@@ -205,13 +214,14 @@ class MLPEncoder(Encoder):
             self._xk = self.x.expand(K, *self.x.shape).contiguous()
         return self._xk
 
-    def features(self, p):
+    def features(self, p, ws=None):
         act = self.cfg.activation
         K = p["W_out"].shape[0]
         h = self._x_batched(K)
         cache = []
         for i in range(self.cfg.depth):
-            a = torch.baddbmm(p[f"b{i}"], h, p[f"W{i}"])  # (K, n, width)
+            shape = (K, self.n, self.widths[i + 1])
+            a = torch.baddbmm(p[f"b{i}"], h, p[f"W{i}"], out=buffer(ws, f"a{i}", shape, h.dtype))
             if act == "relu":  # the backward pass only needs h = relu(a): overwrite a in place
                 hn, a = a.relu_(), None
             else:
@@ -231,20 +241,24 @@ class MLPEncoder(Encoder):
         g.update(self.backward_features(p, layers, dh))
         return g
 
-    def backward_features(self, p, cache, dH):
+    def backward_features(self, p, cache, dH, ws=None):
         act = self.cfg.activation
         g = {}
         dh = dH
         for i in reversed(range(self.cfg.depth)):
             h_in, a, h_out = cache[i]
-            if act == "relu":  # ∂L/∂a = ∂L/∂h · 1[h > 0], one fused kernel
-                da = torch.ops.aten.threshold_backward(dh, h_out, 0)
+            if act == "relu":  # ∂L/∂a = ∂L/∂h · 1[h > 0], one fused kernel, in place
+                da = torch.ops.aten.threshold_backward.grad_input(dh, h_out, 0, grad_input=dh)
             else:
-                da = dh * _act_grad(act, a, h_out)
+                da = dh.mul_(_act_grad(act, a, h_out))
             g[f"W{i}"] = torch.bmm(h_in.transpose(1, 2), da)
             g[f"b{i}"] = da.sum(dim=1, keepdim=True)
             if i > 0:
-                dh = torch.matmul(da, p[f"W{i}"].transpose(-1, -2))
+                dh = torch.bmm(
+                    da,
+                    p[f"W{i}"].transpose(-1, -2),
+                    out=buffer(ws, f"dh{i}", h_in.shape, da.dtype),
+                )
         return g
 
 

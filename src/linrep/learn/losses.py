@@ -23,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .workspace import Workspace, buffer
+
 __all__ = ["logit_loss", "logit_grad", "head_loss", "factored_head_loss", "loss_floor"]
 
 
@@ -39,13 +41,15 @@ def logit_loss(kind: str, z: torch.Tensor, T: torch.Tensor, r: torch.Tensor) -> 
     return ((e * e).sum(dim=2, keepdim=True) * r).sum(dim=(1, 2))
 
 
-def logit_grad(kind: str, z: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+def logit_grad(
+    kind: str, z: torch.Tensor, P: torch.Tensor, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """e with ∂L/∂z = r ⊙ e, from the logits z: (K, n, V) and targets P: (K|1, n, V).
 
-    May overwrite z (the training loop never reuses it).
+    May overwrite z (the training loop never reuses it); ``out`` (shaped like z) may receive e.
     """
-    if kind == "cross_entropy":
-        return torch.softmax(z, dim=2).sub_(P)  # one fused max/exp/sum/div kernel, then q − P
+    if kind == "cross_entropy":  # one fused max/exp/sum/div kernel, then q − P
+        return torch.softmax(z, dim=2, out=out).sub_(P)
     if kind == "sigmoid":
         return torch.sigmoid_(z).sub_(P)
     q = torch.softmax(z, dim=2)
@@ -60,6 +64,7 @@ def head_loss(
     b: torch.Tensor | None,
     target: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     want_grad: bool = True,
+    ws: Workspace | None = None,
 ):
     """Loss per run, or gradients with respect to f, g and b.
 
@@ -68,17 +73,20 @@ def head_loss(
         f: (K, n, d) embeddings.  g: (K, V, d) unembeddings.  b: (K, 1, V) token bias or None.
         target: (T, r, P): table (K|1, n, V), row masses (K|1, n, 1), targets P = T / r.
         want_grad: gradients (training step) instead of the loss (evaluation).
+        ws: buffers for the intermediates (then df lives in ``ws`` until the next call).
 
     Returns:
         ``want_grad``: (df (K, n, d), dg (K, V, d), db (K, 1, V) or None); otherwise loss (K,).
     """
     T, r, P = target
     gt = g.transpose(1, 2)
-    z = torch.bmm(f, gt) if b is None else torch.baddbmm(b, f, gt)  # (K, n, V)
+    shape = (f.shape[0], f.shape[1], g.shape[1])
+    zb = buffer(ws, "z", shape, f.dtype)
+    z = torch.bmm(f, gt, out=zb) if b is None else torch.baddbmm(b, f, gt, out=zb)  # (K, n, V)
     if not want_grad:
         return logit_loss(kind, z, T, r)
-    dz = logit_grad(kind, z, P).mul_(r)
-    df = torch.bmm(dz, g)
+    dz = logit_grad(kind, z, P, buffer(ws, "e", shape, f.dtype)).mul_(r)
+    df = torch.bmm(dz, g, out=buffer(ws, "df", f.shape, f.dtype))
     dg = torch.bmm(dz.transpose(1, 2), f)
     db = dz.sum(dim=1, keepdim=True) if b is not None else None
     return df, dg, db
@@ -94,6 +102,7 @@ def factored_head_loss(
     want_grad: bool = True,
     want_dH: bool = True,
     Hr: torch.Tensor | None = None,
+    ws: Workspace | None = None,
 ):
     """:func:`head_loss` for f = H W without forming f: z = H (W gᵀ) + b.
 
@@ -104,6 +113,7 @@ def factored_head_loss(
     Args:
         H: (K, n, h) features.  W: (K, h, d) output layer.  g: (K, V, d).  b, target: as
         :func:`head_loss`.  want_dH: also return ∂H.  Hr: r ⊙ H if already known (H constant).
+        ws: buffers for the intermediates (then dH lives in ``ws`` until the next call).
 
     Returns:
         ``want_grad``: (dH (K, n, h) or None, dW (K, h, d), dg (K, V, d), db or None);
@@ -111,16 +121,18 @@ def factored_head_loss(
     """
     T, r, P = target
     A = torch.bmm(W, g.transpose(1, 2))  # (K, h, V)
-    z = torch.bmm(H, A) if b is None else torch.baddbmm(b, H, A)
+    shape = (H.shape[0], H.shape[1], A.shape[2])
+    zb = buffer(ws, "z", shape, H.dtype)
+    z = torch.bmm(H, A, out=zb) if b is None else torch.baddbmm(b, H, A, out=zb)
     if not want_grad:
         return logit_loss(kind, z, T, r)
-    e = logit_grad(kind, z, P)
+    e = logit_grad(kind, z, P, buffer(ws, "e", shape, H.dtype))
     dH = None
     if want_dH or Hr is None:
         dz = e.mul_(r)
         dA = torch.bmm(H.transpose(1, 2), dz)  # (K, h, V)
         if want_dH:
-            dH = torch.bmm(dz, A.transpose(1, 2))
+            dH = torch.bmm(dz, A.transpose(1, 2), out=buffer(ws, "dH", H.shape, H.dtype))
         db = dz.sum(dim=1, keepdim=True) if b is not None else None
     else:
         dA = torch.bmm(Hr.transpose(1, 2), e)

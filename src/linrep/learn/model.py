@@ -17,6 +17,7 @@ import torch
 from .config import ModelConfig
 from .encoders import Encoder, make_encoder
 from .losses import factored_head_loss, head_loss
+from .workspace import Workspace
 
 __all__ = ["BatchedModel", "Target"]
 
@@ -61,6 +62,7 @@ class BatchedModel:
         self._view_src: torch.Tensor | None = None
         self._view_ptr = 0
         self._view_cache: dict[str, torch.Tensor] = {}
+        self.ws = Workspace()  # buffers of the intermediates of loss() and grad()
 
     # ------------------------------------------------------------------ parameters
     def init(self, seeds: list[int], cfgs: list[ModelConfig]) -> torch.Tensor:
@@ -98,21 +100,30 @@ class BatchedModel:
         """Loss per run (K,) of θ on the target (T, r, P) (see :mod:`linrep.learn.losses`)."""
         p = self.views(theta)
         enc = self.encoder
+        ws = self.ws
         if self.factored:
-            H, _ = enc.features(p)
-            return factored_head_loss(kind, H, p[enc.out_name], p["g"], p.get("b"), target, False)
+            H, _ = enc.features(p, ws)
+            return factored_head_loss(
+                kind, H, p[enc.out_name], p["g"], p.get("b"), target, False, ws=ws
+            )
         f, _ = enc.forward(p)
-        return head_loss(kind, f, p["g"], p.get("b"), target, want_grad=False)
+        return head_loss(kind, f, p["g"], p.get("b"), target, want_grad=False, ws=ws)
 
-    def grad(self, theta: torch.Tensor, kind: str, target: Target) -> torch.Tensor:
-        """Gradient of the loss of every run with respect to its parameters, (K, P)."""
+    def grad(
+        self, theta: torch.Tensor, kind: str, target: Target, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Gradient of the loss of every run with respect to its parameters, (K, P).
+
+        ``out``: a (K, P) tensor to write the gradient into (the training loop reuses one).
+        """
         K = theta.shape[0]
         enc = self.encoder
         if not enc.manual_backward:
             return self._grad_autograd(theta, kind, target)
         p = self.views(theta)
+        ws = self.ws
         if self.factored:
-            H, cache = enc.features(p)
+            H, cache = enc.features(p, ws)
             Hr = None
             if not enc.needs_dH:  # constant features: fold the row weights r into H once
                 r = target[1]
@@ -120,18 +131,19 @@ class BatchedModel:
                     self._hr_key, self._hr = r, H * r
                 Hr = self._hr
             dH, dW, dg, db = factored_head_loss(
-                kind, H, p[enc.out_name], p["g"], p.get("b"), target, True, enc.needs_dH, Hr
+                kind, H, p[enc.out_name], p["g"], p.get("b"), target, True, enc.needs_dH, Hr, ws
             )
-            grads = enc.backward_features(p, cache, dH)
+            grads = enc.backward_features(p, cache, dH, ws)
             grads[enc.out_name] = dW
         else:
             f, cache = enc.forward(p)
-            df, dg, db = head_loss(kind, f, p["g"], p.get("b"), target)
+            df, dg, db = head_loss(kind, f, p["g"], p.get("b"), target, ws=ws)
             grads = enc.backward(p, cache, df)
         grads["g"] = dg
         if db is not None:
             grads["b"] = db
-        return torch.cat([grads[name].reshape(K, -1) for name, *_ in self.layout], dim=1)
+        parts = [grads[name].reshape(K, -1) for name, *_ in self.layout]
+        return torch.cat(parts, dim=1, out=out)
 
     def _grad_autograd(self, theta: torch.Tensor, kind: str, target: Target) -> torch.Tensor:
         """Encoder backward by autograd, head by the closed form (for the transformer)."""

@@ -431,6 +431,7 @@ def _fit(latent, mcfgs, tcfgs, hooks, out_dir, resume, progress) -> TrainResult:
     t0 = time.perf_counter()
     last_bar = start
     log_every, ck_every, steps = tc.log_every, tc.checkpoint_every, tc.steps
+    grad_buf = torch.empty_like(theta)
     for t in range(start, steps):
         if t % log_every == 0 and t not in logged:
             record(t)
@@ -438,7 +439,7 @@ def _fit(latent, mcfgs, tcfgs, hooks, out_dir, resume, progress) -> TrainResult:
                 bar.update(t - last_bar)
                 last_bar = t
                 bar.set_postfix(excess=f"{np.mean([h['excess_loss'] for h in history[-K:]]):.3g}")
-        grad = model.grad(theta, kind, batch(t))
+        grad = model.grad(theta, kind, batch(t), out=grad_buf)
         opt.step(theta, grad, t)
         if out is not None and ck_every and (t + 1) % ck_every == 0 and t + 1 < steps:
             verify(t + 1)
