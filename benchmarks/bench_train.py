@@ -4,21 +4,28 @@
    10 seeds, 20k full-batch GD steps, lr 1, exact objective) trained by ``linrep.learn.fit`` (one
    batched ensemble of 10 seeds per (m, encoder)) and by a straightforward PyTorch loop, one run at a
    time (nn.Parameter + autograd + torch.optim.SGD + log_softmax cross-entropy). Target: ≥ 20×.
-   The naive loop runs with the same thread count as linrep (1 thread at this size, its fastest
-   setting here); ``--naive-runs N`` times N/4 of the 10 naive runs of each (m, encoder) and
-   extrapolates linearly (printed as such).
+   Both sides run with ``--threads`` torch threads (default 1: fit's automatic choice at this size
+   and the naive loop's fastest setting here). ``--naive-runs N`` times N/4 of the 10 naive runs of
+   each (m, encoder) and extrapolates linearly (printed as such).
+   Two ceilings of the ratio are printed, measured in the same run: naive time over (a) the time
+   linrep's own step spends inside its matmul and softmax kernels (torch profiler), i.e. the ratio if
+   all other work and all per-op overhead were free, and (b) the step's matmul FLOPs at the rate of
+   a plain 2048³ matmul.
 2. FLOP/s of one training step at m = 8 (6561 contexts, 256 tokens), d = 64, linear encoder, as a
    fraction of the FLOP/s of a plain float32 matmul (2048³) measured in the same run, same threads.
    FLOPs counted: the five matmuls of the step actually performed (linrep computes the logits as
    x (W gᵀ) when that is cheaper, see ``linrep.learn.losses.factored_head_loss``; the plain
    association (x W) gᵀ is timed too); softmax/elementwise work is not counted. Target: ≥ 30 %.
 
-Usage:  python benchmarks/bench_train.py [--steps 20000] [--naive-runs 40] [--skip-ensemble]
+Usage:  python benchmarks/bench_train.py [--steps 20000] [--naive-runs 40] [--threads 1]
+                                        [--skip-ensemble] [--skip-flops]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import time
 
 import numpy as np
@@ -77,54 +84,103 @@ def matmul_gflops() -> float:
     return 3 * 2 * 2048**3 / (time.perf_counter() - t0) / 1e9
 
 
-def bench_ensemble(steps: int, naive_runs: int) -> None:
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2 (C++ logging that Python's sys.stderr does not see)."""
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def kernel_seconds_per_step(lat: LatentModel, enc: str, K: int, steps: int = 200) -> float:
+    """Seconds per ensemble step that linrep's own step spends inside its matmul and softmax
+    kernels (torch profiler self time of aten::bmm, baddbmm, _softmax): the step's cost if every
+    other op, the optimiser and all Python and dispatch overhead were free."""
+    from torch.profiler import profile
+
+    from linrep.learn.model import BatchedModel
+    from linrep.learn.objective import Targets
+    from linrep.learn.optim import BatchedOptimizer
+
+    mc, tc = ModelConfig(encoder=enc, d=32, width=64, depth=1), TrainConfig()
+    model = BatchedModel(mc, lat.contexts, lat.n_tokens, torch.float32)
+    theta = model.init(list(range(K)), [mc] * K)
+    target = Targets(lat, [tc] * K, torch.float32).full()
+    opt = BatchedOptimizer([tc] * K, model.P, torch.float32)
+    buf = torch.empty_like(theta)
+    with torch.no_grad():
+        for t in range(20):
+            opt.step(theta, model.grad(theta, "cross_entropy", target, out=buf), t)
+        with _quiet_stderr(), profile() as prof:  # the profiler logs start/stop lines to fd 2
+            for t in range(steps):
+                opt.step(theta, model.grad(theta, "cross_entropy", target, out=buf), t)
+    kernels = ("aten::bmm", "aten::baddbmm", "aten::_softmax")
+    us = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in kernels)
+    return us * 1e-6 / steps
+
+
+def bench_ensemble(steps: int, naive_runs: int, threads: int) -> None:
     print(
-        f"== 1. 40 runs (m in {{4,5}}, linear+mlp, 10 seeds, {steps} GD steps, exact): ensemble vs naive"
+        f"== 1. 40 runs (m in {{4,5}}, linear+mlp, 10 seeds, {steps} GD steps, exact): "
+        f"ensemble vs naive, {threads} thread(s) for both"
     )
     lats = {m: LatentModel.from_config({"m": m}) for m in (4, 5)}
     cases = [(m, enc) for m in (4, 5) for enc in ("linear", "mlp")]
     per_case = max(1, min(10, naive_runs // len(cases)))
-    t_ens = t_naive = 0.0
-    threads = torch.get_num_threads()
-    # warm-up (lazy imports, first-call allocations) outside the timings, for both sides
-    fit(lats[4], {"encoder": "mlp"}, {"steps": 20}, seeds=[0, 1], progress=False)
-    torch.set_num_threads(1)
-    naive_run(lats[4], "mlp", 0, 20)
+    t_ens = t_naive = t_kernels = flops = 0.0
+    old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
+    # warm-up (lazy imports, first-call allocations) outside the timings, for both sides
+    fit(
+        lats[4], {"encoder": "mlp"}, {"steps": 20, "threads": threads}, seeds=[0, 1], progress=False
+    )
+    naive_run(lats[4], "mlp", 0, 20)
     for m, enc in cases:
         t0 = time.perf_counter()
         res = fit(
             lats[m],
             ModelConfig(encoder=enc, d=32, width=64, depth=1),
-            TrainConfig(steps=steps, lr=1.0, log_every=max(1, steps // 10)),
+            TrainConfig(steps=steps, lr=1.0, log_every=max(1, steps // 10), threads=threads),
             seeds=range(10),
             progress=False,
         )
         dt = time.perf_counter() - t0
+        torch.set_num_threads(threads)
         ex = np.mean([r["excess_loss"] for r in res.final])
-        gf = ensemble_step_flops(lats[m], enc, 10) * steps / dt / 1e9
-        torch.set_num_threads(1)  # the naive loop's fastest setting at this size (= linrep's)
+        fl = ensemble_step_flops(lats[m], enc, 10) * steps
+        kern = kernel_seconds_per_step(lats[m], enc, 10) * steps
         t0 = time.perf_counter()
         for s in range(per_case):
             naive_run(lats[m], enc, s, steps)
         dn = (time.perf_counter() - t0) * 10 / per_case
-        torch.set_num_threads(threads)
         t_ens += dt
         t_naive += dn
+        t_kernels += kern
+        flops += fl
         print(
-            f"  m={m} {enc:6s}: linrep K=10 {dt:7.2f} s (mean excess {ex:.1e}) | naive 10 runs "
-            f"{dn:7.2f} s{'' if per_case == 10 else f' ({per_case} timed, x{10 / per_case:g})'}"
-            f" | ratio {dn / dt:5.1f}x | linrep {gf:5.1f} GFLOP/s"
+            f"  m={m} {enc:6s}: linrep K=10 {dt:7.2f} s (mean excess {ex:.1e}, {fl / dt / 1e9:5.1f} "
+            f"GFLOP/s) | naive 10 runs {dn:7.2f} s"
+            f"{'' if per_case == 10 else f' ({per_case} timed, x{10 / per_case:g})'}"
+            f" | ratio {dn / dt:5.1f}x | linrep's matmul+softmax kernels alone {kern:6.2f} s"
         )
+    peak = matmul_gflops()
+    t_peak = flops / peak / 1e9
     print(f"  linrep ensembles total: {t_ens:8.2f} s")
     print(f"  naive per-run total   : {t_naive:8.2f} s")
     print(f"  RATIO naive / linrep  : {t_naive / t_ens:8.1f}x   (target >= 20x)")
-    torch.set_num_threads(1)
     print(
-        f"  (plain 2048^3 float32 matmul, 1 thread, now: {matmul_gflops():.1f} GFLOP/s: the GFLOP/s "
-        "column says how close each ensemble's matmuls run to that rate)"
+        "  ceilings of that ratio here (naive total / a lower bound on linrep's time):\n"
+        f"    linrep's step reduced to its matmul and softmax kernels ({t_kernels:6.2f} s): "
+        f"{t_naive / t_kernels:5.1f}x\n"
+        f"    its matmul FLOPs ({flops / 1e9:.0f} GFLOP) at the rate of a plain 2048^3 matmul "
+        f"({peak:.0f} GFLOP/s, {t_peak:.2f} s): {t_naive / t_peak:5.1f}x"
     )
-    torch.set_num_threads(threads)
+    torch.set_num_threads(old_threads)
 
 
 def step_flops(model, n: int, V: int, d: int, h: int) -> int:
@@ -188,13 +244,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=20000)
     ap.add_argument("--naive-runs", type=int, default=40, help="naive runs to time (of 40)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for both sides of benchmark 1 (1 = fit's automatic choice here)",
+    )
     ap.add_argument("--skip-ensemble", action="store_true")
     ap.add_argument("--skip-flops", action="store_true")
     args = ap.parse_args()
     if not args.skip_flops:
         bench_flops()
     if not args.skip_ensemble:
-        bench_ensemble(args.steps, args.naive_runs)
+        bench_ensemble(args.steps, args.naive_runs, args.threads)
 
 
 if __name__ == "__main__":
