@@ -112,6 +112,14 @@ def test_reused_step_buffers_do_not_leak_between_calls(lat3, enc, loss):
     assert not torch.equal(g1, g2)
 
 
+def test_trained_model_releases_its_step_buffers(lat4):
+    res = fit(lat4, {"encoder": "mlp", "width": 16}, {"steps": 5}, seeds=[0, 1], progress=False)
+    assert res.model.ws.nbytes == 0
+    m, th = _model(lat4, encoder="mlp")
+    m.grad(th, "cross_entropy", Targets(lat4, [TrainConfig()] * 2, torch.float64).full())
+    assert m.ws.nbytes > 0  # the check above is not vacuous: a step does fill the workspace
+
+
 @pytest.mark.parametrize("loss", LOSSES)
 def test_loss_matches_numpy(lat3, loss):
     m, th = _model(lat3, encoder="linear", unembedding_bias=True)

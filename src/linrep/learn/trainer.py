@@ -446,6 +446,7 @@ def _fit(latent, mcfgs, tcfgs, hooks, out_dir, resume, progress) -> TrainResult:
             save_checkpoint(ck_path, theta, opt.state_dict(), t + 1, history, fp)
     if steps not in logged:
         record(steps)
+    model.ws.clear()
     if bar is not None:
         bar.update(steps - last_bar)
         bar.close()

@@ -27,6 +27,15 @@ class Workspace:
             buf = self._bufs[name] = torch.empty(shape, dtype=dtype)
         return buf
 
+    def clear(self) -> None:
+        """Release every buffer (a trained model should not keep its step's scratch memory)."""
+        self._bufs.clear()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the buffers."""
+        return sum(b.numel() * b.element_size() for b in self._bufs.values())
+
 
 def buffer(ws: Workspace | None, name: str, shape: tuple[int, ...], dtype: torch.dtype):
     """``ws(name, shape, dtype)``, or None (let torch allocate) when there is no workspace."""
