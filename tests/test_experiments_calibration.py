@@ -1,4 +1,4 @@
-"""The calibration numbers of ``shared/paper.md`` §2 / issue 5, reproduced with fixed seeds.
+"""The calibration numbers of ``docs/learner.md`` §2 / issue 5, reproduced with fixed seeds.
 
 Setting (as stated there): m = 4, all 81 contexts weighted uniformly, exact population loss,
 full-batch GD lr 1, 20k steps, init sd 0.1, d = 32; Ising fields h ~ N(0, 1), couplings J ~ N(0, 1)

@@ -1,4 +1,4 @@
-"""Property-based tests of the latent conditional model (``shared/paper.md`` §1).
+"""Property-based tests of the latent conditional model (``docs/latent-model.md`` §1).
 
 Hypothesis draws random *valid* models — independent, Ising, Bayesian networks on random DAGs,
 explicit tables (with and without zeros), m ≤ 5, random ``min_known``/``max_known``, synonyms,

@@ -3,7 +3,7 @@
 For every concept i and its 2^(m−1) counterfactual pairs (y0, y1), the steering vectors
 Δg = g(y1) − g(y0) of a trained model should be (nearly) parallel — pairwise cosines near 1 — while
 steering vectors of different concepts are (nearly) orthogonal under the Euclidean inner product
-(``shared/paper.md`` §3). We compare the trained ensemble with (a) the same models at initialisation
+(``docs/theory.md`` §3). We compare the trained ensemble with (a) the same models at initialisation
 and (b) a shuffled-token null (rows of the trained g permuted, pairs kept), and show the histograms of
 same- vs cross-concept cosines pooled over seeds.
 """

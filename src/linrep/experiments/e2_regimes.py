@@ -1,6 +1,6 @@
 """E2 — regimes: log-odds matching (independent concepts) vs Ising-coupled concepts.
 
-The log-odds-matching theorem (``shared/paper.md`` §3.1) needs the pair log-odds of concept i to be
+The log-odds-matching theorem (``docs/theory.md`` §3.1) needs the pair log-odds of concept i to be
 one constant over all contexts where i is unknown. Independent concepts satisfy it exactly; an Ising
 MRF p(c) ∝ exp(Σ h_i s_i + Σ_{i<j} J_ij s_i s_j) violates it more as the couplings grow. We sweep the
 coupling scale σ_J (J_ij ~ N(0, σ_J²) on all pairs, fields h_i ~ N(0, σ_h²)), drawing a fresh MRF

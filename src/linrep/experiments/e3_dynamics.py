@@ -1,6 +1,6 @@
 """E3 — dynamics: parallelism, alignment and parameter norm over training; GD vs Adam.
 
-The implicit-bias argument (``shared/paper.md`` §3.2) predicts that under gradient descent the
+The implicit-bias argument (``docs/theory.md`` §3.2) predicts that under gradient descent the
 steering vectors of a concept converge *in direction* slowly, while the parameter norm grows like
 log t; Adam has a different implicit bias (the calibration measured 0.62 vs 0.93 for GD). We follow
 the geometry metrics (``linrep.geometry.metric_hook``) every ``train.log_every`` steps for each

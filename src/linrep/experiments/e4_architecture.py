@@ -1,7 +1,7 @@
 """E4 — architecture of the encoder f: free table vs linear vs MLP vs transformer.
 
 The theory is stated for any f, but how much structure f shares across contexts changes what
-gradient descent finds (``shared/paper.md`` §2: the calibration measured 0.27 for a free table,
+gradient descent finds (``docs/learner.md`` §2: the calibration measured 0.27 for a free table,
 0.93 for a linear map of the one-hot context, 0.88 for an MLP). We train every encoder on the same
 independent and Ising-coupled latent models and compare parallelism, orthogonality, alignment and
 fit, next to the calibration's single-seed reference values.
@@ -35,7 +35,7 @@ QUESTION = (
 )
 
 REFERENCE = {
-    # shared/paper.md §2 (independent implementation, one seed): same-concept / cross-concept |cos|
+    # docs/learner.md §2 (independent implementation, one seed): same-concept / cross-concept |cos|
     ("free", "independent"): (0.27, 0.01),
     ("free", "ising"): (0.22, 0.08),
     ("linear", "independent"): (0.93, 0.00),
@@ -130,7 +130,7 @@ def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict
         f"{len(seeds)} seeds per cell, mean ± 95 % CI; Euclidean inner product. The Ising regime is "
         f"one MRF (h ~ N(0, {s.ising_field_sd}²), J ~ N(0, {s.ising_coupling_sd}²), parameter seed "
         f"{s.ising_param_seed}). **reference** = the single-seed values of an independent "
-        "implementation (shared/paper.md §2; transformer: none). Encoders with their own steps/lr "
+        "implementation (docs/learner.md §2; transformer: none). Encoders with their own steps/lr "
         "are listed in the table; an encoder whose excess loss is far from 0 has not fit the data "
         "yet and its geometry is not the end point of training."
     )

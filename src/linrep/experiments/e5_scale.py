@@ -1,6 +1,6 @@
 """E5 — scale: representation dimension d relative to the number of concepts m.
 
-m binary concepts can only get mutually orthogonal directions if d ≥ m (``shared/paper.md`` §4:
+m binary concepts can only get mutually orthogonal directions if d ≥ m (``docs/experiments.md`` §4:
 "d ≥ m needed for orthogonal codes"). We train the same learner for d ∈ {⌈m/2⌉, m, 2m, 8m} and
 several m and measure parallelism, cross-concept |cos| and fit. The exact objective enumerates all
 3^m contexts × 2^m tokens, so the cost grows like 6^m: the config states which m fit the budget.

@@ -1,7 +1,7 @@
 """E6 — inner products: concept-direction heatmaps under the Euclidean, causal and a random inner product.
 
 The softmax likelihood is invariant under f ↦ A⁻ᵀf, g ↦ Ag, so it does not pick an inner product
-(``shared/paper.md`` §3.3; hence Park et al.'s causal inner product ⟨u, v⟩ = uᵀCov(γ)⁻¹v). The paper
+(``docs/theory.md`` §3.3; hence Park et al.'s causal inner product ⟨u, v⟩ = uᵀCov(γ)⁻¹v). The paper
 argues that gradient descent nevertheless makes unrelated concepts nearly orthogonal in the plain
 Euclidean inner product. We train one ensemble on concepts with two coupled pairs (so "related"
 concepts exist, as verb inflections do in real LMs) and show |cos(ḡ_i, ḡ_j)| under each inner product,

@@ -1,6 +1,6 @@
 """E7 — the theory, executed: the log-odds-matching construction, the ε-bound, max-margin alignment.
 
-1. **Construction** (``shared/paper.md`` §3.1): :func:`linrep.theory.log_odds_construction` builds
+1. **Construction** (``docs/theory.md`` §3.1): :func:`linrep.theory.log_odds_construction` builds
    f, g that match the true log-odds exactly; its steering vectors must be identical (distance 0,
    same-concept cos 1). Because the likelihood only fixes g up to g ↦ gA, the same construction with a
    random invertible A (``mix``) keeps the log-odds but not Euclidean orthogonality — orthogonality

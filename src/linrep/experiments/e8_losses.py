@@ -1,6 +1,6 @@
 """E8 — losses: does softmax + cross-entropy matter?
 
-The implicit-bias argument (``shared/paper.md`` §3.2) uses two properties of softmax cross-entropy:
+The implicit-bias argument (``docs/theory.md`` §3.2) uses two properties of softmax cross-entropy:
 probabilities of impossible tokens can only reach 0 as logit gaps go to ±∞ (an exponential-tailed,
 separable classification problem), and log-odds are what the loss matches. We train the same
 learner with (a) cross-entropy, (b) the squared error between softmax probabilities and the target

@@ -1,7 +1,7 @@
 """Inner products on the representation space: Euclidean, causal (Park et al.) and random.
 
 The softmax model p̂(y | x) = softmax_y(f(x)ᵀ g(y)) is invariant under f ↦ A⁻ᵀ f, g ↦ A g for any
-invertible A, so the likelihood does not single out an inner product (``shared/paper.md`` §3.3). An
+invertible A, so the likelihood does not single out an inner product (``docs/theory.md`` §3.3). An
 inner product ⟨u, v⟩_M = uᵀ M v (M symmetric positive definite) on the unembedding side is handled here
 by a map into coordinates where the plain dot product *is* that inner product:
 

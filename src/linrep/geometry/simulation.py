@@ -1,4 +1,4 @@
-"""Concept geometry of models trained on a latent conditional model (``shared/paper.md`` §1–4).
+"""Concept geometry of models trained on a latent conditional model (``docs/`` §1–4).
 
 For a :class:`~linrep.latent.LatentModel` with m concepts, embeddings f(ξ) of its contexts
 ``latent.contexts`` and unembeddings g(y) of its tokens, this module computes, per concept i:
@@ -7,7 +7,7 @@ For a :class:`~linrep.latent.LatentModel` with m concepts, embeddings f(ξ) of i
   the 2^(m−1) counterfactual pairs of i (``latent.counterfactual_pairs(i)``);
 * **cross-concept** |cosine|: the concept-direction cosine matrix C_ij = cos(ḡ_i, ḡ_j) and its mean
   |off-diagonal| (``cross_concept_abs_cosine``, the statistic of the reference numbers in
-  ``shared/paper.md`` §2; ``direction_abs_cosine`` is the same number under its older name), and the
+  ``docs/learner.md`` §2; ``direction_abs_cosine`` is the same number under its older name), and the
   mean |cos| between individual steering vectors of different concepts (``cross_pair_abs_cosine``,
   the histogram statistic; larger, because each Δg carries pair-specific noise);
 * **alignment**: cos(f̄_i, ḡ_i), where f̄_i is the mean of f(ξ') − f(ξ) over the context pairs that are

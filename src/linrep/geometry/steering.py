@@ -1,6 +1,6 @@
 """Steering vectors, concept directions and the cosine statistics built on them.
 
-Notation (``shared/paper.md`` §1, §5): a counterfactual pair (y0, y1) of concept W differs only in W;
+Notation (``docs/latent-model.md`` §1, ``docs/real-models.md`` §5): a counterfactual pair (y0, y1) of concept W differs only in W;
 its steering vector is Δg = g(y1) − g(y0) (Park et al.: γ(y1) − γ(y0)); the concept direction
 ḡ_W is the unit-normalised mean of the Δg over the pairs of W. Cosines are taken in whatever
 coordinates the vectors are given in; map them first with an :class:`~linrep.geometry.InnerProduct`

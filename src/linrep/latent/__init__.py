@@ -1,4 +1,4 @@
-"""The latent conditional model (``shared/paper.md`` §1): concepts, contexts, tokens, exact tables."""
+"""The latent conditional model (``docs/latent-model.md`` §1): concepts, contexts, tokens, exact tables."""
 
 from .config import LatentConfig
 from .contexts import UNKNOWN, all_contexts

@@ -14,7 +14,7 @@ MAX_M = 20  # 2^20 concept vectors is the largest joint table we ever build (8 M
 
 @dataclass
 class LatentConfig:
-    """The latent conditional model of Jiang et al. (2024), §1 of ``shared/paper.md``.
+    """The latent conditional model of Jiang et al. (2024), §1 of ``docs/latent-model.md``.
 
     m binary concepts C = (C_1..C_m) with joint pmf p(c); a context is a partial assignment
     ξ ∈ {0,1,⋄}^m; the next token y is the full concept vector drawn from p(c | c_core(ξ)).

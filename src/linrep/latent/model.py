@@ -1,6 +1,6 @@
 """The latent conditional model: exact next-token table, log-odds, counterfactual pairs, sampler.
 
-Notation (``shared/paper.md`` §1): a context ξ fixes the core concepts c_core(ξ) and leaves the others
+Notation (``docs/latent-model.md`` §1): a context ξ fixes the core concepts c_core(ξ) and leaves the others
 ⋄; the next token y carries the full concept vector c(y), so
 
     p(y | ξ) = p(c(y) | c_core(ξ)) · w(y)          (zero if c(y) contradicts ξ),

@@ -1,4 +1,4 @@
-"""Unembedding-side concept geometry of a real model (Park et al. 2023, §5 of ``shared/paper.md``).
+"""Unembedding-side concept geometry of a real model (Park et al. 2023, §5 of ``docs/real-models.md``).
 
 For each concept W with counterfactual word pairs (y0, y1), under an inner product ⟨·,·⟩_M:
 

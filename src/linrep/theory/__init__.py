@@ -1,4 +1,4 @@
-"""The paper's theory as executable code (``shared/paper.md`` §3).
+"""The paper's theory as executable code (``docs/theory.md`` §3).
 
 * ``logodds.py`` — the log-odds-matching theorem: :func:`log_odds_construction` builds f, g that match
   the true log-odds exactly (independent concepts) and :func:`check_log_odds_matching` returns the

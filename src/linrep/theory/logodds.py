@@ -1,4 +1,4 @@
-"""The log-odds-matching theorem as code (``shared/paper.md`` §3.1).
+"""The log-odds-matching theorem as code (``docs/theory.md`` §3.1).
 
 **Statement.** Fix concept i. For a counterfactual pair (y0, y1) of i write Δg = g(y1) − g(y0) and,
 for a context ξ with C_i = ⋄ in which both tokens are possible, the learned pair log-odds

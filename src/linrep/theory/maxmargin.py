@@ -1,4 +1,4 @@
-"""The implicit-bias argument as code (``shared/paper.md`` §3.2).
+"""The implicit-bias argument as code (``docs/theory.md`` §3.2).
 
 In a context ξ where concept i is known, tokens with the wrong C_i have probability 0, so
 cross-entropy keeps pushing the logit gap f(ξ)ᵀΔg of every counterfactual pair of i towards
