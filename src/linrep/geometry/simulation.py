@@ -359,15 +359,16 @@ def metric_hook(
             :meth:`SimulationIndex.from_latent`; exact for m ≤ 8).
 
     Returns:
-        ``fn(f, g) -> {name: (K,) array}`` with ``f: (K, n_contexts, d)``, ``g: (K, V, d)``; names are
+        ``fn(f, g, b=None) -> {name: (K,) array}`` with ``f: (K, n_contexts, d)``, ``g: (K, V, d)``
+        and the optional bias ``b: (K, V)`` (log-odds f·Δg + Δb); names are
         :data:`HOOK_KEYS` (means over concepts; ``log_odds_*`` only if ``log_odds``), plus
         ``probe_accuracy`` if ``probes``.
     """
     _check_inner(inner)
     index = SimulationIndex.from_latent(latent, max_log_odds_rows=max_log_odds_rows)
 
-    def fn(f: np.ndarray, g: np.ndarray) -> dict[str, np.ndarray]:
-        b = _batched(index, f, g, inner, log_odds=log_odds, probes=probes, seed=seed)
+    def fn(f: np.ndarray, g: np.ndarray, b: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        b = _batched(index, f, g, inner, log_odds=log_odds, probes=probes, seed=seed, bias=b)
         out: dict[str, np.ndarray] = {}
         for key in (*HOOK_KEYS, "probe_accuracy"):
             if key not in b:

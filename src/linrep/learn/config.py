@@ -31,6 +31,7 @@ OBJECTIVES = ("exact", "sampled")
 SCHEDULES = ("constant", "cosine")
 ACTIVATIONS = ("relu", "gelu", "tanh")
 DTYPES = ("float32", "float64")
+TRAINABLE = ("all", "unembedding")
 
 # Keys that may differ between the K runs of one batched ensemble (everything else fixes shapes or
 # the computation graph and must be shared).
@@ -153,6 +154,10 @@ class TrainConfig:
     end)."""
     dtype: str = "float32"
     """float32 (fast) | float64 (for gradient checks). Both are bit-reproducible on CPU."""
+    trainable: str = "all"
+    """all | unembedding. ``unembedding``: only g (and b) are updated, the encoder f keeps its
+    initialisation — fixed features, the setting of the implicit-bias theorem
+    (``docs/theory.md`` §3.2)."""
     threads: int | None = None
     """torch intra-op threads while training; None = automatic: 1 thread when a step is small
     (K·n·V·d < 2²⁸ multiply-adds, where thread hand-offs cost more than they save; on an idle
@@ -164,6 +169,7 @@ class TrainConfig:
         _choice(self.optimizer, OPTIMIZERS, "train.optimizer")
         _choice(self.lr_schedule, SCHEDULES, "train.lr_schedule")
         _choice(self.dtype, DTYPES, "train.dtype")
+        _choice(self.trainable, TRAINABLE, "train.trainable")
         if self.steps <= 0:
             raise ConfigError(f"train.steps must be > 0, got {self.steps}")
         if not self.lr > 0:

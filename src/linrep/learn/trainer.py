@@ -38,8 +38,9 @@ from .optim import BatchedOptimizer
 
 __all__ = ["fit", "TrainResult", "MetricFn", "resolve_runs"]
 
-MetricFn = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
-"""fn(f: (K, n, d), g: (K, V, d)) -> {name: (K,) array}."""
+MetricFn = Callable[..., dict[str, np.ndarray]]
+"""fn(f: (K, n, d), g: (K, V, d)) -> {name: (K,) array}; called as fn(f, g, b=b) with the bias
+b: (K, V) when the model has one (``model.unembedding_bias``), so learned log-odds are f·Δg + Δb."""
 
 # Below this many multiply-adds per step (K·n·V·d), one thread is used: thread hand-offs cost more
 # than they save. Measured on a busy 2-core machine: 2 threads were 10-200x slower than 1 at
@@ -249,7 +250,8 @@ def fit(
         train_cfg: ``[train]`` config (TrainConfig or dict), or a list with one per run.
         seeds: run seeds (override ``train.seed``); default: the train config(s)' seed(s).
         metrics: hooks ``fn(f: (K, n, d), g: (K, V, d)) -> {name: (K,)}`` evaluated at every history
-            step; a dict ``{prefix: fn}`` names columns ``prefix.name``, a list uses ``name``.
+            step, called ``fn(f, g, b=b)`` with b: (K, V) when the model has a bias; a dict
+            ``{prefix: fn}`` names columns ``prefix.name``, a list uses ``name``.
         out_dir: if given, write checkpoints (every ``checkpoint_every`` steps and at the end) and
             the results (:meth:`TrainResult.save`) there.
         resume: continue from ``out_dir/checkpoint.pt`` (same config required; ``steps`` may grow
@@ -294,6 +296,30 @@ def _normalise_hooks(metrics) -> list[tuple[str, MetricFn]]:
     return items
 
 
+def _takes_bias(fn) -> bool:
+    """True if ``fn`` accepts a keyword argument ``b`` (named, or via ``**kwargs``)."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature: let the call decide
+        return True
+    return any(
+        p.kind is p.VAR_KEYWORD or (p.name == "b" and p.kind is not p.POSITIONAL_ONLY)
+        for p in params
+    )
+
+
+def _check_bias_hooks(hooks, has_bias: bool) -> None:
+    """With a bias, every hook must take ``b`` (log-odds are f·Δg + Δb); fail before training."""
+    for name, fn in hooks if has_bias else ():
+        if not _takes_bias(fn):
+            raise InputError(
+                f"metric hook '{name or fn!r}' cannot take the bias b, but model.unembedding_bias "
+                "is true; give the hook a keyword argument b=None (b: (K, V)) and use it"
+            )
+
+
 def _fingerprint(latent, mcfgs, tcfgs) -> dict[str, Any]:
     tr = []
     for c in tcfgs:
@@ -302,6 +328,8 @@ def _fingerprint(latent, mcfgs, tcfgs) -> dict[str, Any]:
             d.pop(k)
         if c.lr_schedule == "constant":
             d.pop("steps")  # a constant-lr run may be extended by resuming with more steps
+        if c.trainable == "all":
+            d.pop("trainable")  # checkpoints written before the option existed stay resumable
         tr.append(d)
     lat_cfg = getattr(latent, "config", None)
     return {
@@ -318,8 +346,10 @@ def _fit(latent, mcfgs, tcfgs, hooks, out_dir, resume, progress) -> TrainResult:
     K = len(tcfgs)
     seeds = [c.seed for c in tcfgs]
     model = BatchedModel(mcfgs[0], latent.contexts, latent.n_tokens, dtype)
+    _check_bias_hooks(hooks, mcfgs[0].unembedding_bias)
     targets = Targets(latent, tcfgs, dtype)
-    opt = BatchedOptimizer(tcfgs, model.P, dtype)
+    free = _trainable_slice(model, tc)
+    opt = BatchedOptimizer(tcfgs, free.stop - free.start, dtype)
     floor = loss_floor(tc.loss, latent.weights, latent.p_next)
     theta0 = model.init(seeds, mcfgs)
     theta = theta0.clone()
@@ -369,7 +399,7 @@ def _fit(latent, mcfgs, tcfgs, hooks, out_dir, resume, progress) -> TrainResult:
         if bool(torch.isfinite(loss).all()) and bool(torch.isfinite(theta).all()):
             good = (t, theta.clone(), {k: v.clone() for k, v in opt.state_dict().items()})
             return loss
-        step, run, value = _replay_to_nonfinite(model, tcfgs, kind, batch, exact, good, t)
+        step, run, value = _replay_to_nonfinite(model, tcfgs, kind, batch, exact, good, t, free)
         _raise_nonfinite(step, run, seeds[run], value, ck_path, history, out)
         raise AssertionError  # unreachable
 
@@ -387,8 +417,10 @@ def _fit(latent, mcfgs, tcfgs, hooks, out_dir, resume, progress) -> TrainResult:
         if hooks:
             f, g = model.embed(theta)
             f_np, g_np = f.double().numpy(), g.double().numpy()
+            b = model.views(theta).get("b")
+            kw = {} if b is None else {"b": b.double().numpy().reshape(K, -1)}
             for prefix, fn in hooks:
-                vals = fn(f_np, g_np)
+                vals = fn(f_np, g_np, **kw)
                 if not isinstance(vals, Mapping):
                     raise InputError(
                         f"metric hook {fn!r} returned {type(vals).__name__}; return a dict"
@@ -440,7 +472,7 @@ def _fit(latent, mcfgs, tcfgs, hooks, out_dir, resume, progress) -> TrainResult:
                 last_bar = t
                 bar.set_postfix(excess=f"{np.mean([h['excess_loss'] for h in history[-K:]]):.3g}")
         grad = model.grad(theta, kind, batch(t), out=grad_buf)
-        opt.step(theta, grad, t)
+        opt.step(theta[:, free], grad[:, free], t)
         if out is not None and ck_every and (t + 1) % ck_every == 0 and t + 1 < steps:
             verify(t + 1)
             save_checkpoint(ck_path, theta, opt.state_dict(), t + 1, history, fp)
@@ -461,7 +493,12 @@ def _fit(latent, mcfgs, tcfgs, hooks, out_dir, resume, progress) -> TrainResult:
     return result
 
 
-def _replay_to_nonfinite(model, tcfgs, kind, batch, exact, good, t_bad):
+def _trainable_slice(model: BatchedModel, tc: TrainConfig) -> slice:
+    """Columns of θ that the optimiser updates: all, or g (and b) only (``train.trainable``)."""
+    return slice(model.n_encoder if tc.trainable == "unembedding" else 0, model.P)
+
+
+def _replay_to_nonfinite(model, tcfgs, kind, batch, exact, good, t_bad, free):
     """Re-run from the last good state to the first step whose loss (or θ) is not finite.
 
     Returns:
@@ -469,11 +506,11 @@ def _replay_to_nonfinite(model, tcfgs, kind, batch, exact, good, t_bad):
     """
     t, theta, state = good
     theta = theta.clone()
-    opt = BatchedOptimizer(tcfgs, model.P, theta.dtype)
+    opt = BatchedOptimizer(tcfgs, free.stop - free.start, theta.dtype)
     opt.load_state_dict(state)
     model._view_src = None  # θ is a new tensor: rebuild the cached views
     for s in range(t, t_bad):
-        opt.step(theta, model.grad(theta, kind, batch(s)), s)
+        opt.step(theta[:, free], model.grad(theta, kind, batch(s))[:, free], s)
         loss = model.loss(theta, kind, exact)
         bad = ~torch.isfinite(loss) | ~torch.isfinite(theta).all(dim=1)
         if bool(bad.any()):

@@ -182,7 +182,8 @@ def max_margin_hook(
         "svm_separable_fraction": (K,)}`` (NaN where no concept is separable).
     """
 
-    def fn(f: np.ndarray, g: np.ndarray) -> dict[str, np.ndarray]:
+    def fn(f: np.ndarray, g: np.ndarray, b: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        del b  # the separator concerns Δg only (a bias does not move with the features)
         f, g = np.asarray(f), np.asarray(g)
         rs = [max_margin_alignment(latent, f[k], g[k]) for k in range(f.shape[0])]
         out = {
