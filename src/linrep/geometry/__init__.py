@@ -13,6 +13,8 @@ Everything works on plain numpy arrays in float64 (float32 inputs are read row b
 * **Nulls** (``nulls.py``): random token pairs, shuffled unembedding, z-scores and p-values.
 * **Intervals** (``intervals.py``): seed-based t and bootstrap 95 % intervals.
 * **Probes** (``probes.py``): cross-validated logistic-regression accuracy.
+* **Identifiable subspace** (``subspace.py``): span{f(ξ)} (numerical rank F, streaming Gram, batched
+  over runs) and the projection P_F of unembedding-side vectors onto it.
 * **Simulations** (``simulation.py``): :func:`simulation_metrics` for one trained model of a
   :class:`~linrep.latent.LatentModel` and :func:`metric_hook`, a learner ``MetricFn``.
 
@@ -60,6 +62,14 @@ from .steering import (
     steering_vectors,
     unit,
 )
+from .subspace import (
+    DEFAULT_RTOL,
+    GramAccumulator,
+    Subspace,
+    identifiable_subspace,
+    row_space,
+    subspace_from_gram,
+)
 
 __all__ = [
     "analogy_accuracy",
@@ -99,6 +109,13 @@ __all__ = [
     "bootstrap_interval",
     # probes
     "probe_accuracy",
+    # identifiable subspace
+    "DEFAULT_RTOL",
+    "Subspace",
+    "GramAccumulator",
+    "identifiable_subspace",
+    "row_space",
+    "subspace_from_gram",
     # simulations (latent conditional model)
     "simulation_metrics",
     "metric_hook",
