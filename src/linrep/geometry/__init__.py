@@ -10,6 +10,10 @@ Everything works on plain numpy arrays in float64 (float32 inputs are read row b
 * **Steering vectors and cosines** (``steering.py``): Δg = g(y1) − g(y0) for (P, 2) pairs, concept
   directions (unit mean), pairwise / same-concept / cross-concept cosines, cosine matrices and their
   mean |off-diagonal|, leave-one-out cosines and projections, block structure.
+* **Categorical concepts** (``categorical.py``, ``hierarchy.py``): category vectors ℓ_w (Park et al.
+  2024: normalised Ledoit–Wolf Σ_w⁻¹m_w, or the mean), edge cosines cos(ℓ_p, ℓ_c − ℓ_p) and
+  cos(ℓ_p, ℓ_c), sibling differences, simplices, and a category tree's nulls (random subsets, random
+  token sets, shuffled unembedding, unrelated categories) with Holm-adjusted tests.
 * **Nulls** (``nulls.py``): random token pairs, shuffled unembedding, z-scores and p-values.
 * **Intervals** (``intervals.py``): seed-based t and bootstrap 95 % intervals.
 * **Probes** (``probes.py``): cross-validated logistic-regression accuracy.
@@ -32,6 +36,14 @@ Example::
 from __future__ import annotations
 
 from .analogy import analogy_accuracy
+from .categorical import (
+    ESTIMATORS,
+    category_vectors,
+    edge_cosines,
+    sibling_cosines,
+    simplex_singular_values,
+)
+from .hierarchy import CategoryTree, HierarchyAnalysis, analyze_tree, holm
 from .inner import (
     INNER_PRODUCTS,
     CausalInnerProduct,
@@ -98,6 +110,16 @@ __all__ = [
     "loo_cosines",
     "loo_projections",
     "block_structure",
+    # categorical concepts and hierarchy
+    "ESTIMATORS",
+    "category_vectors",
+    "edge_cosines",
+    "sibling_cosines",
+    "simplex_singular_values",
+    "CategoryTree",
+    "HierarchyAnalysis",
+    "analyze_tree",
+    "holm",
     # nulls and intervals
     "random_pair_null",
     "shuffled_unembedding_null",

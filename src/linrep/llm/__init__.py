@@ -9,6 +9,8 @@ Modules, in the order data flows through them:
 * ``vocab``      — leading-space conventions (``▁`` SentencePiece, ``Ġ`` byte-level BPE), word → token.
 * ``concepts``   — Park et al.'s ``[base - target].txt`` word pairs and the single-token filter.
 * ``contexts``   — paired contexts ``[base - target].tsv`` for the embedding side.
+* ``hierarchy``  — category hierarchies (``<category>.txt`` + ``hierarchy.txt``) and their geometry
+  (Park et al. 2024) through :mod:`linrep.geometry.hierarchy`.
 * ``analysis``   — unembedding geometry (LOO cosines, nulls, cosine matrices, block structure,
   analogies) through :mod:`linrep.geometry`.
 * ``hf_model``   — the full model (transformers, float32, cached copy) and last-token hidden states.
@@ -53,6 +55,9 @@ _EXPORTS: dict[str, str] = {
     "last_token_states": "linrep.llm.hf_model",
     "embedding_alignment": "linrep.llm.embedding",
     "intervention_effects": "linrep.llm.intervention",
+    "load_hierarchy": "linrep.llm.hierarchy",
+    "analyze_hierarchy": "linrep.llm.hierarchy",
+    "HierarchyOptions": "linrep.llm.hierarchy",
     "LLMConfig": "linrep.llm.run",
     "analyze_model": "linrep.llm.run",
     "run_llm": "linrep.llm.run",

@@ -1,0 +1,505 @@
+"""Hierarchy as orthogonality, tested against nulls that separate semantics from the estimator.
+
+Input: token coordinates ``X: (U, d)`` (causal coordinates of a token universe: a real model's
+category words plus random pools, or every token of a latent model) and a :class:`CategoryTree`
+whose categories are index sets into X (a parent's set contains its children's) and whose edges
+are (parent, child) pairs. For every edge the statistics of :func:`~.categorical.edge_cosines`,
+
+    cos(ℓ_parent, ℓ_child − ℓ_parent)   (Park et al.: ≈ 0, "hierarchy is orthogonality")
+    cos(ℓ_parent, ℓ_child)              (the child points along its parent),
+
+get a 95 % stratified bootstrap interval (the child's tokens and the parent's other tokens are
+resampled separately, so the child stays inside the parent) and four nulls of the same sizes:
+
+* ``subset``     — (a) the child is a random subset of the parent's tokens of the child's size;
+* ``random_set`` — (b) the parent is a random set of ``word_pool`` tokens of the parent's size and
+  the child a random subset of it;
+* ``shuffled``   — (c) token identities shuffled: one random injective map of all category tokens
+  into ``normal_pool`` per draw, shared by every edge (so a parent's image still contains its
+  child's), everything recomputed;
+* ``unrelated``  — (d) the child is replaced by a category outside the parent's lineage (minus any
+  tokens it shares with the parent), subsampled to the child's size when larger.
+
+An edge *beats* a null on orthogonality when |cos(ℓ_p, ℓ_c − ℓ_p)| is smaller than the null's
+(one-sided empirical p = (1 + #{|null| ≤ |obs|}) / (n + 1)), and on alignment when cos(ℓ_p, ℓ_c) is
+larger (p = (1 + #{null ≥ obs}) / (n + 1)). With a few hundred draws the empirical p cannot
+resolve the 0.05 / n_edges a multiplicity correction asks for, so the decision uses the same tail
+of a normal fit to the signed null draws (``p_normal``), Holm-adjusted over the edges at 0.05.
+The summary test compares the mean over edges with the null distribution of that mean (draw j of
+every edge's null forms one null mean). Note that null (a) shares the estimator *and* the subset
+structure with real edges: an edge that does not beat it shows nothing beyond "the child is a
+subset of the parent".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..errors import InputError
+from .categorical import (
+    Estimator,
+    category_vectors,
+    edge_cosines,
+    sibling_cosines,
+    simplex_singular_values,
+)
+
+__all__ = [
+    "NULLS",
+    "CategoryTree",
+    "NullComparison",
+    "EdgeResult",
+    "ParentResult",
+    "SummaryNull",
+    "HierarchyAnalysis",
+    "analyze_tree",
+    "holm",
+]
+
+NULLS = ("subset", "random_set", "shuffled", "unrelated")
+_CHUNK_CELLS = 4_000_000  # B·n·d float64 values gathered at a time (32 MB)
+
+
+@dataclass(frozen=True)
+class CategoryTree:
+    """Categories as index sets into a coordinate matrix, and the parent → child edges.
+
+    Attributes:
+        names: (k,) category names.
+        members: k int arrays of row indices (each category's closure: a parent holds its
+            descendants' rows), each with ≥ 2 distinct rows.
+        edges: (parent index, child index) pairs; the child's rows ⊂ the parent's rows.
+    """
+
+    names: tuple[str, ...]
+    members: tuple[np.ndarray, ...]
+    edges: tuple[tuple[int, int], ...]
+
+    def __post_init__(self) -> None:
+        if len(self.names) != len(self.members):
+            raise InputError("CategoryTree needs one member array per name")
+        for p, c in self.edges:
+            if not np.isin(self.members[c], self.members[p]).all():
+                raise InputError(
+                    f"category '{self.names[c]}' is not contained in its parent "
+                    f"'{self.names[p]}'; a parent's tokens must include its children's"
+                )
+
+    def children(self, i: int) -> list[int]:
+        return [c for p, c in self.edges if p == i]
+
+    def lineage(self, i: int) -> set[int]:
+        """i, its ancestors and its descendants."""
+        out, up, down = {i}, [i], [i]
+        while up:
+            x = up.pop()
+            new = [p for p, c in self.edges if c == x and p not in out]
+            out.update(new)
+            up += new
+        while down:
+            x = down.pop()
+            new = [c for p, c in self.edges if p == x and c not in out]
+            out.update(new)
+            down += new
+        return out
+
+
+@dataclass(frozen=True)
+class NullComparison:
+    """One statistic of one edge against one null sample.
+
+    Attributes:
+        null: null name (:data:`NULLS`). n: null draws. mean, q025, q975: the null's mean and
+        2.5 / 97.5 % quantiles (of |cos| for orthogonality). p_value: one-sided empirical p
+        (direction in the module doc; never below 1 / (n + 1)). p_normal: the same tail under a
+        normal fit N(μ, σ²) of the signed null draws (resolves small p with few draws).
+        p_holm: Holm-adjusted p_normal over edges. beats: p_holm < 0.05.
+    """
+
+    null: str
+    n: int
+    mean: float
+    q025: float
+    q975: float
+    p_value: float
+    p_normal: float
+    p_holm: float
+    beats: bool
+
+
+@dataclass(frozen=True)
+class EdgeResult:
+    """One parent → child edge (all numbers with ``estimator``).
+
+    ``orthogonality`` compares |cos(ℓ_p, ℓ_c − ℓ_p)| (null quantiles are of |cos| too);
+    ``alignment`` compares cos(ℓ_p, ℓ_c).
+    """
+
+    parent: str
+    child: str
+    n_words: int
+    n_parent_words: int
+    estimator: str
+    cos_parent_childdiff: float
+    cos_parent_childdiff_ci: tuple[float, float]
+    cos_parent_child: float
+    cos_parent_child_ci: tuple[float, float]
+    orthogonality: dict[str, NullComparison]
+    alignment: dict[str, NullComparison]
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ParentResult:
+    """A parent with ≥ 2 children: sibling differences and the simplex of its children.
+
+    Attributes:
+        sibling_cosines: cos(ℓ_parent, ℓ_ci − ℓ_cj) per child pair ``(ci, cj, cos)``.
+        singular_values: of [ℓ_c2 − ℓ_c1, …] (descending); affinely_independent: σ_min > 1e-8 σ_max.
+        sigma_ratio: σ_min / σ_max; sigma_ratio_null_mean / _p: the same for children replaced by
+        random subsets of the parent's tokens of the children's sizes (p = share of null ratios ≤
+        the observed one: small means the real simplex is *flatter* than random subsets').
+    """
+
+    parent: str
+    children: tuple[str, ...]
+    estimator: str
+    sibling_cosines: tuple[tuple[str, str, float], ...]
+    singular_values: tuple[float, ...]
+    affinely_independent: bool
+    sigma_ratio: float
+    sigma_ratio_null_mean: float
+    sigma_ratio_null_p: float
+
+
+@dataclass(frozen=True)
+class SummaryNull:
+    """Mean over edges of |cos(ℓ_p, ℓ_c − ℓ_p)| and of cos(ℓ_p, ℓ_c) against one null's means."""
+
+    null: str
+    n: int
+    mean_abs_cos_childdiff_null: float
+    mean_abs_cos_childdiff_q: tuple[float, float]
+    p_orthogonality: float
+    mean_cos_child_null: float
+    mean_cos_child_q: tuple[float, float]
+    p_alignment: float
+
+
+@dataclass(frozen=True)
+class HierarchyAnalysis:
+    """Everything measured on one tree with one estimator."""
+
+    estimator: str
+    edges: tuple[EdgeResult, ...]
+    parents: tuple[ParentResult, ...]
+    mean_abs_cos_childdiff: float
+    mean_cos_child: float
+    summary_nulls: dict[str, SummaryNull]
+    n_null: int
+    n_boot: int
+    seed: int
+    notes: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict:
+        """Plain JSON-able dict (tuples become lists)."""
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------- helpers
+def holm(p: Sequence[float]) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values (step-down, monotone, capped at 1); NaN stays NaN."""
+    p = np.asarray(p, dtype=np.float64)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = order.size
+    adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out[order] = np.minimum(adj, 1.0)
+    return out
+
+
+def _vectors(X: np.ndarray, idx: np.ndarray, estimator: Estimator) -> np.ndarray:
+    """ℓ of the categories X[idx[b]] for idx (B, n) → (B, d), gathered in memory-bounded chunks."""
+    B, n = idx.shape
+    step = max(1, _CHUNK_CELLS // max(1, n * X.shape[1]))
+    return np.concatenate(
+        [category_vectors(X[idx[s : s + step]], estimator) for s in range(0, B, step)]
+    )
+
+
+def _subsets(rng: np.random.Generator, pool: np.ndarray, B: int, n: int) -> np.ndarray:
+    """B uniform random n-subsets (in random order) of ``pool``, (B, n)."""
+    if n > pool.size:
+        raise InputError(f"cannot draw {n} distinct tokens from a pool of {pool.size}")
+    if pool.size > 4 * n:  # rejection-free trick for big pools: argpartition of random keys
+        keys = rng.random((B, pool.size))
+        pick = np.argpartition(keys, n - 1, axis=1)[:, :n]
+        return pool[rng.permuted(pick, axis=1)]
+    return pool[np.argsort(rng.random((B, pool.size)), axis=1)[:, :n]]
+
+
+def _bootstrap(X, parent, child, B, rng, est) -> np.ndarray:
+    """(B, 2) edge statistics on stratified resamples: child rows and the parent's other rows."""
+    rest = np.setdiff1d(parent, child)
+    ic = child[rng.integers(0, child.size, (B, child.size))]
+    ir = rest[rng.integers(0, rest.size, (B, rest.size))] if rest.size else ic[:, :0]
+    lp = _vectors(X, np.concatenate([ic, ir], axis=1), est)
+    lc = _vectors(X, ic, est)
+    return np.stack(edge_cosines(lp, lc), axis=1)
+
+
+def _compare(obs: float, null: np.ndarray, name: str, orthogonality: bool) -> dict:
+    """Empirical and normal-approximation p-values of one edge statistic against one null."""
+    from scipy.stats import norm
+
+    null = null[np.isfinite(null)]
+    n = null.size
+    mu, sd = (float(null.mean()), float(null.std(ddof=1))) if n > 1 else (np.nan, np.nan)
+    if orthogonality:
+        stat, o = np.abs(null), abs(obs)
+        p_emp = (1 + np.sum(stat <= o)) / (n + 1)
+        p_norm = norm.cdf((o - mu) / sd) - norm.cdf((-o - mu) / sd)  # P(|N(μ, σ²)| ≤ |obs|)
+    else:
+        stat = null
+        p_emp = (1 + np.sum(stat >= obs)) / (n + 1)
+        p_norm = norm.sf((obs - mu) / sd)
+    q = np.quantile(stat, [0.025, 0.975]) if n else [np.nan, np.nan]
+    return {
+        "null": name,
+        "n": int(n),
+        "mean": float(stat.mean()) if n else float("nan"),
+        "q025": float(q[0]),
+        "q975": float(q[1]),
+        "p_value": float(p_emp),
+        "p_normal": float(p_norm),
+    }
+
+
+# --------------------------------------------------------------------------------- nulls
+def _null_subset(X, tree, e, B, rng, est, lv) -> np.ndarray:
+    p, c = tree.edges[e]
+    ic = _subsets(rng, tree.members[p], B, tree.members[c].size)
+    return np.stack(edge_cosines(lv[p], _vectors(X, ic, est)), axis=1)
+
+
+def _null_random_set(X, tree, e, B, rng, est, pool) -> np.ndarray:
+    p, c = tree.edges[e]
+    ip = _subsets(rng, pool, B, tree.members[p].size)
+    lp = _vectors(X, ip, est)
+    lc = _vectors(X, ip[:, : tree.members[c].size], est)
+    return np.stack(edge_cosines(lp, lc), axis=1)
+
+
+def _null_unrelated(X, tree, e, B, rng, est, lv) -> tuple[np.ndarray, str | None]:
+    p, c = tree.edges[e]
+    n_c = tree.members[c].size
+    lineage = tree.lineage(p)
+    cands = []
+    for j in range(len(tree.names)):
+        if j in lineage:
+            continue
+        rows = np.setdiff1d(tree.members[j], tree.members[p])
+        if rows.size >= 2:
+            cands.append(rows)
+    if not cands:
+        return np.full((0, 2), np.nan), "no category outside the parent's lineage"
+    which = rng.integers(0, len(cands), B)
+    out = np.empty((B, 2))
+    short = False
+    for j, rows in enumerate(cands):
+        sel = np.flatnonzero(which == j)
+        if not sel.size:
+            continue
+        n = min(n_c, rows.size)
+        short |= n < n_c
+        lc = _vectors(X, _subsets(rng, rows, sel.size, n), est)
+        out[sel] = np.stack(edge_cosines(lv[p], lc), axis=1)
+    return out, ("some unrelated categories are smaller than the child" if short else None)
+
+
+def _null_shuffled(X, tree, B, rng, est, pool) -> np.ndarray:
+    """(B, n_edges, 2): one injective map of all category rows into ``pool`` per draw."""
+    used = np.unique(np.concatenate(tree.members))
+    images = _subsets(rng, pool, B, used.size)  # (B, |used|): image of used[k] in draw b
+    local = [np.searchsorted(used, m) for m in tree.members]
+    L = np.stack([_vectors(X, images[:, loc], est) for loc in local], axis=1)  # (B, k, d)
+    pe = np.array([p for p, _ in tree.edges])
+    ce = np.array([c for _, c in tree.edges])
+    return np.stack(edge_cosines(L[:, pe], L[:, ce]), axis=2)
+
+
+# --------------------------------------------------------------------------------- analysis
+def analyze_tree(
+    X: np.ndarray,
+    tree: CategoryTree,
+    *,
+    estimator: Estimator = "lda",
+    word_pool: np.ndarray | None = None,
+    normal_pool: np.ndarray | None = None,
+    n_null: int = 200,
+    n_boot: int = 200,
+    seed: int = 0,
+    nulls: Sequence[str] = NULLS,
+) -> HierarchyAnalysis:
+    """Edge cosines, intervals, nulls and per-parent simplices of one category tree.
+
+    Args:
+        X: (U, d) token coordinates (causal coordinates for Park et al.'s estimator).
+        tree: categories (index sets into X) and edges.
+        estimator: ``"lda"`` or ``"mean"`` (:func:`~.categorical.category_vectors`).
+        word_pool: rows of X the random-set null draws from (default: all rows).
+        normal_pool: rows of X the shuffled null maps tokens into (default: all rows).
+        n_null: draws per null and edge. n_boot: bootstrap resamples per edge.
+        seed: seed of every draw (same seed → same numbers).
+        nulls: which of :data:`NULLS` to run.
+
+    Returns:
+        :class:`HierarchyAnalysis`.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    bad = [n for n in nulls if n not in NULLS]
+    if bad:
+        raise InputError(f"unknown hierarchy null(s) {bad}; use some of {list(NULLS)}")
+    if not tree.edges:
+        raise InputError("the hierarchy has no parent → child edges; add lines to hierarchy.txt")
+    U = X.shape[0]
+    word_pool = np.arange(U) if word_pool is None else np.asarray(word_pool, np.int64)
+    normal_pool = np.arange(U) if normal_pool is None else np.asarray(normal_pool, np.int64)
+    rng = np.random.default_rng(seed)
+    lv = np.stack([category_vectors(X[m], estimator) for m in tree.members])  # (k, d)
+    E = len(tree.edges)
+    pe = np.array([p for p, _ in tree.edges])
+    ce = np.array([c for _, c in tree.edges])
+    obs = np.stack(edge_cosines(lv[pe], lv[ce]), axis=1)  # (E, 2)
+    draws: dict[str, np.ndarray] = {}  # null → (n_null, E, 2)
+    notes: dict[int, list[str]] = {e: [] for e in range(E)}
+    for name in nulls:
+        if name == "shuffled":
+            draws[name] = _null_shuffled(X, tree, n_null, rng, estimator, normal_pool)
+            continue
+        per = []
+        for e in range(E):
+            if name == "subset":
+                per.append(_null_subset(X, tree, e, n_null, rng, estimator, lv))
+            elif name == "random_set":
+                per.append(_null_random_set(X, tree, e, n_null, rng, estimator, word_pool))
+            else:
+                d, note = _null_unrelated(X, tree, e, n_null, rng, estimator, lv)
+                per.append(d if d.shape[0] else np.full((n_null, 2), np.nan))
+                if note:
+                    notes[e].append(f"unrelated null: {note}")
+        draws[name] = np.stack(per, axis=1)
+    boots = [
+        _bootstrap(X, tree.members[p], tree.members[c], n_boot, rng, estimator)
+        for p, c in tree.edges
+    ]
+    edges = _edge_results(tree, obs, draws, boots, estimator, notes)
+    return HierarchyAnalysis(
+        estimator=estimator,
+        edges=edges,
+        parents=_parent_results(X, tree, lv, n_null, rng, estimator),
+        mean_abs_cos_childdiff=float(np.mean(np.abs(obs[:, 0]))),
+        mean_cos_child=float(np.mean(obs[:, 1])),
+        summary_nulls={k: _summary(k, obs, v) for k, v in draws.items()},
+        n_null=n_null,
+        n_boot=n_boot,
+        seed=seed,
+    )
+
+
+def _edge_results(tree, obs, draws, boots, est, notes) -> tuple[EdgeResult, ...]:
+    E = obs.shape[0]
+    comps: dict[tuple[str, int], list[dict]] = {}
+    for name, d in draws.items():
+        for s, ortho in ((0, True), (1, False)):
+            rows = [_compare(obs[e, s], d[:, e, s], name, ortho) for e in range(E)]
+            adj = holm([r["p_normal"] for r in rows])
+            for r, a in zip(rows, adj, strict=True):
+                r["p_holm"] = float(a)
+                r["beats"] = bool(a < 0.05)
+            comps[(name, s)] = rows
+    out = []
+    for e, (p, c) in enumerate(tree.edges):
+        ci = np.nanquantile(boots[e], [0.025, 0.975], axis=0)  # (2, 2)
+        out.append(
+            EdgeResult(
+                parent=tree.names[p],
+                child=tree.names[c],
+                n_words=int(tree.members[c].size),
+                n_parent_words=int(tree.members[p].size),
+                estimator=est,
+                cos_parent_childdiff=float(obs[e, 0]),
+                cos_parent_childdiff_ci=(float(ci[0, 0]), float(ci[1, 0])),
+                cos_parent_child=float(obs[e, 1]),
+                cos_parent_child_ci=(float(ci[0, 1]), float(ci[1, 1])),
+                orthogonality={n: NullComparison(**comps[(n, 0)][e]) for n in draws},
+                alignment={n: NullComparison(**comps[(n, 1)][e]) for n in draws},
+                notes=tuple(notes[e]),
+            )
+        )
+    return tuple(out)
+
+
+def _summary(name: str, obs: np.ndarray, d: np.ndarray) -> SummaryNull:
+    """Mean over edges vs the null's per-draw means over edges (draws with a NaN edge dropped)."""
+    ok = np.all(np.isfinite(d), axis=(1, 2))
+    d = d[ok]
+    ortho = np.abs(d[:, :, 0]).mean(axis=1)
+    align = d[:, :, 1].mean(axis=1)
+    o, a = float(np.mean(np.abs(obs[:, 0]))), float(np.mean(obs[:, 1]))
+    n = int(d.shape[0])
+    q = (lambda v: tuple(float(x) for x in np.quantile(v, [0.025, 0.975]))) if n else None
+    return SummaryNull(
+        null=name,
+        n=n,
+        mean_abs_cos_childdiff_null=float(ortho.mean()) if n else float("nan"),
+        mean_abs_cos_childdiff_q=q(ortho) if n else (float("nan"),) * 2,
+        p_orthogonality=float((1 + np.sum(ortho <= o)) / (n + 1)),
+        mean_cos_child_null=float(align.mean()) if n else float("nan"),
+        mean_cos_child_q=q(align) if n else (float("nan"),) * 2,
+        p_alignment=float((1 + np.sum(align >= a)) / (n + 1)),
+    )
+
+
+def _parent_results(X, tree, lv, n_null, rng, est) -> tuple[ParentResult, ...]:
+    out = []
+    for p in range(len(tree.names)):
+        kids = tree.children(p)
+        if len(kids) < 2:
+            continue
+        L = lv[kids]
+        sv = simplex_singular_values(L)
+        ratio = float(sv[-1] / sv[0]) if sv[0] > 0 else float("nan")
+        # null: every child replaced by a random subset of the parent's rows of its size
+        null_L = np.stack(
+            [
+                _vectors(X, _subsets(rng, tree.members[p], n_null, tree.members[c].size), est)
+                for c in kids
+            ],
+            axis=1,
+        )  # (n_null, k, d)
+        nsv = simplex_singular_values(null_L)
+        nratio = nsv[:, -1] / np.maximum(nsv[:, 0], 1e-300)
+        sib = sibling_cosines(lv[p], L)
+        i, j = np.triu_indices(len(kids), 1)
+        out.append(
+            ParentResult(
+                parent=tree.names[p],
+                children=tuple(tree.names[c] for c in kids),
+                estimator=est,
+                sibling_cosines=tuple(
+                    (tree.names[kids[a]], tree.names[kids[b]], float(s))
+                    for a, b, s in zip(i, j, sib, strict=True)
+                ),
+                singular_values=tuple(float(s) for s in sv),
+                affinely_independent=bool(sv[-1] > 1e-8 * sv[0]),
+                sigma_ratio=ratio,
+                sigma_ratio_null_mean=float(nratio.mean()),
+                sigma_ratio_null_p=float((1 + np.sum(nratio <= ratio)) / (nratio.size + 1)),
+            )
+        )
+    return tuple(out)
