@@ -18,13 +18,14 @@ from scipy import stats
 from linrep.cli import main
 from linrep.errors import ConfigError
 from linrep.experiments import EXPERIMENTS, experiment_module, run_experiment
-from linrep.experiments.common import (
+from linrep.experiments.config import (
     deep_merge,
     experiment_config_path,
-    load_experiment_config,
+    load_config,
+    load_raw_config,
     merge_quick,
-    summarise,
 )
+from linrep.experiments.stats import summarise
 
 # tiny settings per experiment: every code path, seconds of work
 TINY = {
@@ -50,7 +51,8 @@ TINY = {
 
 def test_import_experiments_is_light():
     code = (
-        "import sys, linrep.experiments, linrep.experiments.common; "
+        "import sys, linrep.experiments, linrep.experiments.config, linrep.experiments.stats, "
+        "linrep.experiments.cells; "
         "print([m for m in ('torch', 'matplotlib') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -61,9 +63,10 @@ def test_summarise_matches_t_interval():
     x = np.array([0.9, 0.92, 0.95, 0.91, 0.93])
     s = summarise(x)
     h = stats.t.ppf(0.975, 4) * x.std(ddof=1) / np.sqrt(5)
-    assert s["mean"] == pytest.approx(x.mean())
-    assert s["ci"] == pytest.approx([x.mean() - h, x.mean() + h])
-    assert s["per_seed"] == x.tolist() and s["n"] == 5
+    assert s.mean == pytest.approx(x.mean())
+    assert s.ci == pytest.approx((x.mean() - h, x.mean() + h))
+    assert list(s.per_seed) == x.tolist() and s.n == 5
+    assert s.to_json() == {"mean": s.mean, "ci": list(s.ci), "n": 5, "per_seed": x.tolist()}
 
 
 def test_quick_merge_and_overrides(tmp_path):
@@ -75,26 +78,29 @@ def test_quick_merge_and_overrides(tmp_path):
         merge_quick({"quick": {"trian": {}}}, True)
     mod = experiment_module("e1")
     path = experiment_config_path(mod.STEM)
-    full = load_experiment_config(path, False, (), mod.Settings)
-    quick = load_experiment_config(path, True, ("train.lr=0.5",), mod.Settings)
-    assert quick["train"]["steps"] < full["train"]["steps"]
-    assert quick["experiment"]["n_seeds"] >= 5 and full["experiment"]["n_seeds"] >= 5
-    assert quick["train"]["lr"] == 0.5
+    full = load_config(path, mod.Settings)
+    quick = load_config(path, mod.Settings, quick=True, overrides=("train.lr=0.5",))
+    assert quick.train.steps < full.train.steps
+    assert quick.settings.n_seeds >= 5 and full.settings.n_seeds >= 5
+    assert quick.train.lr == 0.5 and quick.quick and not full.quick
+    assert load_raw_config(path, True)["train"]["steps"] == quick.train.steps
     with pytest.raises(ConfigError, match="did you mean 'steps'"):
-        load_experiment_config(path, False, ("train.stesp=3",), mod.Settings)
+        load_config(path, mod.Settings, overrides=("train.stesp=3",))
     with pytest.raises(ConfigError, match="n_seeds"):
-        load_experiment_config(path, False, ("experiment.n_seed=3",), mod.Settings)
+        load_config(path, mod.Settings, overrides=("experiment.n_seed=3",))
 
 
 @pytest.mark.parametrize("name", list(EXPERIMENTS))
 def test_every_config_has_at_least_five_seeds_and_reads(name):
-    from linrep.config import section_from_dict
+    import dataclasses
 
     mod = experiment_module(name)
+    assert mod.Settings.__dataclass_params__.frozen  # experiments get a typed, frozen config
     for quick in (False, True):
-        raw = load_experiment_config(experiment_config_path(mod.STEM), quick, (), mod.Settings)
-        s = section_from_dict(mod.Settings, raw.get("experiment"), "experiment")
-        assert s.n_seeds >= 5
+        cfg = load_config(experiment_config_path(mod.STEM), mod.Settings, quick=quick)
+        assert cfg.settings.n_seeds >= 5 and len(cfg.seeds) == cfg.settings.n_seeds
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            cfg.settings.n_seeds = 1
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
@@ -103,12 +109,12 @@ def test_experiment_runs_and_writes_report(name, tmp_path):
     out = tmp_path / name
     for f in ("report.html", "report.md", "results.json"):
         assert (out / f).is_file()
-    assert s["figures"] and all((out / f).is_file() for f in s["figures"])
+    assert s.figures and all((out / f).is_file() for f in s.figures)
     res = json.loads((out / "results.json").read_text())
     assert res["metadata"]["mode"] == "quick" and res["metadata"]["experiment"] == name
     assert res["seeds"] == [0, 1]
-    for v in s["headline"].values():
-        assert np.isfinite(v["mean"]) and len(v["ci"]) == 2
+    for v in s.headline.values():
+        assert np.isfinite(v.mean) and len(v.ci) == 2
 
 
 def test_unknown_experiment_is_a_clean_error(tmp_path, capsys):
@@ -117,7 +123,7 @@ def test_unknown_experiment_is_a_clean_error(tmp_path, capsys):
 
 
 def test_simulate_cli_writes_metrics(tmp_path, capsys):
-    from linrep.experiments.common import configs_dir
+    from linrep.experiments.config import configs_dir
 
     out = tmp_path / "sim"
     rc = main(
@@ -177,12 +183,12 @@ def test_same_seed_same_numbers_and_index(tmp_path):
     ra = json.loads((tmp_path / "a" / "results.json").read_text())["results"]
     rb = json.loads((tmp_path / "b" / "results.json").read_text())["results"]
     assert ra == rb  # bit-identical numbers for the same seeds and config
-    assert a["mode"] == "full"
+    assert a.mode == "full"
     write_index([a], tmp_path, quick=False, wall_time_s=1.0)
     page = (tmp_path / "report.html").read_text()
     assert '<a href="a/report.html">E8</a>' in page
     assert page.count("data:image/png;base64,") == 1
-    assert "cross-entropy: " in headline_text(a["headline"])
+    assert "cross-entropy: " in headline_text(a.headline)
 
 
 def test_experiment_report_renders_in_chromium(tmp_path):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from linrep.experiments.common import run_metrics
+from linrep.experiments.stats import run_metrics
 from linrep.latent import LatentModel
 
 pytestmark = pytest.mark.slow

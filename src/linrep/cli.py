@@ -253,9 +253,7 @@ def _run_reproduce(args: argparse.Namespace) -> None:
 
     summaries = reproduce(args.experiments, args.out, quick=args.quick, progress=not args.quiet)
     for s in summaries:
-        print(
-            f"{s['name']} {s['title']} ({s['wall_time_s']:.0f} s): {headline_text(s['headline'])}"
-        )
+        print(f"{s.name} {s.title} ({s.wall_time_s:.0f} s): {headline_text(s.headline)}")
     print(f"wrote {args.out}/report.html")
 
 

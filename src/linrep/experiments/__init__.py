@@ -14,32 +14,36 @@ E8          losses: CE vs squared vs sigmoid        ``configs/e8_losses.toml``
 ==========  =====================================  ==============================
 
 Every experiment module defines ``NAME``, ``STEM`` (its config's file stem), ``TITLE``, ``QUESTION``,
-a ``Settings`` dataclass for its ``[experiment]`` section (always with ``n_seeds`` and
-``first_seed``), and ``run(raw, settings, report, progress=...) -> headline`` which trains through
-:func:`linrep.learn.fit`, measures with :mod:`linrep.geometry` / :mod:`linrep.theory` and fills a
-:class:`linrep.report.Report`. :func:`run_experiment` does the rest (config, ``--quick``, writing);
-:func:`reproduce` runs several and writes an index report.
+a frozen ``Settings`` dataclass for its ``[experiment]`` section (always with ``n_seeds`` and
+``first_seed``), and ``run(cfg, report, *, progress=True) -> headline``: ``cfg`` is a typed
+:class:`~linrep.experiments.config.ExperimentConfig` (``cfg.settings``, ``cfg.latent``,
+``cfg.model``, ``cfg.train``, ``cfg.seeds``; never the raw TOML dict), ``report`` a
+:class:`linrep.report.Report` to fill, and the headline a ``{name: Summary}`` dict of the numbers the
+index shows. ``run`` trains through :mod:`~linrep.experiments.training`, measures with
+:mod:`linrep.geometry` / :mod:`linrep.theory`, summarises with :mod:`~linrep.experiments.stats` and
+formats with :mod:`~linrep.experiments.cells`. :func:`run_experiment` does the rest (config,
+``--quick``, writing); :func:`reproduce` runs several and writes an index report.
 
 Python use::
 
     from linrep.experiments import run_experiment
-    summary = run_experiment("E1", "runs/e1", quick=True)
-    summary["headline"]["same_concept_cosine"]       # {"mean": ..., "ci": [lo, hi], ...}
+    run = run_experiment("E1", "runs/e1", quick=True)
+    run.headline["same_concept_cosine"].mean          # a Summary: mean, ci, n, per_seed
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, did_you_mean
 
-__all__ = ["EXPERIMENTS", "run_experiment", "reproduce", "experiment_module"]
+__all__ = ["EXPERIMENTS", "ExperimentRun", "run_experiment", "reproduce", "experiment_module"]
 
 EXPERIMENTS: dict[str, str] = {
     "E1": "e1_emergence",
@@ -62,6 +66,30 @@ def experiment_module(name: str):
     return importlib.import_module(f"{__name__}.{EXPERIMENTS[key]}")
 
 
+@dataclass(frozen=True)
+class ExperimentRun:
+    """What :func:`run_experiment` returns (and the ``reproduce`` index lists).
+
+    Attributes:
+        name: ``"E1"`` …; title: its title; headline: ``{name: Summary}`` (or plain values);
+        out: the report folder; wall_time_s: seconds; figures: paths relative to ``out``;
+        mode: ``"quick"`` or ``"full"``.
+    """
+
+    name: str
+    title: str
+    headline: dict[str, Any]
+    out: str
+    wall_time_s: float
+    figures: list[str] = field(default_factory=list)
+    mode: str = "full"
+
+    def to_json(self) -> dict[str, Any]:
+        from ..io import to_jsonable
+
+        return to_jsonable(self)
+
+
 def run_experiment(
     name: str,
     out_dir: str | os.PathLike,
@@ -82,40 +110,28 @@ def run_experiment(
         progress: show progress bars.
 
     Returns:
-        ``{"name", "title", "headline", "out", "wall_time_s", "figures", "mode"}``.
+        :class:`ExperimentRun`.
     """
     from ..io import ensure_out_dir
     from ..report import Report
-    from .common import experiment_config_path, load_experiment_config, read_section, seeds_of
+    from .config import experiment_config_path, load_config
 
     mod = experiment_module(name)
     path = Path(config) if config is not None else experiment_config_path(mod.STEM)
-    raw = load_experiment_config(path, quick, overrides, mod.Settings)
-    settings = read_section(mod.Settings, raw, "experiment")
-    raw = {**raw, "experiment": dataclasses.asdict(settings)}  # show defaults too
+    cfg = load_config(path, mod.Settings, quick=quick, overrides=overrides)
     out = ensure_out_dir(out_dir)
     t0 = time.perf_counter()
     rep = Report(
-        f"{mod.NAME} — {mod.TITLE}",
-        config=raw,
-        seeds=seeds_of(settings.n_seeds, settings.first_seed),
-        summary=mod.QUESTION,
+        f"{mod.NAME} — {mod.TITLE}", config=cfg.to_json(), seeds=cfg.seeds, summary=mod.QUESTION
     )
-    headline = mod.run(raw, settings, rep, progress=progress)
+    headline = mod.run(cfg, rep, progress=progress)
     mode = "quick" if quick else "full"
     rep.results["headline"] = headline
     rep.set_metadata(experiment=mod.NAME, mode=mode, config_file=str(path))
     wall = time.perf_counter() - t0
     rep.write(out, wall_time_s=wall)
-    return {
-        "name": mod.NAME,
-        "title": mod.TITLE,
-        "headline": headline,
-        "out": str(out),
-        "wall_time_s": wall,
-        "figures": [f"figures/{n}.png" for n in rep.figure_files],
-        "mode": mode,
-    }
+    figures = [f"figures/{n}.png" for n in rep.figure_files]
+    return ExperimentRun(mod.NAME, mod.TITLE, headline, str(out), wall, figures, mode)
 
 
 def reproduce(
@@ -124,7 +140,7 @@ def reproduce(
     *,
     quick: bool = False,
     progress: bool = True,
-) -> list[dict[str, Any]]:
+) -> list[ExperimentRun]:
     """Run several experiments into ``out_dir/<stem>/`` and write an index report in ``out_dir``.
 
     Args:
@@ -150,8 +166,6 @@ def reproduce(
         s = run_experiment(mod.NAME, out / mod.STEM, quick=quick, progress=progress)
         summaries.append(s)
         if progress:
-            print(
-                f"{mod.NAME} done in {s['wall_time_s']:.1f} s -> {Path(s['out']) / 'report.html'}"
-            )
+            print(f"{mod.NAME} done in {s.wall_time_s:.1f} s -> {Path(s.out) / 'report.html'}")
     write_index(summaries, out, quick=quick, wall_time_s=time.perf_counter() - t0)
     return summaries

@@ -11,21 +11,17 @@ same- vs cross-concept cosines pooled over seeds.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .common import (
-    HEADLINE_KEYS,
-    METRIC_LABELS,
-    ci_cell,
-    latent_of,
-    run_metrics,
-    seeds_of,
-    stack_metrics,
-    summarise,
-    train,
-)
+from ..geometry.simulation import SUMMARY_KEYS
+from .cells import ci_cell, label
+from .stats import Summary, run_metrics, stack_metrics, summarise
+from .training import train
+
+if TYPE_CHECKING:
+    from .config import ExperimentConfig
 
 NAME = "E1"
 STEM = "e1_emergence"
@@ -37,7 +33,7 @@ QUESTION = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
     """``[experiment]`` section of E1."""
 
@@ -79,19 +75,19 @@ def shuffled_null(latent, g: np.ndarray, n_shuffles: int, seed: int) -> np.ndarr
     return np.array(out)
 
 
-def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict[str, Any]:
+def run(cfg: ExperimentConfig[Settings], rep, *, progress: bool = True) -> dict[str, Summary]:
     """Train, measure, and fill the report; returns the headline numbers."""
     from ..report import figures
 
-    seeds = seeds_of(s.n_seeds, s.first_seed)
-    latent = latent_of(raw)
-    res = train(latent, raw, seeds, progress=progress)
+    s, seeds = cfg.settings, cfg.seeds
+    latent = cfg.latent_model()
+    res = train(latent, cfg, progress=progress)
     f, g = res.embeddings(), res.unembeddings()
     f0, g0 = res.initial_embeddings(), res.initial_unembeddings()
 
     trained = run_metrics(latent, f, g, probes=s.probes)
     untrained = run_metrics(latent, f0, g0, probes=s.probes)
-    keys = (*HEADLINE_KEYS, "probe_accuracy") if s.probes else HEADLINE_KEYS
+    keys = (*SUMMARY_KEYS, "probe_accuracy") if s.probes else SUMMARY_KEYS
     T, U = stack_metrics(trained, keys), stack_metrics(untrained, keys)
     T["excess_loss"] = summarise([r["excess_loss"] for r in res.final])
     first = {r["run"]: r for r in res.history if r["step"] == 0}
@@ -100,11 +96,11 @@ def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict
 
     cols = [*keys, "excess_loss"]
     rows = [
-        {"model": "trained", **{METRIC_LABELS[k]: ci_cell(T[k]) for k in cols}},
-        {"model": "untrained (step 0)", **{METRIC_LABELS[k]: ci_cell(U[k]) for k in cols}},
+        {"model": "trained", **{label(k): ci_cell(T[k]) for k in cols}},
+        {"model": "untrained (step 0)", **{label(k): ci_cell(U[k]) for k in cols}},
         {
             "model": "shuffled-token null (trained g)",
-            METRIC_LABELS["same_concept_cosine"]: ci_cell(null),
+            label("same_concept_cosine"): ci_cell(null),
         },
     ]
     rep.add_heading("Headline numbers")
@@ -139,7 +135,7 @@ def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict
     same0, cross0 = cosine_samples(latent, g0)
     fig = figures.cosine_histograms(
         {
-            f"trained ({raw['train'].get('steps', '?')} steps)": {
+            f"trained ({cfg.train.steps} steps)": {
                 "same concept": same,
                 "different concepts": cross,
             },

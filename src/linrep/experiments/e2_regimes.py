@@ -11,11 +11,17 @@ Per concept, the spread of its true pair log-odds (0 = in the regime) is set aga
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .common import GEOMETRY_KEYS, ci_cell, latent_of, run_metrics, seeds_of, summarise, train
+from ..geometry.simulation import SUMMARY_KEYS
+from .cells import ci_cell, label
+from .stats import Summary, bounds, run_metrics, summarise
+from .training import train
+
+if TYPE_CHECKING:
+    from .config import ExperimentConfig
 
 NAME = "E2"
 STEM = "e2_regimes"
@@ -27,7 +33,7 @@ QUESTION = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
     """``[experiment]`` section of E2."""
 
@@ -41,23 +47,23 @@ class Settings:
     """Field scale σ_h (h_i ~ N(0, σ_h²))."""
 
 
-KEYS = (*GEOMETRY_KEYS, "true_log_odds_spread")
+KEYS = (*SUMMARY_KEYS, "true_log_odds_spread")
 
 
-def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict[str, Any]:
+def run(cfg: ExperimentConfig[Settings], rep, *, progress: bool = True) -> dict[str, Summary]:
     """Train one model per (coupling scale, seed), measure, fill the report."""
     from ..report import figures
 
-    seeds = seeds_of(s.n_seeds, s.first_seed)
+    s, seeds = cfg.settings, cfg.seeds
     per_sd: dict[float, dict[str, Any]] = {}
     scatter_x, scatter_y = [], []
     for sd in s.coupling_sds:
         runs, excess = [], []
         for seed in seeds:
-            latent = latent_of(
-                raw, kind="ising", coupling_sd=sd, field_sd=s.field_sd, param_seed=seed
+            latent = cfg.latent_model(
+                kind="ising", coupling_sd=sd, field_sd=s.field_sd, param_seed=seed
             )
-            res = train(latent, raw, [seed], progress=False)
+            res = train(latent, cfg, [seed], progress=False)
             m = run_metrics(latent, res.embeddings(), res.unembeddings())[0]
             runs.append(m)
             excess.append(res.final[0]["excess_loss"])
@@ -73,16 +79,8 @@ def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict
                 f"cross |cos| {stats['cross_concept_abs_cosine']['mean']:.3f}"
             )
 
-    labels = {
-        "same_concept_cosine": "same-concept cos",
-        "cross_concept_abs_cosine": "cross |cos| (directions)",
-        "cross_pair_abs_cosine": "cross |cos| (pairs)",
-        "alignment_cosine": "alignment",
-        "log_odds_matching_error": "log-odds error",
-        "true_log_odds_spread": "true log-odds spread",
-        "excess_loss": "excess loss",
-    }
-    rows = [{"σ_J": sd, **{labels[k]: ci_cell(st[k]) for k in labels}} for sd, st in per_sd.items()]
+    cols = (*KEYS, "excess_loss")
+    rows = [{"σ_J": sd, **{label(k): ci_cell(st[k]) for k in cols}} for sd, st in per_sd.items()]
     rep.add_heading("Linearity vs coupling strength")
     rep.add_text(
         f"Each seed draws its own MRF: h_i ~ N(0, {s.field_sd}²), J_ij ~ N(0, σ_J²) on all pairs "
@@ -98,12 +96,7 @@ def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict
     sds = [str(sd) for sd in s.coupling_sds]
 
     def tri(key):
-        st = [per_sd[sd][key] for sd in s.coupling_sds]
-        return (
-            np.array([x["mean"] for x in st]),
-            np.array([x["ci"][0] for x in st]),
-            np.array([x["ci"][1] for x in st]),
-        )
+        return bounds([per_sd[sd][key] for sd in s.coupling_sds])
 
     fig = figures.point_intervals(
         sds,

@@ -10,19 +10,16 @@ optimiser and plot them on a log step axis with 95 % bands over seeds.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .common import (
-    band,
-    ci_cell,
-    history_arrays,
-    latent_of,
-    seeds_of,
-    summarise,
-    train_variants,
-)
+from .cells import ci_cell
+from .stats import Summary, band, history_arrays, summarise
+from .training import train_variants
+
+if TYPE_CHECKING:
+    from .config import ExperimentConfig
 
 NAME = "E3"
 STEM = "e3_dynamics"
@@ -33,7 +30,7 @@ QUESTION = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
     """``[experiment]`` section of E3."""
 
@@ -60,22 +57,21 @@ PANELS = (
 )
 
 
-def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict[str, Any]:
+def run(cfg: ExperimentConfig[Settings], rep, *, progress: bool = True) -> dict[str, Summary]:
     """Train one ensemble per optimiser with metric hooks; plot the histories."""
     from ..geometry import metric_hook
     from ..report import figures
 
-    seeds = seeds_of(s.n_seeds, s.first_seed)
-    latent = latent_of(raw)
+    s, seeds = cfg.settings, cfg.seeds
+    latent = cfg.latent_model()
     hook = metric_hook(latent)
     curves: dict[str, dict[str, Any]] = {}
     finals: dict[str, dict[str, Any]] = {}
     steps = None
     for label, res in train_variants(
         latent,
-        raw,
+        cfg,
         s.optimizers,
-        seeds,
         label_key="optimizer",
         progress=progress,
         metrics={"euclid": hook},
@@ -95,7 +91,7 @@ def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict
     )
     rep.add_heading("Dynamics")
     rep.add_text(
-        f"{len(seeds)} seeds per optimiser; metrics every {raw['train'].get('log_every')} steps "
+        f"{len(seeds)} seeds per optimiser; metrics every {cfg.train.log_every} steps "
         "(log step axis, so step 0 is not drawn; its values are in the table). Euclidean inner "
         "product; means over concepts."
     )

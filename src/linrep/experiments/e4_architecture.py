@@ -10,21 +10,15 @@ fit, next to the calibration's single-seed reference values.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from ..geometry.simulation import SUMMARY_KEYS
+from .cells import ci_cell, geometry_cells
+from .stats import Summary, bounds, run_metrics, summarise
+from .training import train
 
-from .common import (
-    GEOMETRY_KEYS,
-    ci_cell,
-    geometry_cells,
-    latent_of,
-    run_metrics,
-    seeds_of,
-    summarise,
-    train,
-    with_section,
-)
+if TYPE_CHECKING:
+    from .config import ExperimentConfig
 
 NAME = "E4"
 STEM = "e4_architecture"
@@ -45,7 +39,7 @@ REFERENCE = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
     """``[experiment]`` section of E4."""
 
@@ -70,20 +64,19 @@ class Settings:
     """Per-encoder ``[train]`` overrides, e.g. ``{ transformer = { lr = 0.3, steps = 3000 } }``."""
 
 
-KEYS = GEOMETRY_KEYS
+KEYS = SUMMARY_KEYS
 
 
-def _latent(raw, s: Settings, regime: str):
+def _latent(cfg: ExperimentConfig[Settings], regime: str):
     from ..errors import ConfigError
 
+    s = cfg.settings
     if regime == "independent":
-        return latent_of(raw)
+        return cfg.latent_model()
     if regime == "ising":
-        m = raw["latent"].get("m", 4)
-        base = {k: v for k, v in raw["latent"].items() if k not in ("kind", "p1")}
-        return latent_of(
-            {"latent": {**base, "m": m}},
+        return cfg.latent_model(
             kind="ising",
+            p1=None,
             field_sd=s.ising_field_sd,
             coupling_sd=s.ising_coupling_sd,
             param_seed=s.ising_param_seed,
@@ -93,23 +86,23 @@ def _latent(raw, s: Settings, regime: str):
     )
 
 
-def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict[str, Any]:
+def run(cfg: ExperimentConfig[Settings], rep, *, progress: bool = True) -> dict[str, Summary]:
     """Train every (encoder, regime) ensemble and compare."""
     from ..report import figures
 
-    seeds = seeds_of(s.n_seeds, s.first_seed)
-    latents = {r: _latent(raw, s, r) for r in s.regimes}
+    s, seeds = cfg.settings, cfg.seeds
+    latents = {r: _latent(cfg, r) for r in s.regimes}
     stats: dict[tuple[str, str], dict[str, Any]] = {}
     for enc in s.encoders:
-        cfg = with_section(raw, "model", encoder=enc, **dict(s.encoder_model.get(enc, {})))
-        cfg = with_section(cfg, "train", **dict(s.encoder_train.get(enc, {})))
+        ecfg = cfg.with_model(encoder=enc, **dict(s.encoder_model.get(enc, {})))
+        ecfg = ecfg.with_train(**dict(s.encoder_train.get(enc, {})))
         for regime, latent in latents.items():
-            res = train(latent, cfg, seeds, progress=progress)
+            res = train(latent, ecfg, progress=progress)
             per_run = run_metrics(latent, res.embeddings(), res.unembeddings())
-            st = {k: summarise([r[k] for r in per_run]) for k in KEYS}
+            st: dict[str, Any] = {k: summarise([r[k] for r in per_run]) for k in KEYS}
             st["excess_loss"] = summarise([r["excess_loss"] for r in res.final])
-            st["steps"] = cfg["train"].get("steps")
-            st["lr"] = cfg["train"].get("lr")
+            st["steps"] = ecfg.train.steps
+            st["lr"] = ecfg.train.lr
             stats[(enc, regime)] = st
 
     rows = []
@@ -137,12 +130,7 @@ def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict
     rep.add_table(rows, caption="E4: geometry by encoder and regime")
 
     def tri(regime, key):
-        st = [stats[(e, regime)][key] for e in s.encoders]
-        return (
-            np.array([x["mean"] for x in st]),
-            np.array([x["ci"][0] for x in st]),
-            np.array([x["ci"][1] for x in st]),
-        )
+        return bounds([stats[(e, regime)][key] for e in s.encoders])
 
     series = {}
     for regime in s.regimes:

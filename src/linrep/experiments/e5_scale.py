@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from .cells import ci_cell
+from .stats import Summary, bounds, run_metrics, summarise
+from .training import train
 
-from .common import ci_cell, latent_of, run_metrics, seeds_of, summarise, train, with_section
+if TYPE_CHECKING:
+    from .config import ExperimentConfig
 
 NAME = "E5"
 STEM = "e5_scale"
@@ -25,7 +28,7 @@ QUESTION = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
     """``[experiment]`` section of E5."""
 
@@ -51,19 +54,19 @@ def _factor_label(fac: float) -> str:
     return {0.5: "d = m/2", 1.0: "d = m", 2.0: "d = 2m"}.get(fac, f"d = {fac:g}m")
 
 
-def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict[str, Any]:
+def run(cfg: ExperimentConfig[Settings], rep, *, progress: bool = True) -> dict[str, Summary]:
     """Train one ensemble per (m, d) and compare."""
     from ..report import figures
 
-    seeds = seeds_of(s.n_seeds, s.first_seed)
+    s, seeds = cfg.settings, cfg.seeds
     stats: dict[tuple[int, float], dict[str, Any]] = {}
     for m in s.ms:
-        latent = latent_of(raw, m=m)
+        latent = cfg.latent_model(m=m)
         for fac in s.d_factors:
             d = max(1, math.ceil(fac * m))
-            res = train(latent, with_section(raw, "model", d=d), seeds, progress=progress)
+            res = train(latent, cfg.with_model(d=d), progress=progress)
             per_run = run_metrics(latent, res.embeddings(), res.unembeddings())
-            st = {k: summarise([r[k] for r in per_run]) for k in KEYS}
+            st: dict[str, Any] = {k: summarise([r[k] for r in per_run]) for k in KEYS}
             st["excess_loss"] = summarise([r["excess_loss"] for r in res.final])
             st["d"] = d
             st["seconds"] = res.seconds
@@ -96,12 +99,7 @@ def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict
     ):
         series = {}
         for m in s.ms:
-            st = [stats[(m, f)][key] for f in s.d_factors]
-            series[f"m = {m}"] = (
-                np.array([x["mean"] for x in st]),
-                np.array([x["ci"][0] for x in st]),
-                np.array([x["ci"][1] for x in st]),
-            )
+            series[f"m = {m}"] = bounds([stats[(m, f)][key] for f in s.d_factors])
         fig = figures.point_intervals(
             groups, series, ylabel=label, xlabel="dimension d", title=f"{label} vs d/m"
         )

@@ -11,11 +11,16 @@ separating related (coupled) from unrelated pairs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .common import ci_cell, latent_of, run_metrics, seeds_of, summarise, train
+from .cells import ci_cell
+from .stats import Summary, run_metrics, summarise
+from .training import train
+
+if TYPE_CHECKING:
+    from .config import ExperimentConfig
 
 NAME = "E6"
 STEM = "e6_inner_products"
@@ -26,7 +31,7 @@ QUESTION = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
     """``[experiment]`` section of E6."""
 
@@ -42,13 +47,13 @@ class Settings:
     """Seed of the random positive-definite M (shared by all runs)."""
 
 
-def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict[str, Any]:
+def run(cfg: ExperimentConfig[Settings], rep, *, progress: bool = True) -> dict[str, Summary]:
     """Train, then measure concept directions under each inner product."""
     from ..report import figures
 
-    seeds = seeds_of(s.n_seeds, s.first_seed)
-    latent = latent_of(raw)
-    res = train(latent, raw, seeds, progress=progress)
+    s, seeds = cfg.settings, cfg.seeds
+    latent = cfg.latent_model()
+    res = train(latent, cfg, progress=progress)
     f, g = res.embeddings(), res.unembeddings()
     m = latent.m
     rel = np.zeros((m, m), dtype=bool)

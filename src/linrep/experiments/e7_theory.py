@@ -14,20 +14,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .common import (
-    band,
-    ci_cell,
-    history_arrays,
-    latent_of,
-    run_metrics,
-    seeds_of,
-    summarise,
-    train_variants,
-)
+from .cells import ci_cell
+from .stats import Summary, band, history_arrays, run_metrics, summarise
+from .training import train_variants
+
+if TYPE_CHECKING:
+    from .config import ExperimentConfig
 
 NAME = "E7"
 STEM = "e7_theory"
@@ -39,7 +35,7 @@ QUESTION = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
     """``[experiment]`` section of E7."""
 
@@ -91,14 +87,14 @@ def _construction(latent, d: int, s: Settings, seeds: list[int]) -> tuple[list[d
     return rows, stats
 
 
-def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict[str, Any]:
+def run(cfg: ExperimentConfig[Settings], rep, *, progress: bool = True) -> dict[str, Summary]:
     """Construction, ε-bound of trained models and max-margin curves."""
     from ..report import figures
     from ..theory import epsilon_bound, max_margin_alignment, max_margin_hook
 
-    seeds = seeds_of(s.n_seeds, s.first_seed)
-    latent = latent_of(raw)
-    d = int(raw.get("model", {}).get("d", 32))
+    s, seeds = cfg.settings, cfg.seeds
+    latent = cfg.latent_model()
+    d = cfg.model.d
 
     rows, cons = _construction(latent, d, s, seeds)
     rep.add_heading("1. The log-odds-matching construction")
@@ -115,9 +111,8 @@ def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict
     steps = None
     for label, res in train_variants(
         latent,
-        raw,
+        cfg,
         s.optimizers,
-        seeds,
         label_key="optimizer",
         progress=progress,
         metrics={"svm": hook},

@@ -12,20 +12,15 @@ relative to its own floor; the cross-entropy excess (KL to the data) of every mo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from ..geometry.simulation import SUMMARY_KEYS
+from .cells import ci_cell, geometry_cells
+from .stats import Summary, bounds, run_metrics, summarise
+from .training import train_variants
 
-from .common import (
-    GEOMETRY_KEYS,
-    ci_cell,
-    geometry_cells,
-    latent_of,
-    run_metrics,
-    seeds_of,
-    summarise,
-    train_variants,
-)
+if TYPE_CHECKING:
+    from .config import ExperimentConfig
 
 NAME = "E8"
 STEM = "e8_losses"
@@ -36,7 +31,7 @@ QUESTION = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
     """``[experiment]`` section of E8."""
 
@@ -54,20 +49,18 @@ class Settings:
     """One ensemble per entry: ``label`` + ``[train]`` keys replacing the config's."""
 
 
-KEYS = GEOMETRY_KEYS
+KEYS = SUMMARY_KEYS
 
 
-def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict[str, Any]:
+def run(cfg: ExperimentConfig[Settings], rep, *, progress: bool = True) -> dict[str, Summary]:
     """Train one ensemble per loss and compare."""
     from ..report import figures
     from ..theory import excess_loss
 
-    seeds = seeds_of(s.n_seeds, s.first_seed)
-    latent = latent_of(raw)
+    s, seeds = cfg.settings, cfg.seeds
+    latent = cfg.latent_model()
     stats: dict[str, dict[str, Any]] = {}
-    for label, res in train_variants(
-        latent, raw, s.losses, seeds, label_key="loss", progress=progress
-    ):
+    for label, res in train_variants(latent, cfg, s.losses, label_key="loss", progress=progress):
         f, g = res.embeddings(), res.unembeddings()
         per_run = run_metrics(latent, f, g)
         st = {k: summarise([r[k] for r in per_run]) for k in KEYS}
@@ -88,8 +81,7 @@ def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict
     rep.add_heading("Losses compared")
     rep.add_text(
         f"{len(seeds)} seeds per loss, same optimiser, learning rate and steps for all "
-        f"({raw['train'].get('optimizer', 'gd')}, lr {raw['train'].get('lr')}, "
-        f"{raw['train'].get('steps')} steps). **KL to data** is Σ_ξ w(ξ) KL(p(·|ξ) ‖ softmax(f(ξ)ᵀg)) for "
+        f"({cfg.train.optimizer}, lr {cfg.train.lr}, {cfg.train.steps} steps). **KL to data** is Σ_ξ w(ξ) KL(p(·|ξ) ‖ softmax(f(ξ)ᵀg)) for "
         "every model, whichever loss trained it; for the sigmoid loss the softmax of the logits is "
         "not the model's own prediction, so read its KL as a diagnostic. An **excess of own loss** "
         "far from 0 means that loss has not reached its floor within the step budget: its "
@@ -99,11 +91,7 @@ def run(raw: dict[str, Any], s: Settings, rep, *, progress: bool = True) -> dict
     labels = list(stats)
 
     def tri(key):
-        return (
-            np.array([stats[k][key]["mean"] for k in labels]),
-            np.array([stats[k][key]["ci"][0] for k in labels]),
-            np.array([stats[k][key]["ci"][1] for k in labels]),
-        )
+        return bounds([stats[k][key] for k in labels])
 
     fig = figures.point_intervals(
         labels,

@@ -20,19 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from ..geometry.simulation import SUMMARY_KEYS as METRIC_KEYS
+
 __all__ = ["SimulateSettings", "simulate", "METRIC_KEYS"]
 
-METRIC_KEYS = (
-    "same_concept_cosine",
-    "cross_concept_abs_cosine",
-    "cross_pair_abs_cosine",
-    "alignment_cosine",
-    "log_odds_matching_error",
-)
-"""Per-run metrics of :func:`linrep.geometry.simulation_metrics` summarised in ``metrics.json``."""
 
-
-@dataclass
+@dataclass(frozen=True)
 class SimulateSettings:
     """``[simulate]`` section: what ``linrep simulate`` measures."""
 
@@ -48,16 +41,16 @@ class SimulateSettings:
 
 
 def _summaries(per_run: Sequence[dict[str, Any]], keys: Sequence[str], suffix: str) -> dict:
-    from .common import summarise
+    from .stats import summarise
 
     out: dict[str, Any] = {}
     for k in keys:
         if k not in per_run[0]:
             continue
-        s = summarise([r[k] for r in per_run])
+        s = summarise([r[k] for r in per_run]).to_json()
         pc = np.array([r.get(f"{k}_per_concept", []) for r in per_run], dtype=float)  # (K, m)
         if pc.size:
-            s["per_concept"] = [summarise(pc[:, i]) for i in range(pc.shape[1])]
+            s["per_concept"] = [summarise(pc[:, i]).to_json() for i in range(pc.shape[1])]
             s["per_concept_mean"] = [c["mean"] for c in s["per_concept"]]
         out[k + suffix] = s
     return out
@@ -85,11 +78,13 @@ def simulate(
     Returns:
         The content of ``metrics.json``.
     """
-    from ..config import apply_overrides, check_sections, load_toml, section_from_dict
+    from ..config import apply_overrides, check_sections, load_toml
     from ..geometry import metric_hook
     from ..io import ensure_out_dir, run_metadata, write_json
     from ..report import Report
-    from .common import known_keys, latent_of, run_metrics, summarise, train
+    from .config import ExperimentConfig, known_keys
+    from .stats import run_metrics, summarise
+    from .training import train
 
     t0 = time.perf_counter()
     raw = dict(config) if isinstance(config, dict) else load_toml(config)
@@ -98,18 +93,19 @@ def simulate(
         known = known_keys()
         known["simulate"] = list(SimulateSettings.__dataclass_fields__)
         apply_overrides(raw, overrides, known)
-    settings = section_from_dict(SimulateSettings, raw.get("simulate"), "simulate")
+    cfg = ExperimentConfig.from_raw(raw, SimulateSettings, str(config)[:200], section="simulate")
+    settings = cfg.settings
     if isinstance(seeds, str):
         from ..learn.run import parse_seeds
 
         seeds = parse_seeds(seeds)
     if seeds is None:
-        seeds = settings.seeds or [int(raw.get("train", {}).get("seed", 0))]
+        seeds = settings.seeds or [cfg.train.seed]
     seeds = [int(s) for s in seeds]
     out = ensure_out_dir(out_dir)
-    latent = latent_of(raw)
+    latent = cfg.latent_model()
     hooks = {"euclid": metric_hook(latent)} if settings.track else None
-    res = train(latent, raw, seeds, progress=progress, metrics=hooks, out_dir=out / "train")
+    res = train(latent, cfg, seeds, progress=progress, metrics=hooks, out_dir=out / "train")
     f, g = res.embeddings(), res.unembeddings()
 
     metrics: dict[str, Any] = {}
@@ -119,7 +115,7 @@ def simulate(
         per_inner[ip] = per_run
         keys = (*METRIC_KEYS, "probe_accuracy") if ip == "euclidean" else METRIC_KEYS[:4]
         metrics.update(_summaries(per_run, keys, "" if ip == "euclidean" else f"_{ip}"))
-    metrics["excess_loss"] = summarise([r["excess_loss"] for r in res.final])
+    metrics["excess_loss"] = summarise([r["excess_loss"] for r in res.final]).to_json()
     doc = {
         "metrics": metrics,
         "concepts": latent.names,
@@ -164,7 +160,8 @@ def simulate(
 
 def _fill_report(rep, latent, res, metrics, per_inner, settings) -> None:
     from ..report import figures
-    from .common import METRIC_LABELS, band, ci_cell, history_arrays
+    from .cells import ci_cell, label
+    from .stats import band, history_arrays
 
     rows = []
     for ip in settings.inner_products:
@@ -172,11 +169,7 @@ def _fill_report(rep, latent, res, metrics, per_inner, settings) -> None:
         rows.append(
             {
                 "inner product": ip,
-                **{
-                    METRIC_LABELS[k]: ci_cell(metrics[k + sfx])
-                    for k in METRIC_KEYS
-                    if k + sfx in metrics
-                },
+                **{label(k): ci_cell(metrics[k + sfx]) for k in METRIC_KEYS if k + sfx in metrics},
             }
         )
     rep.add_heading("Concept geometry at the end of training")
@@ -196,7 +189,7 @@ def _fill_report(rep, latent, res, metrics, per_inner, settings) -> None:
     for i, name in enumerate(latent.names):
         row = {"concept": name}
         for k in ("same_concept_cosine", "alignment_cosine", "log_odds_matching_error"):
-            row[METRIC_LABELS[k]] = ci_cell(metrics[k]["per_concept"][i])
+            row[label(k)] = ci_cell(metrics[k]["per_concept"][i])
         per.append(row)
     rep.add_table(per, caption="Per concept (Euclidean)")
     mats = {}

@@ -61,7 +61,7 @@ from .steering import unit as _unit
 if TYPE_CHECKING:
     from ..latent import LatentModel
 
-__all__ = ["SimulationIndex", "simulation_metrics", "metric_hook", "HOOK_KEYS"]
+__all__ = ["SimulationIndex", "simulation_metrics", "metric_hook", "HOOK_KEYS", "SUMMARY_KEYS"]
 
 MetricFn = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
 
@@ -77,6 +77,15 @@ HOOK_KEYS = (
     "log_odds_spread",
 )
 """Names returned by :func:`metric_hook` (means over concepts; ``name/<concept>`` per concept)."""
+
+SUMMARY_KEYS = (
+    "same_concept_cosine",
+    "cross_concept_abs_cosine",
+    "cross_pair_abs_cosine",
+    "alignment_cosine",
+    "log_odds_matching_error",
+)
+"""The per-run geometry statistics that experiments, ``linrep simulate`` and reports summarise."""
 
 
 def _transforms(g: np.ndarray, inner: str, seed: int) -> tuple[np.ndarray, np.ndarray] | None:
