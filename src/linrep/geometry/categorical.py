@@ -39,6 +39,7 @@ __all__ = [
     "ledoit_wolf_shrinkage",
     "lda_direction",
     "category_vectors",
+    "subspace_coordinates",
     "edge_cosines",
     "sibling_cosines",
     "simplex_singular_values",
@@ -59,7 +60,7 @@ def _check(X: np.ndarray) -> np.ndarray:
 
 
 def ledoit_wolf_shrinkage(
-    Xc: np.ndarray, gram: np.ndarray | None = None
+    Xc: np.ndarray, gram: np.ndarray | None = None, dim: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's Ledoit–Wolf shrinkage δ and target scale μ, from the Gram matrix.
 
@@ -70,11 +71,14 @@ def ledoit_wolf_shrinkage(
     Args:
         Xc: (..., n, d) centred rows.
         gram: (..., n, n) X_c X_cᵀ if already computed.
+        dim: the ambient dimension d when ``Xc`` holds coordinates in an orthonormal basis of a
+            subspace containing the rows (default ``Xc.shape[-1]``).
 
     Returns:
         (δ (...,), μ (...,)) float64.
     """
-    n, d = Xc.shape[-2:]
+    n = Xc.shape[-2]
+    d = Xc.shape[-1] if dim is None else dim
     K = Xc @ np.swapaxes(Xc, -1, -2) if gram is None else gram
     sq = np.diagonal(K, axis1=-2, axis2=-1)  # (..., n) ‖x_k‖²
     mu = sq.sum(axis=-1) / (n * d)
@@ -87,21 +91,24 @@ def ledoit_wolf_shrinkage(
     return shrink, mu
 
 
-def lda_direction(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def lda_direction(X: np.ndarray, dim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """ĝ_w = Σ_w⁻¹ m_w / ‖Σ_w⁻¹ m_w‖ with the Ledoit–Wolf Σ_w, and the mean m_w.
 
     Args:
-        X: (..., n, d) token vectors of the category (n ≥ 2).
+        X: (..., n, r) token vectors of the category (n ≥ 2).
+        dim: ambient dimension d ≥ r when X holds coordinates in an orthonormal basis of a subspace
+            containing every row (see :func:`subspace_coordinates`); Σ_w maps that subspace to
+            itself, so Σ_w⁻¹m_w computed there is exact. Default: r.
 
     Returns:
-        (ĝ (..., d) unit, m (..., d)).
+        (ĝ (..., r) unit, m (..., r)).
     """
     X = _check(X)
     n, d = X.shape[-2:]
     m = X.mean(axis=-2)
     Xc = X - m[..., None, :]
     K = Xc @ np.swapaxes(Xc, -1, -2) if n <= d else None
-    shrink, mu = ledoit_wolf_shrinkage(Xc, K)
+    shrink, mu = ledoit_wolf_shrinkage(Xc, K, dim)
     a, b = shrink * mu, (1.0 - shrink) / n
     if K is not None and np.all(a > 0):
         v = _woodbury_solve(Xc, K, m, a, b)
@@ -136,13 +143,16 @@ def _solve(A: np.ndarray, m: np.ndarray) -> np.ndarray:
         return (np.linalg.pinv(A, hermitian=True) @ m[..., None])[..., 0]
 
 
-def category_vectors(X: np.ndarray, estimator: Estimator = "lda") -> np.ndarray:
+def category_vectors(
+    X: np.ndarray, estimator: Estimator = "lda", dim: int | None = None
+) -> np.ndarray:
     """Vector representations ℓ_w of categories.
 
     Args:
         X: (..., n, d) each category's token vectors in causal coordinates (n ≥ 2).
         estimator: ``"lda"`` — ℓ = (ĝᵀm) ĝ with ĝ the normalised Ledoit–Wolf Σ⁻¹m (Park et al.);
             ``"mean"`` — ℓ = m.
+        dim: ambient dimension when X holds subspace coordinates (see :func:`lda_direction`).
 
     Returns:
         (..., d) float64.
@@ -151,8 +161,18 @@ def category_vectors(X: np.ndarray, estimator: Estimator = "lda") -> np.ndarray:
         return _check(X).mean(axis=-2)
     if estimator != "lda":
         raise InputError(f"unknown category estimator {estimator!r}; use one of {ESTIMATORS}")
-    ghat, m = lda_direction(X)
+    ghat, m = lda_direction(X, dim)
     return np.sum(ghat * m, axis=-1, keepdims=True) * ghat
+
+
+def subspace_coordinates(X: np.ndarray) -> np.ndarray:
+    """Coordinates of the rows of X in an orthonormal basis of their span: (n, d) → (n, min(n, d)).
+
+    Inner products between rows (hence every cosine and, with ``dim=d``, every category vector of
+    a subset of these rows) are unchanged; work on subsets of n ≪ d rows shrinks by d / n.
+    """
+    U, s, _ = np.linalg.svd(np.asarray(X, dtype=np.float64), full_matrices=False)
+    return U * s
 
 
 def _cos(u: np.ndarray, v: np.ndarray) -> np.ndarray:

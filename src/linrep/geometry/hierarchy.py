@@ -13,7 +13,8 @@ resampled separately, so the child stays inside the parent) and four nulls of th
 
 * ``subset``     — (a) the child is a random subset of the parent's tokens of the child's size;
 * ``random_set`` — (b) the parent is a random set of ``word_pool`` tokens of the parent's size and
-  the child a random subset of it;
+  the child a random subset of it (one random parent per draw and real parent, shared by its
+  edges as the real edges share ℓ_parent);
 * ``shuffled``   — (c) token identities shuffled: one random injective map of all category tokens
   into ``normal_pool`` per draw, shared by every edge (so a parent's image still contains its
   child's), everything recomputed;
@@ -45,6 +46,7 @@ from .categorical import (
     edge_cosines,
     sibling_cosines,
     simplex_singular_values,
+    subspace_coordinates,
 )
 
 __all__ = [
@@ -222,12 +224,14 @@ def holm(p: Sequence[float]) -> np.ndarray:
     return out
 
 
-def _vectors(X: np.ndarray, idx: np.ndarray, estimator: Estimator) -> np.ndarray:
+def _vectors(
+    X: np.ndarray, idx: np.ndarray, estimator: Estimator, dim: int | None = None
+) -> np.ndarray:
     """ℓ of the categories X[idx[b]] for idx (B, n) → (B, d), gathered in memory-bounded chunks."""
     B, n = idx.shape
     step = max(1, _CHUNK_CELLS // max(1, n * X.shape[1]))
     return np.concatenate(
-        [category_vectors(X[idx[s : s + step]], estimator) for s in range(0, B, step)]
+        [category_vectors(X[idx[s : s + step]], estimator, dim) for s in range(0, B, step)]
     )
 
 
@@ -242,19 +246,38 @@ def _subsets(rng: np.random.Generator, pool: np.ndarray, B: int, n: int) -> np.n
     return pool[np.argsort(rng.random((B, pool.size)), axis=1)[:, :n]]
 
 
-def _bootstrap(X, parent, child, B, rng, est) -> np.ndarray:
+class _Parent:
+    """A parent's rows in coordinates of their own span (n_p ≤ d columns; exact, see
+    :func:`~.categorical.subspace_coordinates`), for the nulls and resamples inside the parent."""
+
+    def __init__(self, X: np.ndarray, tree: CategoryTree, p: int, est: Estimator):
+        self.rows = tree.members[p]
+        self.Y = subspace_coordinates(X[self.rows])  # (n_p, r)
+        self.dim = X.shape[1]
+        self.est = est
+        self.vector = category_vectors(self.Y, est, self.dim)
+
+    def positions(self, child_rows: np.ndarray) -> np.ndarray:
+        """Positions of a child's rows among the parent's rows."""
+        return np.flatnonzero(np.isin(self.rows, child_rows))
+
+    def vectors(self, pos: np.ndarray) -> np.ndarray:
+        return _vectors(self.Y, pos, self.est, self.dim)
+
+
+def _bootstrap(par: _Parent, child_rows: np.ndarray, B: int, rng) -> np.ndarray:
     """(B, 2) edge statistics on stratified resamples: child rows and the parent's other rows."""
-    rest = np.setdiff1d(parent, child)
+    child = par.positions(child_rows)
+    rest = np.setdiff1d(np.arange(par.rows.size), child)
     ic = child[rng.integers(0, child.size, (B, child.size))]
     ir = rest[rng.integers(0, rest.size, (B, rest.size))] if rest.size else ic[:, :0]
-    lp = _vectors(X, np.concatenate([ic, ir], axis=1), est)
-    lc = _vectors(X, ic, est)
-    return np.stack(edge_cosines(lp, lc), axis=1)
+    lp = par.vectors(np.concatenate([ic, ir], axis=1))
+    return np.stack(edge_cosines(lp, par.vectors(ic)), axis=1)
 
 
 def _compare(obs: float, null: np.ndarray, name: str, orthogonality: bool) -> dict:
     """Empirical and normal-approximation p-values of one edge statistic against one null."""
-    from scipy.stats import norm
+    from scipy.special import ndtr  # standard normal cdf
 
     null = null[np.isfinite(null)]
     n = null.size
@@ -262,11 +285,11 @@ def _compare(obs: float, null: np.ndarray, name: str, orthogonality: bool) -> di
     if orthogonality:
         stat, o = np.abs(null), abs(obs)
         p_emp = (1 + np.sum(stat <= o)) / (n + 1)
-        p_norm = norm.cdf((o - mu) / sd) - norm.cdf((-o - mu) / sd)  # P(|N(μ, σ²)| ≤ |obs|)
+        p_norm = ndtr((o - mu) / sd) - ndtr((-o - mu) / sd)  # P(|N(μ, σ²)| ≤ |obs|)
     else:
         stat = null
         p_emp = (1 + np.sum(stat >= obs)) / (n + 1)
-        p_norm = norm.sf((obs - mu) / sd)
+        p_norm = ndtr((mu - obs) / sd)  # P(N(μ, σ²) ≥ obs)
     q = np.quantile(stat, [0.025, 0.975]) if n else [np.nan, np.nan]
     return {
         "null": name,
@@ -280,18 +303,23 @@ def _compare(obs: float, null: np.ndarray, name: str, orthogonality: bool) -> di
 
 
 # --------------------------------------------------------------------------------- nulls
-def _null_subset(X, tree, e, B, rng, est, lv) -> np.ndarray:
-    p, c = tree.edges[e]
-    ic = _subsets(rng, tree.members[p], B, tree.members[c].size)
-    return np.stack(edge_cosines(lv[p], _vectors(X, ic, est)), axis=1)
+def _null_subset(par: _Parent, n_child: int, B: int, rng) -> np.ndarray:
+    ic = _subsets(rng, np.arange(par.rows.size), B, n_child)
+    return np.stack(edge_cosines(par.vector, par.vectors(ic)), axis=1)
 
 
-def _null_random_set(X, tree, e, B, rng, est, pool) -> np.ndarray:
-    p, c = tree.edges[e]
-    ip = _subsets(rng, pool, B, tree.members[p].size)
-    lp = _vectors(X, ip, est)
-    lc = _vectors(X, ip[:, : tree.members[c].size], est)
-    return np.stack(edge_cosines(lp, lc), axis=1)
+def _null_random_set(X, tree, B, rng, est, pool) -> np.ndarray:
+    """(B, E, 2). One set of B random parents per real parent, shared by its edges (as the real
+    edges share ℓ_parent); each child is a random subset of its random parent."""
+    out = np.empty((B, len(tree.edges), 2))
+    for p in sorted({p for p, _ in tree.edges}):
+        ip = _subsets(rng, pool, B, tree.members[p].size)
+        lp = _vectors(X, ip, est)
+        for e, (q, c) in enumerate(tree.edges):
+            if q == p:
+                lc = _vectors(X, ip[:, : tree.members[c].size], est)
+                out[:, e] = np.stack(edge_cosines(lp, lc), axis=1)
+    return out
 
 
 def _null_unrelated(X, tree, e, B, rng, est, lv) -> tuple[np.ndarray, str | None]:
@@ -359,8 +387,29 @@ def analyze_tree(
 
     Returns:
         :class:`HierarchyAnalysis`.
+
+    BLAS runs single-threaded inside: the work is many small batched products and solves, for
+    which threads only add contention (24× slower solves on a loaded 2-core machine).
     """
-    X = np.asarray(X, dtype=np.float64)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return _analyze_tree(
+            np.asarray(X, dtype=np.float64),
+            tree,
+            estimator,
+            word_pool,
+            normal_pool,
+            n_null,
+            n_boot,
+            seed,
+            nulls,
+        )
+
+
+def _analyze_tree(
+    X, tree, estimator, word_pool, normal_pool, n_null, n_boot, seed, nulls
+) -> HierarchyAnalysis:
     bad = [n for n in nulls if n not in NULLS]
     if bad:
         raise InputError(f"unknown hierarchy null(s) {bad}; use some of {list(NULLS)}")
@@ -375,33 +424,33 @@ def analyze_tree(
     pe = np.array([p for p, _ in tree.edges])
     ce = np.array([c for _, c in tree.edges])
     obs = np.stack(edge_cosines(lv[pe], lv[ce]), axis=1)  # (E, 2)
+    parents = {p: _Parent(X, tree, p, estimator) for p in np.unique(pe)}
     draws: dict[str, np.ndarray] = {}  # null → (n_null, E, 2)
     notes: dict[int, list[str]] = {e: [] for e in range(E)}
     for name in nulls:
         if name == "shuffled":
             draws[name] = _null_shuffled(X, tree, n_null, rng, estimator, normal_pool)
             continue
+        if name == "random_set":
+            draws[name] = _null_random_set(X, tree, n_null, rng, estimator, word_pool)
+            continue
         per = []
         for e in range(E):
             if name == "subset":
-                per.append(_null_subset(X, tree, e, n_null, rng, estimator, lv))
-            elif name == "random_set":
-                per.append(_null_random_set(X, tree, e, n_null, rng, estimator, word_pool))
+                n_c = tree.members[ce[e]].size
+                per.append(_null_subset(parents[pe[e]], n_c, n_null, rng))
             else:
                 d, note = _null_unrelated(X, tree, e, n_null, rng, estimator, lv)
                 per.append(d if d.shape[0] else np.full((n_null, 2), np.nan))
                 if note:
                     notes[e].append(f"unrelated null: {note}")
         draws[name] = np.stack(per, axis=1)
-    boots = [
-        _bootstrap(X, tree.members[p], tree.members[c], n_boot, rng, estimator)
-        for p, c in tree.edges
-    ]
+    boots = [_bootstrap(parents[p], tree.members[c], n_boot, rng) for p, c in tree.edges]
     edges = _edge_results(tree, obs, draws, boots, estimator, notes)
     return HierarchyAnalysis(
         estimator=estimator,
         edges=edges,
-        parents=_parent_results(X, tree, lv, n_null, rng, estimator),
+        parents=_parent_results(tree, parents, lv, n_null, rng),
         mean_abs_cos_childdiff=float(np.mean(np.abs(obs[:, 0]))),
         mean_cos_child=float(np.mean(obs[:, 1])),
         summary_nulls={k: _summary(k, obs, v) for k, v in draws.items()},
@@ -465,9 +514,9 @@ def _summary(name: str, obs: np.ndarray, d: np.ndarray) -> SummaryNull:
     )
 
 
-def _parent_results(X, tree, lv, n_null, rng, est) -> tuple[ParentResult, ...]:
+def _parent_results(tree, parents, lv, n_null, rng) -> tuple[ParentResult, ...]:
     out = []
-    for p in range(len(tree.names)):
+    for p, par in parents.items():
         kids = tree.children(p)
         if len(kids) < 2:
             continue
@@ -475,13 +524,11 @@ def _parent_results(X, tree, lv, n_null, rng, est) -> tuple[ParentResult, ...]:
         sv = simplex_singular_values(L)
         ratio = float(sv[-1] / sv[0]) if sv[0] > 0 else float("nan")
         # null: every child replaced by a random subset of the parent's rows of its size
+        all_rows = np.arange(par.rows.size)
         null_L = np.stack(
-            [
-                _vectors(X, _subsets(rng, tree.members[p], n_null, tree.members[c].size), est)
-                for c in kids
-            ],
+            [par.vectors(_subsets(rng, all_rows, n_null, tree.members[c].size)) for c in kids],
             axis=1,
-        )  # (n_null, k, d)
+        )  # (n_null, k, r)
         nsv = simplex_singular_values(null_L)
         nratio = nsv[:, -1] / np.maximum(nsv[:, 0], 1e-300)
         sib = sibling_cosines(lv[p], L)
@@ -490,7 +537,7 @@ def _parent_results(X, tree, lv, n_null, rng, est) -> tuple[ParentResult, ...]:
             ParentResult(
                 parent=tree.names[p],
                 children=tuple(tree.names[c] for c in kids),
-                estimator=est,
+                estimator=par.est,
                 sibling_cosines=tuple(
                     (tree.names[kids[a]], tree.names[kids[b]], float(s))
                     for a, b, s in zip(i, j, sib, strict=True)
