@@ -14,8 +14,12 @@ Everything works on plain numpy arrays in float64 (float32 inputs are read row b
   2024: normalised Ledoit–Wolf Σ_w⁻¹m_w, or the mean), edge cosines cos(ℓ_p, ℓ_c − ℓ_p) and
   cos(ℓ_p, ℓ_c), sibling differences, simplices, and a category tree's nulls (random subsets, random
   token sets, shuffled unembedding, unrelated categories) with Holm-adjusted tests.
-* **Nulls** (``nulls.py``): random token pairs, shuffled unembedding, z-scores and p-values.
-* **Intervals** (``intervals.py``): seed-based t and bootstrap 95 % intervals.
+* **Nulls** (``nulls.py``): random token pairs, shuffled unembedding, random word-pair directions,
+  random inner-product draws, z-scores, quantiles and p-values.
+* **Test statistics** (``stats.py``): word clusters of pairs sharing words, shared-out (leave
+  neighbours out) directions and cross-fitting folds, the word-cluster sign-flip test of the LOO
+  projection, the label-permutation null of an alignment, Holm's adjustment, cosine summaries of direction sets.
+* **Intervals** (``intervals.py``): seed-based t, bootstrap and cluster-bootstrap 95 % intervals.
 * **Probes** (``probes.py``): cross-validated logistic-regression accuracy.
 * **Identifiable subspace** (``subspace.py``): span{f(ξ)} (numerical rank F, streaming Gram, batched
   over runs) and the projection P_F of unembedding-side vectors onto it.
@@ -43,7 +47,7 @@ from .categorical import (
     sibling_cosines,
     simplex_singular_values,
 )
-from .hierarchy import CategoryTree, HierarchyAnalysis, analyze_tree, holm
+from .hierarchy import CategoryTree, HierarchyAnalysis, analyze_tree
 from .inner import (
     INNER_PRODUCTS,
     CausalInnerProduct,
@@ -53,12 +57,35 @@ from .inner import (
     centred_covariance,
     get_inner_product,
 )
-from .intervals import Interval, bootstrap_interval, seed_interval
-from .nulls import NullTest, mean_loo_cosine, null_test, random_pair_null, shuffled_unembedding_null
+from .intervals import Interval, bootstrap_interval, cluster_bootstrap_interval, seed_interval
+from .nulls import (
+    NullTest,
+    mean_loo_cosine,
+    null_test,
+    random_inner_product_directions,
+    random_pair_means,
+    random_pair_null,
+    relabelled_pair_means,
+    shuffled_unembedding_null,
+)
 from .probes import probe_accuracy, threshold_probe_accuracy
 from .simulation import HOOK_KEYS, SimulationIndex, metric_hook, simulation_metrics
+from .stats import (
+    CosineSummary,
+    Fold,
+    cosine_summary,
+    cross_fit_folds,
+    holm,
+    label_permutation_null,
+    loo_sign_flip_test,
+    mean_difference_direction,
+    shared_out_directions,
+    shared_out_projections,
+    word_clusters,
+)
 from .steering import (
     ConceptDirection,
+    block_means,
     block_structure,
     check_pairs,
     concept_direction,
@@ -110,6 +137,7 @@ __all__ = [
     "loo_cosines",
     "loo_projections",
     "block_structure",
+    "block_means",
     # categorical concepts and hierarchy
     "ESTIMATORS",
     "category_vectors",
@@ -119,7 +147,6 @@ __all__ = [
     "CategoryTree",
     "HierarchyAnalysis",
     "analyze_tree",
-    "holm",
     # nulls and intervals
     "random_pair_null",
     "shuffled_unembedding_null",
@@ -129,6 +156,22 @@ __all__ = [
     "Interval",
     "seed_interval",
     "bootstrap_interval",
+    "cluster_bootstrap_interval",
+    "random_pair_means",
+    "relabelled_pair_means",
+    "random_inner_product_directions",
+    # test statistics respecting shared words
+    "holm",
+    "word_clusters",
+    "shared_out_directions",
+    "shared_out_projections",
+    "Fold",
+    "cross_fit_folds",
+    "loo_sign_flip_test",
+    "mean_difference_direction",
+    "label_permutation_null",
+    "CosineSummary",
+    "cosine_summary",
     # probes
     "probe_accuracy",
     # identifiable subspace

@@ -48,6 +48,7 @@ from .categorical import (
     simplex_singular_values,
     subspace_coordinates,
 )
+from .stats import holm  # the one Holm adjustment of linrep.geometry (re-exported here)
 
 __all__ = [
     "NULLS",
@@ -212,18 +213,6 @@ class HierarchyAnalysis:
 
 
 # --------------------------------------------------------------------------------- helpers
-def holm(p: Sequence[float]) -> np.ndarray:
-    """Holm–Bonferroni adjusted p-values (step-down, monotone, capped at 1); NaN stays NaN."""
-    p = np.asarray(p, dtype=np.float64)
-    out = np.full_like(p, np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    order = ok[np.argsort(p[ok], kind="stable")]
-    m = order.size
-    adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
-    out[order] = np.minimum(adj, 1.0)
-    return out
-
-
 def _vectors(
     X: np.ndarray, idx: np.ndarray, estimator: Estimator, dim: int | None = None
 ) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Uncertainty of headline numbers: seed-based t intervals and bootstrap intervals (95 % default)."""
+"""Uncertainty of headline numbers: seed-based t intervals, bootstrap and cluster-bootstrap intervals
+(95 % default)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["Interval", "seed_interval", "bootstrap_interval"]
+__all__ = ["Interval", "seed_interval", "bootstrap_interval", "cluster_bootstrap_interval"]
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class Interval:
         low, high: interval bounds (NaN when it cannot be computed, e.g. n = 1).
         n: number of finite values used.
         level: confidence level.
-        method: ``"t"`` (seeds) or ``"bootstrap"``.
+        method: ``"t"`` (seeds), ``"bootstrap"`` or ``"cluster bootstrap"``.
     """
 
     mean: float
@@ -107,3 +108,51 @@ def bootstrap_interval(
     a = (1 - level) / 2
     lo, hi = np.quantile(stats_, [a, 1 - a])
     return Interval(est, float(lo), float(hi), n, level, "bootstrap")
+
+
+def cluster_bootstrap_interval(
+    x: np.ndarray | list[float],
+    clusters: np.ndarray | list[int],
+    level: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> Interval:
+    """Percentile cluster-bootstrap interval of a mean over dependent values.
+
+    The C clusters (e.g. word clusters of pairs that share a word) are resampled with replacement;
+    a resample with multiplicities w_c (w ~ Multinomial(C, 1/C)) has mean Σ_c w_c S_c / Σ_c w_c n_c,
+    S_c and n_c the sum and size of cluster c. With every cluster a singleton this is the ordinary
+    bootstrap of the mean.
+
+    Args:
+        x: (n,) values; NaN/inf values are dropped with their cluster labels.
+        clusters: (n,) cluster label of each value.
+        level: confidence level.
+        n_boot: resamples.
+        seed: random seed.
+
+    Returns:
+        :class:`Interval` (method ``"cluster bootstrap"``) whose ``mean`` is the plain mean and ``n``
+        the number of clusters; low = high = NaN with fewer than 2 clusters.
+    """
+    if not 0 < level < 1:
+        raise InputError(f"confidence level must lie in (0, 1), got {level}")
+    v = np.asarray(x, dtype=np.float64).ravel()
+    lab = np.asarray(clusters).ravel()
+    if lab.shape != v.shape:
+        raise InputError(f"{v.size} values but {lab.size} cluster labels; give one label per value")
+    ok = np.isfinite(v)
+    v, lab = v[ok], lab[ok]
+    method = "cluster bootstrap"
+    if v.size == 0:
+        return Interval(float("nan"), float("nan"), float("nan"), 0, level, method)
+    _, inv = np.unique(lab, return_inverse=True)
+    sums, sizes = np.bincount(inv, weights=v), np.bincount(inv).astype(np.float64)
+    C = sizes.size
+    if C < 2:
+        return Interval(float(v.mean()), float("nan"), float("nan"), C, level, method)
+    w = np.random.default_rng(seed).multinomial(C, np.full(C, 1.0 / C), size=n_boot)  # (B, C)
+    stats_ = (w @ sums) / (w @ sizes)
+    a = (1 - level) / 2
+    lo, hi = np.quantile(stats_, [a, 1 - a])
+    return Interval(float(v.mean()), float(lo), float(hi), C, level, method)

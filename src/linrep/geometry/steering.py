@@ -35,6 +35,7 @@ __all__ = [
     "loo_cosines",
     "loo_projections",
     "block_structure",
+    "block_means",
 ]
 
 _EPS = 1e-300
@@ -273,6 +274,36 @@ def loo_projections(deltas: np.ndarray) -> np.ndarray:
     return np.sum(d * unit(others), axis=-1)
 
 
+def _group_masks(groups: Sequence[object], k: int) -> tuple[np.ndarray, np.ndarray]:
+    g = np.asarray(list(groups), dtype=object)
+    if g.size != k:
+        raise InputError(f"block structure needs one group label per concept: {g.size} for k = {k}")
+    same = g[:, None] == g[None, :]
+    off = ~np.eye(k, dtype=bool)
+    return same & off, ~same
+
+
+def block_means(c: np.ndarray, groups: Sequence[object]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean |C_ij| over related pairs (same group, i ≠ j) and over unrelated pairs (different groups).
+
+    Args:
+        c: (..., k, k) cosine matrices (leading axes, e.g. null draws, allowed).
+        groups: k group labels.
+
+    Returns:
+        (within (...), between (...)); NaN where a block is empty.
+    """
+    c = np.abs(np.asarray(c, dtype=np.float64))
+    within, between = _group_masks(groups, c.shape[-1])
+
+    def mean(mask: np.ndarray) -> np.ndarray:
+        if not mask.any():
+            return np.full(c.shape[:-2], np.nan)
+        return c[..., mask].mean(axis=-1)
+
+    return mean(within), mean(between)
+
+
 def block_structure(c: np.ndarray, groups: Sequence[object]) -> dict[str, float]:
     """Block structure of a concept cosine matrix: related concepts (same group) vs unrelated ones.
 
@@ -285,20 +316,14 @@ def block_structure(c: np.ndarray, groups: Sequence[object]) -> dict[str, float]
         (different groups), their ``ratio``, and the numbers of entries ``n_within``/``n_between``.
     """
     c = np.asarray(c, dtype=np.float64)
-    g = np.asarray(list(groups), dtype=object)
-    if c.ndim != 2 or c.shape[0] != c.shape[1] or g.size != c.shape[0]:
-        raise InputError(
-            f"block_structure needs a (k, k) matrix and k groups; got {c.shape}, {g.size}"
-        )
-    same = g[:, None] == g[None, :]
-    off = ~np.eye(g.size, dtype=bool)
-    w, b = np.abs(c[same & off]), np.abs(c[~same])
-    within = float(w.mean()) if w.size else float("nan")
-    between = float(b.mean()) if b.size else float("nan")
+    if c.ndim != 2 or c.shape[0] != c.shape[1]:
+        raise InputError(f"block_structure needs a (k, k) matrix and k groups; got {c.shape}")
+    within, between = (float(v) for v in block_means(c, groups))
+    w_mask, b_mask = _group_masks(groups, c.shape[0])
     return {
         "within_abs_cosine": within,
         "between_abs_cosine": between,
-        "ratio": within / between if b.size and between > 0 else float("nan"),
-        "n_within": int(w.size),
-        "n_between": int(b.size),
+        "ratio": within / between if b_mask.any() and between > 0 else float("nan"),
+        "n_within": int(w_mask.sum()),
+        "n_between": int(b_mask.sum()),
     }
