@@ -152,11 +152,16 @@ def test_simulate_cli_writes_metrics(tmp_path, capsys):
         "log_odds_matching_error",
         "same_concept_cosine_causal",
         "same_concept_cosine_random",
+        "same_concept_cosine_identifiable",
+        "cross_concept_abs_cosine_identifiable",
+        "alignment_cosine_identifiable",
+        "identifiable_rank",
     ):
         assert key in m, key
         assert len(m[key]["per_seed"]) == 3 and len(m[key]["ci"]) == 2
     assert len(m["same_concept_cosine"]["per_concept"]) == 4
     assert doc["seeds"] == [0, 1, 2]
+    assert doc["identifiable"]["d"] == 32 and doc["identifiable"]["rank"] == [9, 9, 9]  # 2m + 1
     for f in ("report.html", "report.md", "results.json", "train/history.csv"):
         assert (out / f).is_file(), f
     assert (

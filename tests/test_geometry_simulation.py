@@ -188,3 +188,59 @@ def test_single_concept_gives_nan_not_errors():
     )
     assert np.isnan(r["same_concept_cosine"]) and np.isnan(r["cross_concept_abs_cosine"])
     assert np.isnan(r["cross_pair_abs_cosine"]) and np.isfinite(r["log_odds_matching_error"])
+
+
+def _brute_same_concept(g, lat) -> float:
+    """Mean over concepts of the mean pairwise cosine of Δg, by explicit loops."""
+    out = []
+    for i in range(lat.m):
+        D = [g[y1] - g[y0] for y0, y1 in lat.counterfactual_pairs(i)]
+        out.append(np.mean([_cos(a, b) for a, b in itertools.permutations(D, 2)]))
+    return float(np.mean(out))
+
+
+def test_identifiable_twins_project_g_on_span_f_and_f_on_span_of_g_differences():
+    """Independent re-implementation: P_F from numpy's SVD of f, Q_G from the SVD of centred g."""
+    lat = LatentModel.from_config({"m": 3, "p1": P1})
+    f0, g0 = _linear_model(lat, d=4)
+    rng = np.random.default_rng(5)
+    d = 12  # embed in ℝ^12, then pollute g (and f) with noise the logits cannot see
+    Q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    f = np.concatenate([f0, np.zeros((f0.shape[0], d - 4))], axis=1) @ Q.T
+    g = np.concatenate([g0, np.zeros((g0.shape[0], d - 4))], axis=1) @ Q.T
+    null_f = Q[:, 4:]  # orthogonal to every f(ξ)
+    g_noisy = g + rng.standard_normal((g.shape[0], d - 4)) @ null_f.T
+    np.testing.assert_allclose(f @ g_noisy.T, f @ g.T, atol=1e-12)  # the logits cannot tell
+    r = simulation_metrics(lat, f, g_noisy, probes=False)
+    assert r["identifiable_rank"] == 3 and r["d"] == d  # F = rank f = m here
+    assert r["same_concept_cosine"] < 0.6  # raw: the invisible noise dominates
+    assert r["same_concept_cosine_identifiable"] == pytest.approx(1, abs=1e-9)
+    assert r["cross_concept_abs_cosine_identifiable"] == pytest.approx(0, abs=1e-9)
+    assert r["log_odds_matching_error"] == pytest.approx(0, abs=1e-9)  # invariant
+    # against an explicit projection with numpy's SVD, on a random (non-planted) model
+    fr, gr = rng.standard_normal((lat.n_contexts, 3)) @ rng.standard_normal((3, d)), g_noisy
+    _, s, vt = np.linalg.svd(fr)
+    Vf = vt[: int((s > 1e-5 * s[0]).sum())]
+    gc = gr - gr.mean(0)
+    _, s, vt = np.linalg.svd(gc)
+    Vg = vt[: int((s > 1e-5 * s[0]).sum())]
+    gp, fp = gr @ Vf.T @ Vf, fr @ Vg.T @ Vg
+    rr = simulation_metrics(lat, fr, gr, probes=False)
+    assert rr["same_concept_cosine_identifiable"] == pytest.approx(_brute_same_concept(gp, lat))
+    ref = simulation_metrics(lat, fp, gp, probes=False)  # raw metrics of explicitly projected f, g
+    for key in ("cross_concept_abs_cosine", "cross_pair_abs_cosine", "alignment_cosine"):
+        assert rr[key + "_identifiable"] == pytest.approx(ref[key], abs=1e-9), key
+
+
+def test_hook_reports_identifiable_twins_and_rank():
+    lat = LatentModel.from_config({"m": 3, "p1": P1})
+    f, g = _linear_model(lat, d=4)
+    rng = np.random.default_rng(0)
+    F = np.stack([f, f @ rng.standard_normal((4, 4))])
+    G = np.stack([g, g + rng.standard_normal(g.shape)])
+    out = metric_hook(lat)(F, G)
+    for k in range(2):
+        one = simulation_metrics(lat, F[k], G[k], probes=False)
+        for key in ("same_concept_cosine_identifiable", "cross_pair_abs_cosine_identifiable"):
+            assert out[key][k] == pytest.approx(one[key], abs=1e-12), key
+        assert out["identifiable_rank"][k] == one["identifiable_rank"]

@@ -218,7 +218,12 @@ def _run_simulate(args: argparse.Namespace) -> None:
         args.config, args.out, seeds=args.seeds, overrides=args.overrides, progress=not args.quiet
     )
     m = doc["metrics"]
+    ident = doc["identifiable"]
     print(f"seeds {doc['seeds']}; mean ± 95 % CI over seeds (Euclidean):")
+    print(
+        f"  span{{f}} has rank F = {sorted(set(ident['rank']))} of d = {ident['d']}: "
+        "*_identifiable keys measure g inside it (what the logits see)"
+    )
     for key, s in m.items():
         lo, hi = s["ci"]
         ci = f" [{lo:.4g}, {hi:.4g}]" if lo is not None and lo == lo else ""

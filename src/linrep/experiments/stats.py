@@ -19,6 +19,7 @@ __all__ = [
     "bounds",
     "history_arrays",
     "run_metrics",
+    "biases",
     "stack_metrics",
 ]
 
@@ -157,6 +158,12 @@ def run_metrics(
         )
         for k in range(f.shape[0])
     ]
+
+
+def biases(res, initial: bool = False) -> np.ndarray | None:
+    """The per-token biases b(y) of a trained ensemble, (K, V), or None if the model has none."""
+    b = res.params(initial=initial).get("b")
+    return None if b is None else b.reshape(b.shape[0], -1)
 
 
 def stack_metrics(per_run: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[str, Summary]:

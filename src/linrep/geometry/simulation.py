@@ -57,13 +57,23 @@ from .steering import (
     same_concept_cosine,
 )
 from .steering import unit as _unit
+from .subspace import DEFAULT_RTOL, identifiable_subspace, row_space
 
 if TYPE_CHECKING:
     from ..latent import LatentModel
 
-__all__ = ["SimulationIndex", "simulation_metrics", "metric_hook", "HOOK_KEYS", "SUMMARY_KEYS"]
+__all__ = [
+    "SimulationIndex",
+    "simulation_metrics",
+    "metric_hook",
+    "identifiable",
+    "HOOK_KEYS",
+    "COSINE_KEYS",
+    "SUMMARY_KEYS",
+    "IDENTIFIABLE_KEYS",
+]
 
-MetricFn = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
+MetricFn = Callable[..., dict[str, np.ndarray]]
 
 HOOK_KEYS = (
     "same_concept_cosine",
@@ -72,20 +82,40 @@ HOOK_KEYS = (
     "cross_pair_abs_cosine",
     "alignment_cosine",
     "alignment_offdiag_abs_cosine",
+    "same_concept_cosine_identifiable",
+    "cross_concept_abs_cosine_identifiable",
+    "direction_abs_cosine_identifiable",
+    "cross_pair_abs_cosine_identifiable",
+    "alignment_cosine_identifiable",
+    "alignment_offdiag_abs_cosine_identifiable",
+    "identifiable_rank",
     "log_odds_matching_error",
     "log_odds_max_error",
     "log_odds_spread",
 )
 """Names returned by :func:`metric_hook` (means over concepts; ``name/<concept>`` per concept)."""
 
-SUMMARY_KEYS = (
+IDENTIFIABLE_SUFFIX = "_identifiable"
+
+
+def identifiable(key: str) -> str:
+    """The name of a metric's identifiable twin: ``key + "_identifiable"``."""
+    return key + IDENTIFIABLE_SUFFIX
+
+
+COSINE_KEYS = (
     "same_concept_cosine",
     "cross_concept_abs_cosine",
     "cross_pair_abs_cosine",
     "alignment_cosine",
-    "log_odds_matching_error",
 )
+"""Cosine statistics; each also comes as an identifiable twin (``identifiable(key)``)."""
+
+SUMMARY_KEYS = (*COSINE_KEYS, "log_odds_matching_error")
 """The per-run geometry statistics that experiments, ``linrep simulate`` and reports summarise."""
+
+IDENTIFIABLE_KEYS = tuple(identifiable(k) for k in COSINE_KEYS)
+"""The identifiable twins of :data:`COSINE_KEYS` (log-odds need none: f·P_F g = f·g)."""
 
 
 def _transforms(g: np.ndarray, inner: str, seed: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -110,18 +140,10 @@ def _check_inner(inner: str) -> None:
         )
 
 
-def _batched(
-    index: SimulationIndex,
-    f: np.ndarray,
-    g: np.ndarray,
-    inner: str,
-    *,
-    log_odds: bool = True,
-    probes: bool = False,
-    seed: int = 0,
-    bias: np.ndarray | None = None,
-) -> dict[str, np.ndarray]:
-    """All per-concept metrics for K runs: name → (K, m) (plus matrices (K, m, m))."""
+def _check_fg(
+    index: SimulationIndex, f: np.ndarray, g: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """f (K, n, d), g (K, V, d) as float64, checked against the latent model's tables."""
     f = np.asarray(f, dtype=np.float64)
     g = np.asarray(g, dtype=np.float64)
     if f.ndim != 3 or g.ndim != 3 or f.shape[0] != g.shape[0] or f.shape[2] != g.shape[2]:
@@ -134,45 +156,55 @@ def _batched(
             f"f has {f.shape[1]} contexts and g {g.shape[1]} tokens, but the latent model has "
             f"{lat.n_contexts} contexts and {lat.n_tokens} tokens: pass f of latent.contexts"
         )
-    K, m = f.shape[0], len(index.pairs)
-    tr = _transforms(g, inner, seed)
-    gt = g if tr is None else g @ tr[0]  # differences of rows do not depend on the centring
-    ft = f if tr is None else f @ tr[1]
+    return f, g
 
-    deltas = [gt[:, p[:, 1]] - gt[:, p[:, 0]] for p in index.pairs]  # (K, P_i, d)
-    units = [_unit(d) for d in deltas]
-    out: dict[str, np.ndarray] = {}
-    out["same_concept_cosine"] = np.stack(
-        [same_concept_cosine(d) if d.shape[1] > 1 else np.full(K, np.nan) for d in deltas], axis=1
-    )  # a concept with a single pair (m = 1) has no parallelism to measure
 
-    # cross-concept |cos| between steering vectors, accumulated block by block (no ΣP × ΣP matrix)
+def _cross_pair(units: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean |cos| between steering vectors of different concepts: per concept (K, m), total (K,).
+
+    Accumulated block by block (no ΣP × ΣP matrix).
+    """
+    K, m = units[0].shape[0], len(units)
     unitsT = [np.ascontiguousarray(np.swapaxes(u, 1, 2)) for u in units]
-    abs_sum = np.zeros((K, m))
-    abs_cnt = np.zeros(m)
+    abs_sum, abs_cnt = np.zeros((K, m)), np.zeros(m)
     for i in range(m):
         for j in range(i + 1, m):
             s = np.abs(units[i] @ unitsT[j]).reshape(K, -1).sum(axis=1)
             n = units[i].shape[1] * units[j].shape[1]
-            abs_sum[:, i] += s
-            abs_sum[:, j] += s
-            abs_cnt[i] += n
-            abs_cnt[j] += n
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out["cross_pair_abs_cosine"] = abs_sum / abs_cnt
+            abs_sum[:, [i, j]] += s[:, None]
+            abs_cnt[[i, j]] += n
     n_cross = abs_cnt.sum() / 2
-    out["_cross_pair_total"] = abs_sum.sum(axis=1) / 2 / n_cross if n_cross else np.full(K, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        total = abs_sum.sum(axis=1) / 2 / n_cross if n_cross else np.full(K, np.nan)
+        return abs_sum / abs_cnt, total
 
+
+def _offdiag_abs_mean(c: np.ndarray) -> np.ndarray:
+    """Row means of |C_ij| over j ≠ i of (K, m, m) matrices, (K, m) (NaN when m = 1)."""
+    K, m = c.shape[0], c.shape[-1]
+    if m < 2:
+        return np.full((K, m), np.nan)
+    with np.errstate(invalid="ignore"):
+        return np.where(~np.eye(m, dtype=bool), np.abs(c), 0).sum(axis=2) / (m - 1)
+
+
+def _cosine_block(
+    index: SimulationIndex, f: np.ndarray, g: np.ndarray, inner: str, seed: int
+) -> dict[str, np.ndarray]:
+    """Cosine metrics of K runs under one inner product: name → (K, m) (matrices (K, m, m))."""
+    K, m = f.shape[0], len(index.pairs)
+    tr = _transforms(g, inner, seed)
+    gt = g if tr is None else g @ tr[0]  # differences of rows do not depend on the centring
+    ft = f if tr is None else f @ tr[1]
+    deltas = [gt[:, p[:, 1]] - gt[:, p[:, 0]] for p in index.pairs]  # (K, P_i, d)
+    out: dict[str, np.ndarray] = {}
+    out["same_concept_cosine"] = np.stack(
+        [same_concept_cosine(d) if d.shape[1] > 1 else np.full(K, np.nan) for d in deltas], axis=1
+    )  # a concept with a single pair (m = 1) has no parallelism to measure
+    out["cross_pair_abs_cosine"], out["_cross_pair_total"] = _cross_pair([_unit(d) for d in deltas])
     dirs = np.stack([concept_direction(d) for d in deltas], axis=1)  # (K, m, d)
     out["direction_cosine_matrix"] = cosine_matrix(dirs)
-    off_m = ~np.eye(m, dtype=bool)
-    with np.errstate(invalid="ignore", divide="ignore"):  # row i: mean_{j≠i} |cos(ḡ_i, ḡ_j)|
-        out["cross_concept_abs_cosine"] = (
-            np.where(off_m, np.abs(out["direction_cosine_matrix"]), 0).sum(axis=2) / (m - 1)
-            if m > 1
-            else np.full((K, m), np.nan)
-        )
-
+    out["cross_concept_abs_cosine"] = _offdiag_abs_mean(out["direction_cosine_matrix"])
     fbar = np.full((K, m, f.shape[2]), np.nan)
     for i, cp in enumerate(index.context_pairs):
         if cp.size:
@@ -180,31 +212,74 @@ def _batched(
     align = cosine(fbar[:, :, None, :], dirs[:, None, :, :])  # (K, m, m): cos(f̄_i, ḡ_j)
     out["alignment_matrix"] = align
     out["alignment_cosine"] = np.diagonal(align, axis1=1, axis2=2).copy()
-    off = ~np.eye(m, dtype=bool)
-    with np.errstate(invalid="ignore"):
-        out["alignment_offdiag_abs_cosine"] = (
-            np.where(off, np.abs(align), 0).sum(axis=2) / max(m - 1, 1)
-            if m > 1
-            else np.full((K, m), np.nan)
-        )
+    out["alignment_offdiag_abs_cosine"] = _offdiag_abs_mean(align)
+    return out
 
+
+def _identifiable_block(
+    index: SimulationIndex, f: np.ndarray, g: np.ndarray, inner: str, seed: int, rtol: float
+) -> dict[str, np.ndarray]:
+    """The cosine metrics of (Q_G f, P_F g): g inside span{f}, f inside span{g(y) − g(y')}.
+
+    Keys get the suffix ``_identifiable``; ``identifiable_rank`` is F per run, (K,).
+    """
+    sub_f = identifiable_subspace(f, rtol)
+    sub_g = row_space(g, rtol, centre=True)
+    block = _cosine_block(index, sub_g.project(f), sub_f.project(g), inner, seed)
+    out = {identifiable(k): v for k, v in block.items()}
+    out["identifiable_rank"] = sub_f.rank.astype(np.float64)
+    return out
+
+
+def _log_odds_block(
+    index: SimulationIndex, f: np.ndarray, g: np.ndarray, bias: np.ndarray | None
+) -> dict[str, np.ndarray]:
+    """Learned (f·Δg + Δb) vs true pair log-odds per concept, name → (K, m)."""
+    K, m = f.shape[0], len(index.pairs)
+    keys = ("log_odds_matching_error", "log_odds_max_error", "log_odds_spread")
+    keys += ("true_log_odds_spread", "learned_log_odds_mean", "true_log_odds_mean")
+    out = {k: np.full((K, m), np.nan) for k in keys}
+    for i in range(m):
+        stats = _log_odds_stats(index, i, f, g, bias)
+        for k, v in (stats or {}).items():
+            out[k][:, i] = v
+    return out
+
+
+def _probe_block(index: SimulationIndex, f: np.ndarray, seed: int) -> np.ndarray:
+    """Cross-validated probe accuracy of each known concept from f(ξ), (K, m)."""
+    K, m = f.shape[0], len(index.pairs)
+    acc = np.full((K, m), np.nan)
+    for i, (rows, y) in enumerate(zip(index.known_rows, index.known_labels, strict=True)):
+        for k in range(K):
+            acc[k, i] = probe_accuracy(f[k, rows], y, seed=seed) if rows.size else np.nan
+    return acc
+
+
+def _batched(
+    index: SimulationIndex,
+    f: np.ndarray,
+    g: np.ndarray,
+    inner: str,
+    *,
+    log_odds: bool = True,
+    probes: bool = False,
+    seed: int = 0,
+    bias: np.ndarray | None = None,
+    rtol: float = DEFAULT_RTOL,
+) -> dict[str, np.ndarray]:
+    """All per-concept metrics for K runs: name → (K, m) (plus matrices (K, m, m), ranks (K,)).
+
+    Raw cosines, their ``_identifiable`` twins (see :func:`_identifiable_block`), the log-odds
+    statistics (inner-product free and identifiable by construction: f·P_F g = f·g) and probes.
+    """
+    f, g = _check_fg(index, f, g)
+    out = _cosine_block(index, f, g, inner, seed)
+    out.update(_identifiable_block(index, f, g, inner, seed, rtol))
     if log_odds:
-        keys = ("log_odds_matching_error", "log_odds_max_error", "log_odds_spread")
-        keys += ("true_log_odds_spread", "learned_log_odds_mean", "true_log_odds_mean")
-        for k in keys:
-            out[k] = np.full((K, m), np.nan)
-        for i in range(m):
-            stats = _log_odds_stats(index, i, f, g, bias)
-            if stats is not None:
-                for k, v in stats.items():
-                    out[k][:, i] = v
-
+        out.update(_log_odds_block(index, f, g, bias))
     if probes:
-        acc_p = np.full((K, m), np.nan)
-        for i, (rows, y) in enumerate(zip(index.known_rows, index.known_labels, strict=True)):
-            for k in range(K):
-                acc_p[k, i] = probe_accuracy(f[k, rows], y, seed=seed) if rows.size else np.nan
-        out["probe_accuracy"] = acc_p
+        out["probe_accuracy"] = _probe_block(index, f, seed)
     return out
 
 
@@ -314,7 +389,10 @@ def simulation_metrics(
         ``log_odds_max_error`` (the ε of the theorem), ``log_odds_spread`` / ``true_log_odds_spread``
         (std over cells), ``learned_log_odds_mean`` / ``true_log_odds_mean``, ``probe_accuracy``,
         plus ``inner``, ``concepts``, ``log_odds_contexts_used`` / ``log_odds_contexts_total``
-        (per concept; they differ when the index subsamples, m ≥ 9 by default).
+        (per concept; they differ when the index subsamples, m ≥ 9 by default). Every cosine key
+        (and ``direction_cosine_matrix``, ``alignment_matrix``) has an ``<key>_identifiable`` twin
+        computed from P_F g (g inside span{f(ξ)}) and Q_G f (f inside span{g(y) − g(y')}), with
+        ``identifiable_rank`` (F), ``d`` and ``identifiable_rtol`` (``docs/theory.md`` §3.4).
     """
     index = latent if isinstance(latent, SimulationIndex) else SimulationIndex.from_latent(latent)
     f, g = np.asarray(f), np.asarray(g)
@@ -333,15 +411,20 @@ def simulation_metrics(
     res: dict[str, Any] = {"inner": inner, "concepts": index.names}
     res["log_odds_contexts_used"] = [int(r.size) for r in index.unknown_rows]
     res["log_odds_contexts_total"] = index.n_unknown_total
+    res["identifiable_rank"] = int(b["identifiable_rank"][0])
+    res["d"] = int(f.shape[1])
+    res["identifiable_rtol"] = DEFAULT_RTOL
     for key, val in b.items():
         if key.startswith("_") or val.ndim != 2:
             continue
         res[key] = float(_concept_mean(val[0]))
         res[f"{key}_per_concept"] = val[0].tolist()
-    res["cross_pair_abs_cosine"] = float(b["_cross_pair_total"][0])
-    res["direction_cosine_matrix"] = b["direction_cosine_matrix"][0].tolist()
-    res["direction_abs_cosine"] = float(mean_abs_offdiag(b["direction_cosine_matrix"][0]))
-    res["alignment_matrix"] = b["alignment_matrix"][0].tolist()
+    for sfx in ("", IDENTIFIABLE_SUFFIX):
+        res["cross_pair_abs_cosine" + sfx] = float(b["_cross_pair_total" + sfx][0])
+        dmat = b["direction_cosine_matrix" + sfx][0]
+        res["direction_cosine_matrix" + sfx] = dmat.tolist()
+        res["direction_abs_cosine" + sfx] = float(mean_abs_offdiag(dmat))
+        res["alignment_matrix" + sfx] = b["alignment_matrix" + sfx][0].tolist()
     return res
 
 
@@ -378,16 +461,17 @@ def metric_hook(
 
     def fn(f: np.ndarray, g: np.ndarray, b: np.ndarray | None = None) -> dict[str, np.ndarray]:
         b = _batched(index, f, g, inner, log_odds=log_odds, probes=probes, seed=seed, bias=b)
-        out: dict[str, np.ndarray] = {}
+        out: dict[str, np.ndarray] = {"identifiable_rank": b["identifiable_rank"]}
         for key in (*HOOK_KEYS, "probe_accuracy"):
-            if key not in b:
+            if key not in b or b[key].ndim != 2:
                 continue
             out[key] = _concept_mean(b[key])
             if per_concept:
                 for i, name in enumerate(index.names):
                     out[f"{key}/{name}"] = b[key][:, i].copy()
-        out["cross_pair_abs_cosine"] = b["_cross_pair_total"]
-        out["direction_abs_cosine"] = mean_abs_offdiag(b["direction_cosine_matrix"])
+        for sfx in ("", IDENTIFIABLE_SUFFIX):
+            out["cross_pair_abs_cosine" + sfx] = b["_cross_pair_total" + sfx]
+            out["direction_abs_cosine" + sfx] = mean_abs_offdiag(b["direction_cosine_matrix" + sfx])
         return out
 
     return fn

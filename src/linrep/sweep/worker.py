@@ -24,7 +24,12 @@ __all__ = ["train_group", "geometry_metrics"]
 
 
 def geometry_metrics(
-    latent, f: np.ndarray, g: np.ndarray, inner: str = "euclidean", probes: bool = False
+    latent,
+    f: np.ndarray,
+    g: np.ndarray,
+    inner: str = "euclidean",
+    probes: bool = False,
+    b: np.ndarray | None = None,
 ) -> list[dict[str, float]]:
     """Concept-geometry metrics of K models at once, via :func:`linrep.geometry.metric_hook`.
 
@@ -34,13 +39,15 @@ def geometry_metrics(
         g: (K, V, d) unembeddings.
         inner: inner product of the cosines (euclidean | causal | random).
         probes: also compute linear-probe accuracy (slow).
+        b: optional (K, V) per-token biases (learned log-odds f·Δg + Δb).
 
     Returns:
-        One dict per run: metric name → float (means over concepts).
+        One dict per run: metric name → float (means over concepts), including the
+        ``<metric>_identifiable`` twins and ``identifiable_rank`` (F).
     """
     from ..geometry import metric_hook
 
-    values = metric_hook(latent, inner=inner, probes=probes)(f, g)
+    values = metric_hook(latent, inner=inner, probes=probes)(f, g, b=b)
     return [{k: float(np.asarray(v)[i]) for k, v in values.items()} for i in range(f.shape[0])]
 
 
@@ -92,6 +99,7 @@ def train_group(payload: dict[str, Any]) -> dict[str, Any]:
         result = _fit(latent, runs, payload.get("out_dir"))
         f, g = result.embeddings(), result.unembeddings()
         f0, g0 = result.initial_embeddings(), result.initial_unembeddings()
+        b, b0 = (result.params(initial=i).get("b") for i in (False, True))
         rows = []
         for k, run in enumerate(runs):
             final = {
@@ -107,8 +115,13 @@ def train_group(payload: dict[str, Any]) -> dict[str, Any]:
                 "inner": payload.get("inner", "euclidean"),
                 "probes": payload.get("probes", False),
             }
-            trained = geometry_metrics(latent, f, g, **opts)
-            untrained = geometry_metrics(latent, f0, g0, **opts)
+            K = len(runs)
+            trained = geometry_metrics(
+                latent, f, g, b=None if b is None else b.reshape(K, -1), **opts
+            )
+            untrained = geometry_metrics(
+                latent, f0, g0, b=None if b0 is None else b0.reshape(K, -1), **opts
+            )
             for row, a, b in zip(rows, trained, untrained, strict=True):
                 row.update(a)
                 row.update({f"untrained_{k}": v for k, v in b.items()})

@@ -32,6 +32,12 @@ smallest singular value of the context embeddings" with the factor 2 and the RMS
 explicit. The component v_⊥ is not constrained by the log-odds at all (|X| < d in small simulations:
 e.g. m = 4 has at most 27 such contexts against d = 32), so we report both parts.
 
+**With a bias b(y)** the learned log-odds are ℓ = f(ξ)ᵀΔg + Δb (Δb = b(y1) − b(y0)), so
+f(ξ)ᵀv = (ℓ − ℓ') − (Δb − Δb') and the same argument gives ‖v_∥‖ ≤ (2ε + δ + |Δb − Δb'|)/σ̃. Every
+function here takes ``bias=`` and uses these learned log-odds; dropping Δb measures another model.
+
+This bound holds for *any* f, g (and b): checking it tests the code, not training.
+
 Log-odds are invariant under f ↦ A⁻ᵀf, g ↦ Ag; norms are Euclidean in the coordinates given.
 """
 
@@ -124,29 +130,44 @@ def log_odds_construction(
     return MatchingModel(f=f0 @ np.linalg.inv(A).T, g=g0 @ A, alpha=alpha, beta=beta, mixing=A)
 
 
-def excess_loss(latent: LatentModel, f: np.ndarray, g: np.ndarray) -> float:
+def excess_loss(
+    latent: LatentModel, f: np.ndarray, g: np.ndarray, bias: np.ndarray | None = None
+) -> float:
     """Population excess cross-entropy Σ_ξ w(ξ) KL(p(·|ξ) ‖ p̂(·|ξ)) in nats (≥ 0).
 
     Args:
         latent: the latent model. f: (n, d) embeddings of its contexts. g: (V, d).
+        bias: optional (V,) per-token bias b(y) (logits f·g + b).
     """
     from scipy.special import logsumexp
 
-    logits = np.asarray(f, np.float64) @ np.asarray(g, np.float64).T
+    logits = np.asarray(f, np.float64) @ np.asarray(g, np.float64).T + _bias(bias, g)
     logq = logits - logsumexp(logits, axis=1, keepdims=True)
     p = latent.p_next
     ce = -(latent.weights * np.where(p > 0, p * logq, 0.0).sum(axis=1)).sum()
     return float(ce - latent.entropy())
 
 
-def _cells(latent: LatentModel, i: int, f: np.ndarray, g: np.ndarray):
-    """Rows with C_i = ⋄, pairs, Δg (P, d), learned (r, P), true (r, P; NaN if inconsistent)."""
+def _bias(bias: np.ndarray | None, g: np.ndarray) -> np.ndarray | float:
+    """The (V,) bias as float64 (0.0 when the model has none), checked against g: (V, d)."""
+    if bias is None:
+        return 0.0
+    b = np.asarray(bias, dtype=np.float64).reshape(-1)
+    if b.shape[0] != np.shape(g)[0]:
+        raise InputError(f"bias has {b.shape[0]} entries but g has {np.shape(g)[0]} tokens")
+    return b
+
+
+def _cells(latent: LatentModel, i: int, f: np.ndarray, g: np.ndarray, bias=None):
+    """Rows with C_i = ⋄, pairs, Δg (P, d), learned f·Δg + Δb (r, P), true (r, P; NaN if not)."""
     from ..geometry.simindex import pair_log_odds_table
 
     rows = np.flatnonzero(np.asarray(latent.contexts)[:, i] == -1)
     pairs = np.asarray(latent.counterfactual_pairs(i))
     D = g[pairs[:, 1]] - g[pairs[:, 0]]
-    learned = f[rows] @ D.T
+    b = _bias(bias, g)
+    db = b[pairs[:, 1]] - b[pairs[:, 0]] if isinstance(b, np.ndarray) else 0.0
+    learned = f[rows] @ D.T + db
     true = pair_log_odds_table(latent.p_next, rows, pairs)
     return rows, pairs, D, learned, true
 
@@ -170,11 +191,14 @@ def _max_pairwise_distance(D: np.ndarray, block: int = 64) -> float:
     return best
 
 
-def check_log_odds_matching(latent: LatentModel, f: np.ndarray, g: np.ndarray) -> dict[str, Any]:
+def check_log_odds_matching(
+    latent: LatentModel, f: np.ndarray, g: np.ndarray, bias: np.ndarray | None = None
+) -> dict[str, Any]:
     """The numbers of the theorem for one model: log-odds mismatch, steering-vector spread, span.
 
     Args:
         latent: the latent model. f: (n, d) embeddings of ``latent.contexts``. g: (V, d).
+        bias: optional (V,) bias b(y): learned log-odds are f·Δg + Δb.
 
     Returns:
         Per-concept lists: ``max_log_odds_error`` (ε_i), ``max_steering_distance``
@@ -186,7 +210,7 @@ def check_log_odds_matching(latent: LatentModel, f: np.ndarray, g: np.ndarray) -
     f, g = _check_fg(latent, f, g)
     err, dist, rel, rank = [], [], [], []
     for i in range(latent.m):
-        rows, _, D, learned, true = _cells(latent, i, f, g)
+        rows, _, D, learned, true = _cells(latent, i, f, g, bias)
         ok = np.isfinite(true)
         err.append(float(np.abs(learned - true)[ok].max()) if ok.any() else float("nan"))
         dist.append(_max_pairwise_distance(D))
@@ -203,7 +227,7 @@ def check_log_odds_matching(latent: LatentModel, f: np.ndarray, g: np.ndarray) -
         "d": d,
         "spans": bool(all(r == d for r in rank)),
         "rank_all_contexts": rank_all,
-        "excess_loss": excess_loss(latent, f, g),
+        "excess_loss": excess_loss(latent, f, g, bias),
     }
 
 
@@ -215,6 +239,7 @@ def epsilon_bound(
     max_comparisons: int = 2000,
     seed: int = 0,
     rtol: float = 1e-8,
+    bias: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Measured ‖Δg − Δg'‖ vs the ε-bound of the approximate log-odds-matching theorem.
 
@@ -227,6 +252,8 @@ def epsilon_bound(
         max_comparisons: cap on the number of pair-of-pairs compared per concept.
         seed: seed of the subsample of comparisons.
         rtol: singular values below rtol · σ_max count as zero (rank of F_X).
+        bias: optional (V,) bias b(y): ε uses the learned log-odds f·Δg + Δb; with a bias,
+            f(ξ)ᵀ(Δg − Δg') = ℓ − ℓ' − (Δb − Δb'), so the bound becomes (2ε + δ + |Δb − Δb'|)/σ̃.
 
     Returns:
         Per-concept lists: ``epsilon``, ``delta_max``, ``n_comparisons``,
@@ -244,7 +271,9 @@ def epsilon_bound(
     ).split()
     res: dict[str, list[float]] = {k: [] for k in keys}
     for i in range(latent.m):
-        rows, pairs, D, learned, true = _cells(latent, i, f, g)
+        rows, pairs, D, learned, true = _cells(latent, i, f, g, bias)
+        b = _bias(bias, g)
+        db = b[pairs[:, 1]] - b[pairs[:, 0]] if isinstance(b, np.ndarray) else np.zeros(len(pairs))
         ok = np.isfinite(true)
         P = pairs.shape[0]
         eps = float(np.abs(learned - true)[ok].max()) if ok.any() else float("nan")
@@ -269,7 +298,7 @@ def epsilon_bound(
             dist.append(np.linalg.norm(v))
             par.append(np.linalg.norm(vp))
             perp.append(np.linalg.norm(v - vp))
-            bnd.append((2 * eps + delta) / sig)
+            bnd.append((2 * eps + delta + abs(db[k] - db[l])) / sig)
             full.append(r == d)
             dmax = max(dmax, delta)
         dist_a, par_a, bnd_a, full_a = map(np.asarray, (dist, par, bnd, full))
