@@ -46,6 +46,12 @@ TINY = {
     "E6": ["experiment.n_seeds=2", "train.steps=100"],
     "E7": ["experiment.n_seeds=2", "train.steps=100", "train.log_every=50"],
     "E8": ["experiment.n_seeds=2", "train.steps=100"],
+    "E9": [
+        "experiment.n_seeds=2",
+        "train.steps=100",
+        "experiment.n_null=10",
+        "experiment.n_boot=10",
+    ],
 }
 
 

@@ -216,3 +216,17 @@ def test_builtin_hierarchy_meets_the_issue():
         for w in spec.words[name]:
             assert w not in seen, f"'{w}' is in {seen.get(w)}.txt and {name}.txt"
             seen[w] = name
+
+
+def test_vectors_in_the_span_of_the_rows_give_the_same_cosines():
+    """Σ_w maps span{rows} to itself, so working in a basis of the span (with the ambient d in the
+    Ledoit–Wolf formula) must give the same ℓ up to that isometry."""
+    from linrep.geometry.categorical import subspace_coordinates
+
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((30, 200)) @ np.diag(rng.exponential(1.0, 200)) + 1.0
+    Y = subspace_coordinates(X)  # (30, 30)
+    a, b = np.arange(30), np.arange(5, 17)
+    full = edge_cosines(category_vectors(X[a]), category_vectors(X[b]))
+    local = edge_cosines(category_vectors(Y[a], dim=200), category_vectors(Y[b], dim=200))
+    np.testing.assert_allclose(local, full, atol=1e-10)

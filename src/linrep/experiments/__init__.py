@@ -1,4 +1,4 @@
-"""The paper's simulations as experiments E1 … E8: one small module and one config each.
+"""The paper's simulations as experiments E1 … E9: one small module and one config each.
 
 ==========  =====================================  ==============================
 experiment  question                               config
@@ -11,6 +11,7 @@ E5          scale: d and m                          ``configs/e5_scale.toml``
 E6          inner products (heatmaps)               ``configs/e6_inner_products.toml``
 E7          theory: log-odds construction, SVM      ``configs/e7_theory.toml``
 E8          losses: CE vs squared vs sigmoid        ``configs/e8_losses.toml``
+E9          hierarchy as orthogonality              ``configs/e9_hierarchy.toml``
 ==========  =====================================  ==============================
 
 Every experiment module defines ``NAME``, ``STEM`` (its config's file stem), ``TITLE``, ``QUESTION``,
@@ -54,12 +55,13 @@ EXPERIMENTS: dict[str, str] = {
     "E6": "e6_inner_products",
     "E7": "e7_theory",
     "E8": "e8_losses",
+    "E9": "e9_hierarchy",
 }
 """Experiment name → module (and config file stem)."""
 
 
 def experiment_module(name: str):
-    """The module of experiment ``name`` (``"E1"`` … ``"E8"``, case-insensitive)."""
+    """The module of experiment ``name`` (``"E1"`` … ``"E9"``, case-insensitive)."""
     key = name.strip().upper()
     if key not in EXPERIMENTS:
         raise ConfigError(f"unknown experiment '{name}'{did_you_mean(key, EXPERIMENTS)}")
@@ -102,7 +104,7 @@ def run_experiment(
     """Run one experiment and write its report folder.
 
     Args:
-        name: ``"E1"`` … ``"E8"``.
+        name: ``"E1"`` … ``"E9"``.
         out_dir: folder for ``report.html``, ``report.md``, ``results.json`` and ``figures/``.
         quick: apply the config's ``[quick.*]`` overrides (fewer seeds/steps, same code paths).
         config: config file (default ``configs/<stem>.toml``).
