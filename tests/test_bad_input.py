@@ -482,7 +482,7 @@ CASES = [
         ["--seeds", "'x'"],
         {"t.toml": TRAIN},
     ),
-    Case("reproduce-unknown-experiment", ["reproduce", "E9", "--out", "out"], ["E9", "E1"]),
+    Case("reproduce-unknown-experiment", ["reproduce", "E19", "--out", "out"], ["E19", "E1"]),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Experiments E1 … E8, ``linrep simulate`` and ``linrep reproduce``: code paths, files, errors.
+"""Experiments E1 … E9, ``linrep simulate`` and ``linrep reproduce``: code paths, files, errors.
 
 Every experiment runs here with tiny overrides (2 seeds, a few hundred steps) so that all code paths
 execute in seconds; the numbers of the paper's calibration are asserted in
@@ -124,8 +124,8 @@ def test_experiment_runs_and_writes_report(name, tmp_path):
 
 
 def test_unknown_experiment_is_a_clean_error(tmp_path, capsys):
-    assert main(["reproduce", "E9", "--out", str(tmp_path)]) == 2
-    assert "unknown experiment 'E9'" in capsys.readouterr().err
+    assert main(["reproduce", "E19", "--out", str(tmp_path)]) == 2
+    assert "unknown experiment 'E19'" in capsys.readouterr().err
 
 
 def test_simulate_cli_writes_metrics(tmp_path, capsys):

@@ -235,9 +235,9 @@ def _run_simulate(args: argparse.Namespace) -> None:
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "reproduce",
-        help="reproduce the paper's simulations E1 … E8 (one report each + an index)",
+        help="reproduce the paper's simulations E1 … E9 (one report each + an index)",
         description=(
-            "Run experiments E1 … E8 (or 'all') with their configs in configs/e*.toml and write "
+            "Run experiments E1 … E9 (or 'all') with their configs in configs/e*.toml and write "
             "DIR/<experiment>/report.html, report.md, results.json, figures/ for each, plus an "
             "index DIR/report.html with every headline number (mean ± 95 % CI over seeds). "
             "--quick uses fewer seeds and steps (same code paths): all eight in about 2 minutes "
@@ -245,7 +245,7 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument(
-        "experiments", nargs="*", default=["all"], metavar="E", help="E1 … E8 or all (default)"
+        "experiments", nargs="*", default=["all"], metavar="E", help="E1 … E9 or all (default)"
     )
     p.add_argument("--out", type=Path, required=True, help="output folder DIR (created if needed)")
     p.add_argument("--quick", action="store_true", help="fewer seeds/steps (≈ 2 min for all)")
