@@ -38,6 +38,7 @@ __all__ = [
     "load_hierarchy",
     "select_hierarchy",
     "analyze_hierarchy",
+    "hierarchy_extension",
 ]
 
 _NAME = re.compile(r"^[^\t/\\]+$")
@@ -316,6 +317,12 @@ class HierarchyResult:
     def primary(self):
         return self.analyses[self.estimator]
 
+    def add_to_report(self, report) -> None:
+        """Tables and figures of this section (see :mod:`linrep.llm.hierarchy_report`)."""
+        from .hierarchy_report import add_hierarchy_section
+
+        add_hierarchy_section(report, self)
+
     def to_json(self) -> dict[str, Any]:
         """``{source, estimator, categories, edges, parents, summary_nulls, …, by_estimator}``."""
         prim = self.primary.to_json()
@@ -395,3 +402,25 @@ def analyze_hierarchy(
     return HierarchyResult(
         spec.source, options.estimators[0], categories, spec.edges, analyses, options
     )
+
+
+def hierarchy_extension(source: str | os.PathLike, options: HierarchyOptions = HierarchyOptions()):
+    """An analysis extension (``linrep.llm.analyze(..., extensions=[...])``) measuring a hierarchy.
+
+    The folder is read and validated *now* (a cycle or a missing file fails before any model is
+    loaded); the measurement runs when the analysis calls the extension with its context.
+
+    Returns:
+        ``ext(ctx) -> HierarchyResult`` using ``ctx.unembedding`` and ``ctx.inner["causal"]``.
+    """
+    spec = load_hierarchy(source)
+
+    def ext(ctx) -> HierarchyResult:
+        causal = ctx.inner.get("causal") if hasattr(ctx.inner, "get") else None
+        if causal is None:
+            from .analysis import fitted_inner_products
+
+            causal = fitted_inner_products(ctx.unembedding, ("causal",))["causal"]
+        return analyze_hierarchy(ctx.unembedding, causal, spec, options)
+
+    return ext
