@@ -119,9 +119,9 @@ def cluster_bootstrap_interval(
 ) -> Interval:
     """Percentile cluster-bootstrap interval of a mean over dependent values.
 
-    The C clusters (e.g. word clusters of pairs that share a word) are resampled with replacement;
-    a resample with multiplicities w_c (w ~ Multinomial(C, 1/C)) has mean Σ_c w_c S_c / Σ_c w_c n_c,
-    S_c and n_c the sum and size of cluster c. With every cluster a singleton this is the ordinary
+    The C clusters (e.g. word clusters of pairs that share a word) are resampled with replacement
+    (C draws); a resample c_1..c_C has mean Σ_i S_{c_i} / Σ_i n_{c_i}, S_c and n_c the sum and size
+    of cluster c. With every cluster a singleton this is the ordinary
     bootstrap of the mean.
 
     Args:
@@ -151,8 +151,8 @@ def cluster_bootstrap_interval(
     C = sizes.size
     if C < 2:
         return Interval(float(v.mean()), float("nan"), float("nan"), C, level, method)
-    w = np.random.default_rng(seed).multinomial(C, np.full(C, 1.0 / C), size=n_boot)  # (B, C)
-    stats_ = (w @ sums) / (w @ sizes)
+    pick = np.random.default_rng(seed).integers(0, C, size=(n_boot, C))  # C clusters per resample
+    stats_ = sums[pick].sum(axis=1) / sizes[pick].sum(axis=1)
     a = (1 - level) / 2
     lo, hi = np.quantile(stats_, [a, 1 - a])
     return Interval(float(v.mean()), float(lo), float(hi), C, level, method)

@@ -1,0 +1,663 @@
+"""Real-model statistics a referee expects: every summary against a null built the same way.
+
+For a model's unembedding γ and its concepts (word pairs kept by the single-token filter), under each
+inner product (Euclidean first: it is the paper's claim; then causal; then the random control):
+
+* **Cross-concept summaries vs random word pairs** (:func:`cross_concept_nulls`): mean |cos| between
+  concept directions, related-vs-unrelated block structure, and the cosine of each direction with the
+  mean of γ, each compared with the same summary of directions built from as many random
+  single-token word pairs per concept (i) drawn independently and (ii) with the concepts' own tokens
+  relabelled into random words, so words shared within and between concepts stay shared.
+* **Random inner products** (:func:`random_inner_product_draws`): the observed directions' summaries
+  under many random inner products (a distribution, not one draw).
+* **Leave-one-out test** (:func:`loo_tests`): each pair against the direction of the pairs sharing no
+  word with it; a sign-flip permutation test over word clusters, Holm-adjusted across concepts;
+  cluster-bootstrap intervals of the LOO cosine.
+* **Alignment** (:func:`alignment_nulls`): cos(f̄_W, ḡ_W) against label permutations of the same
+  contexts, Holm-adjusted.
+* **Cross-fitted intervention** (:func:`cross_fitted_interventions`): at the final layer, adding
+  α·s·ḡ'_W to λ(x) changes the log-odds of a pair by exactly α·s·⟨ḡ'_W, Δγ'⟩ for every context, the
+  number the LOO projection measures. The claim is therefore the distribution of that number over
+  held-out pairs, each scored with a direction estimated from pairs that share no word with it,
+  on-target (the concept's own pairs) and off-target (every other concept's pairs).
+
+Null sizes are options (:class:`StatisticsOptions`) and are written to the results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from .. import geometry as geo
+from .concepts import ConceptTokens
+from .vocab import Vocabulary
+
+__all__ = [
+    "StatisticsOptions",
+    "ConceptVectors",
+    "null_word_rows",
+    "SummaryNulls",
+    "CrossConceptNulls",
+    "cross_concept_nulls",
+    "RandomInnerDraws",
+    "random_inner_product_draws",
+    "LooTest",
+    "loo_tests",
+    "AlignmentNull",
+    "alignment_nulls",
+    "InterventionEffect",
+    "cross_fitted_interventions",
+    "ContextIntervention",
+    "context_intervention",
+    "ordered",
+]
+
+
+@dataclass(frozen=True)
+class StatisticsOptions:
+    """Sizes of the nulls (every one is reported next to its numbers).
+
+    Attributes:
+        n_null_draws: sets of random word-pair directions per null (each set: as many pairs per
+            concept as the concept has).
+        n_random_inner: random inner products.
+        n_sign_flips: word-cluster sign flips per concept and inner product (LOO test).
+        n_alignment_perms: label permutations per concept and inner product (alignment).
+        n_boot: cluster-bootstrap resamples.
+        seed: seed of every draw.
+    """
+
+    n_null_draws: int = 200
+    n_random_inner: int = 32
+    n_sign_flips: int = 2000
+    n_alignment_perms: int = 2000
+    n_boot: int = 2000
+    seed: int = 0
+
+
+def ordered(names: Sequence[str]) -> list[str]:
+    """Inner-product names in report order: Euclidean, causal, random, then any others."""
+    first = [n for n in ("euclidean", "causal", "random") if n in names]
+    return first + [n for n in names if n not in first]
+
+
+def null_word_rows(vocab: Vocabulary) -> np.ndarray:
+    """(V,) bool: the rows random word pairs are drawn from.
+
+    The concept pairs' own filter (a single normal token spelled with the leading-space marker) and
+    their alphabet (every built-in concept word is alphabetic): letters only after the marker, in any
+    script (byte-level pieces are decoded first). This drops numbers, punctuation and code pieces that
+    no concept pair contains.
+    """
+    from .vocab import byte_to_unicode
+
+    words = vocab.word_tokens()
+    if vocab.convention == "byte_bpe":
+        inverse = {c: b for b, c in byte_to_unicode().items()}
+
+        def text(t: str) -> str:
+            raw = bytes(inverse.get(c, 0) for c in t[1:])
+            return raw.decode("utf-8", errors="replace")
+    else:
+        cut = 1 if vocab.convention == "sentencepiece" else 0
+
+        def text(t: str) -> str:
+            return t[cut:]
+
+    idx = np.flatnonzero(words)
+    alpha = np.fromiter((text(vocab.tokens[i]).isalpha() for i in idx), dtype=bool, count=idx.size)
+    out = np.zeros(len(vocab.tokens), dtype=bool)
+    out[idx[alpha]] = True
+    return out
+
+
+def _test_json(t: geo.NullTest) -> dict[str, float | int]:
+    return {k: (float(v) if k != "n_null" else int(v)) for k, v in t.to_dict().items()}
+
+
+@dataclass(frozen=True)
+class ConceptVectors:
+    """The concepts' steering vectors, computed once and shared by every statistic.
+
+    Attributes:
+        names: the k concept names.
+        pairs: k arrays (P_j, 2) of token ids (base y0, target y1).
+        raw_means: (k, d) mean raw steering vector of each concept (mean_k γ(y1_k) − γ(y0_k)).
+        deltas: inner-product name → k arrays (P_j, d) of steering vectors in its coordinates.
+    """
+
+    names: tuple[str, ...]
+    pairs: tuple[np.ndarray, ...]
+    raw_means: np.ndarray
+    deltas: Mapping[str, tuple[np.ndarray, ...]]
+
+    @classmethod
+    def build(
+        cls,
+        gamma: np.ndarray,
+        concepts: Sequence[ConceptTokens],
+        inner: Mapping[str, geo.InnerProduct],
+    ) -> ConceptVectors:
+        """Steering vectors of every concept under every inner product (one pass per product)."""
+        pairs = tuple(c.pairs for c in concepts)
+        raw = [geo.steering_vectors(gamma, p) for p in pairs]
+        deltas = {n: tuple(ip.transform_vectors(d) for d in raw) for n, ip in inner.items()}
+        means = np.stack([d.mean(axis=0) for d in raw])
+        return cls(tuple(c.name for c in concepts), pairs, means, deltas)
+
+
+def _map_null(ip: geo.InnerProduct, vectors: np.ndarray) -> np.ndarray:
+    """Null vectors (B, k, d) in an inner product's coordinates; float32 products (the null's
+    cosines to ~1e-6, half the cost of float64 for B·k·d² work)."""
+    if isinstance(ip, geo.EuclideanInnerProduct):
+        return vectors
+    return vectors.astype(np.float32) @ ip.sqrt_.astype(np.float32)
+
+
+# ---------------------------------------------------------------------- cross-concept nulls
+_SUMMARIES = tuple(f.name for f in fields(geo.CosineSummary) if f.name != "reference_cos")
+
+
+@dataclass(frozen=True)
+class SummaryNulls:
+    """Each scalar cosine summary (fields of :class:`~linrep.geometry.CosineSummary`) vs one null."""
+
+    mean_abs_offdiag: geo.NullTest
+    within_abs: geo.NullTest
+    between_abs: geo.NullTest
+    ratio: geo.NullTest
+    mean_abs_reference_cos: geo.NullTest
+    mean_abs_offdiag_reference_removed: geo.NullTest
+
+    @classmethod
+    def compare(cls, observed: geo.CosineSummary, null: geo.CosineSummary) -> SummaryNulls:
+        return cls(**{k: geo.null_test(getattr(observed, k), getattr(null, k)) for k in _SUMMARIES})
+
+    def to_json(self) -> dict[str, dict]:
+        return {k: _test_json(getattr(self, k)) for k in _SUMMARIES}
+
+
+@dataclass(frozen=True)
+class CrossConceptNulls:
+    """One inner product's cross-concept summaries against random word-pair directions.
+
+    Attributes:
+        inner: inner-product name.
+        random_pairs: vs independent random word pairs (as many per concept as it has).
+        shared_words: vs the concepts' tokens relabelled into random words (shared words kept).
+        mean_gamma_cos: (k,) cos(ḡ_W, mean of γ) in this inner product's coordinates.
+        mean_gamma_z: (k,) that cosine over the sd of the same cosine for random word-pair
+            directions of the concept's size; ``mean_gamma_p`` two-sided normal p; ``mean_gamma_p_holm``.
+        n_draws: null draws.
+    """
+
+    inner: str
+    random_pairs: SummaryNulls
+    shared_words: SummaryNulls
+    mean_gamma_cos: np.ndarray
+    mean_gamma_z: np.ndarray
+    mean_gamma_p: np.ndarray
+    mean_gamma_p_holm: np.ndarray
+    n_draws: int
+
+    def to_json(self, names: Sequence[str]) -> dict:
+        per = {
+            n: {
+                "cos": float(self.mean_gamma_cos[j]),
+                "z": float(self.mean_gamma_z[j]),
+                "p_value": float(self.mean_gamma_p[j]),
+                "p_holm": float(self.mean_gamma_p_holm[j]),
+            }
+            for j, n in enumerate(names)
+        }
+        return {
+            "random_word_pairs": self.random_pairs.to_json(),
+            "shared_words": self.shared_words.to_json(),
+            "mean_gamma": per,
+            "n_draws": self.n_draws,
+        }
+
+
+def _mean_gamma_tests(obs: np.ndarray, null: np.ndarray):
+    """z, two-sided normal p and Holm p of per-concept cosines (k,) against null draws (B, k)."""
+    from scipy import stats
+
+    z = (obs - null.mean(axis=0)) / null.std(axis=0, ddof=1)
+    p = 2 * stats.norm.sf(np.abs(z))
+    return z, p, geo.holm(p)
+
+
+def cross_concept_nulls(
+    gamma: np.ndarray,
+    vectors: ConceptVectors,
+    inner: Mapping[str, geo.InnerProduct],
+    groups: Sequence[str],
+    word_rows: np.ndarray,
+    mean_gamma: np.ndarray,
+    options: StatisticsOptions = StatisticsOptions(),
+) -> dict[str, CrossConceptNulls]:
+    """Observed cross-concept summaries vs random word-pair directions, per inner product.
+
+    Args:
+        gamma: (V, d) unembedding (rows of the random words are read from it).
+        vectors: the concepts' steering vectors (:class:`ConceptVectors`).
+        inner: fitted inner products by name.
+        groups: (k,) related-group labels.
+        word_rows: (V,) bool candidate rows of random words (:func:`null_word_rows`).
+        mean_gamma: (d,) mean of γ (raw coordinates), the reference direction.
+        options: null sizes and seed.
+
+    Returns:
+        inner-product name → :class:`CrossConceptNulls`, in :func:`ordered` order.
+    """
+    o = options
+    sizes = [p.shape[0] for p in vectors.pairs]
+    indep = geo.random_pair_means(gamma, sizes, o.n_null_draws, o.seed, rows=word_rows)
+    relab = geo.relabelled_pair_means(
+        gamma, vectors.pairs, o.n_null_draws, o.seed + 1, rows=word_rows
+    )
+    out = {}
+    for name in ordered(list(inner)):
+        ip = inner[name]
+        ref = ip.transform_vectors(mean_gamma)
+        obs = geo.cosine_summary(ip.transform_vectors(vectors.raw_means), groups, ref)
+        n_ind = geo.cosine_summary(_map_null(ip, indep), groups, ref)
+        n_rel = geo.cosine_summary(_map_null(ip, relab), groups, ref)
+        z, p, ph = _mean_gamma_tests(obs.reference_cos, n_ind.reference_cos)
+        out[name] = CrossConceptNulls(
+            name,
+            SummaryNulls.compare(obs, n_ind),
+            SummaryNulls.compare(obs, n_rel),
+            obs.reference_cos,
+            z,
+            p,
+            ph,
+            o.n_null_draws,
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class RandomInnerDraws:
+    """Summaries of the observed concept directions under R random inner products.
+
+    Attributes:
+        mean_abs_offdiag, within_abs, between_abs: (R,) one value per random inner product.
+        log_sd: spread of the random inner products' log-eigenvalues.
+    """
+
+    mean_abs_offdiag: np.ndarray
+    within_abs: np.ndarray
+    between_abs: np.ndarray
+    log_sd: float
+
+    def to_json(self) -> dict:
+        def dist(x: np.ndarray) -> dict[str, float]:
+            q = np.quantile(x, [0.025, 0.5, 0.975])
+            return {
+                "mean": float(x.mean()),
+                "sd": float(x.std(ddof=1)),
+                "q025": float(q[0]),
+                "q50": float(q[1]),
+                "q975": float(q[2]),
+            }
+
+        return {
+            "n_draws": int(self.mean_abs_offdiag.size),
+            "log_sd": self.log_sd,
+            "mean_abs_offdiag": dist(self.mean_abs_offdiag),
+            "within_abs": dist(self.within_abs),
+            "between_abs": dist(self.between_abs),
+        }
+
+
+def random_inner_product_draws(
+    vectors: ConceptVectors,
+    groups: Sequence[str],
+    options: StatisticsOptions = StatisticsOptions(),
+    log_sd: float = 1.0,
+) -> RandomInnerDraws:
+    """The observed directions' cross-concept summaries under many random inner products."""
+    mapped = geo.random_inner_product_directions(
+        vectors.raw_means, options.n_random_inner, options.seed + 2, log_sd
+    )
+    s = geo.cosine_summary(mapped, groups)
+    return RandomInnerDraws(s.mean_abs_offdiag, s.within_abs, s.between_abs, log_sd)
+
+
+# --------------------------------------------------------------------------------- LOO tests
+@dataclass(frozen=True)
+class LooTest:
+    """A concept's leave-one-out test under one inner product.
+
+    Attributes:
+        statistic: T = mean_k Δ_kᵀ ū_{−N(k)}, each pair against the pairs sharing no word with it.
+        null_mean, null_sd: of T under word-cluster sign flips (null_sd is T's standard error).
+        z: (T − null_mean) / null_sd.
+        p_value: Monte-Carlo p of the flips; p_holm: Holm-adjusted across concepts.
+        n_perm: flips. n_clusters: word clusters (the units flipped and resampled).
+        loo_cosine: mean LOO cosine (all other pairs, as Park et al.); loo_cosine_ci: 95 %
+            cluster-bootstrap interval over word clusters.
+    """
+
+    statistic: float
+    null_mean: float
+    null_sd: float
+    z: float
+    p_value: float
+    p_holm: float
+    n_perm: int
+    n_clusters: int
+    loo_cosine: float
+    loo_cosine_ci: tuple[float, float]
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "loo_cosine_ci": list(self.loo_cosine_ci)}
+
+
+def loo_tests(
+    vectors: ConceptVectors,
+    inner_names: Sequence[str] = ("euclidean", "causal"),
+    options: StatisticsOptions = StatisticsOptions(),
+) -> dict[str, dict[str, LooTest]]:
+    """Sign-flip LOO tests with Holm across concepts, per inner product.
+
+    Args:
+        vectors: the concepts' steering vectors.
+        inner_names: inner products to test (the random one is a control of the heatmaps only).
+        options: flips, bootstrap size, seed.
+
+    Returns:
+        inner-product name → concept name → :class:`LooTest` (inner products in report order).
+    """
+    o = options
+    out: dict[str, dict[str, LooTest]] = {}
+    for name in ordered([n for n in inner_names if n in vectors.deltas]):
+        rows = []
+        for j, (D, p) in enumerate(zip(vectors.deltas[name], vectors.pairs, strict=True)):
+            t = geo.loo_sign_flip_test(D, p, o.n_sign_flips, o.seed + j)
+            cl = geo.word_clusters(p)
+            ci = geo.cluster_bootstrap_interval(
+                geo.loo_cosines(D), cl, n_boot=o.n_boot, seed=o.seed
+            )
+            rows.append((t, int(cl.max()) + 1, ci))
+        p_holm = geo.holm([float(t.p_value) for t, _, _ in rows])
+        out[name] = {
+            n: LooTest(
+                float(t.observed),
+                float(t.null_mean),
+                float(t.null_std),
+                float(t.z),
+                float(t.p_value),
+                float(ph),
+                t.n_null,
+                n_cl,
+                ci.mean,
+                (ci.low, ci.high),
+            )
+            for n, (t, n_cl, ci), ph in zip(vectors.names, rows, p_holm, strict=True)
+        }
+    return out
+
+
+# ---------------------------------------------------------------------------------- alignment
+@dataclass(frozen=True)
+class AlignmentNull:
+    """cos(f̄_W, ḡ_W) of one concept vs label permutations of its contexts (one inner product).
+
+    Attributes:
+        cosine: observed alignment. null_mean, null_sd, null_q95: of the permuted cosines;
+        null_mean_abs: mean |permuted cosine|. p_value: (1 + #{null ≥ cosine}) / (n + 1);
+        p_holm: Holm across the concepts with contexts. n_perm: permutations.
+    """
+
+    cosine: float
+    null_mean: float
+    null_sd: float
+    null_q95: float
+    null_mean_abs: float
+    p_value: float
+    p_holm: float
+    n_perm: int
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def alignment_nulls(
+    states: Mapping[str, np.ndarray],
+    labels: Mapping[str, np.ndarray],
+    directions: Mapping[str, np.ndarray],
+    concept_names: Sequence[str],
+    inner: Mapping[str, geo.InnerProduct],
+    options: StatisticsOptions = StatisticsOptions(),
+) -> dict[str, dict[str, AlignmentNull]]:
+    """Label-permutation nulls of the embedding–unembedding alignment, per inner product.
+
+    Args:
+        states: concept → (n, d) context representations (raw).
+        labels: concept → (n,) 0/1.
+        directions: inner-product name → (k, d) unembedding directions in its coordinates.
+        concept_names: the k names (rows of ``directions``).
+        inner: fitted inner products.
+        options: permutations and seed.
+
+    Returns:
+        inner-product name → concept → :class:`AlignmentNull` (concepts with contexts only).
+    """
+    index = {n: i for i, n in enumerate(concept_names)}
+    names = [n for n in states if n in index]
+    out: dict[str, dict[str, AlignmentNull]] = {}
+    for ip_name in ordered([n for n in directions if n in inner]):
+        ip = inner[ip_name]
+        rows = []
+        for i, n in enumerate(names):
+            F = ip.transform_embedding(states[n])
+            u = directions[ip_name][index[n]]
+            obs = float(geo.mean_difference_direction(F, labels[n]) @ geo.unit(u))
+            null = geo.label_permutation_null(
+                F, labels[n], u, options.n_alignment_perms, options.seed + i
+            )
+            rows.append((obs, null))
+        p = [(1 + (nl >= ob).sum()) / (nl.size + 1) for ob, nl in rows]
+        ph = geo.holm(p)
+        out[ip_name] = {
+            n: AlignmentNull(
+                ob,
+                float(nl.mean()),
+                float(nl.std(ddof=1)),
+                float(np.quantile(nl, 0.95)),
+                float(np.abs(nl).mean()),
+                float(pv),
+                float(h),
+                int(nl.size),
+            )
+            for n, (ob, nl), pv, h in zip(names, rows, p, ph, strict=True)
+        }
+    return out
+
+
+# ------------------------------------------------------------------------------ intervention
+@dataclass(frozen=True)
+class InterventionEffect:
+    """Cross-fitted final-layer intervention of one concept's direction (one inner product).
+
+    Effects are log-odds changes per unit α (α in units of ``scale`` = mean ‖λ'(x)‖), exact and
+    context-free at the final layer: s·⟨ū, Δγ'⟩ for a pair with steering vector Δγ', with ū estimated
+    from the concept's pairs that share no word with the evaluated pair.
+
+    Attributes:
+        on_target: mean effect on the concept's own pairs; on_target_ci: 95 % cluster bootstrap
+            (word clusters); on_target_frac_positive: share of its pairs moved toward the target.
+        off_target: mean over the other concepts W' of |mean effect on the pairs of W'| (as before
+            cross-fitting); off_target_max, off_target_max_name: the largest one and its concept.
+        off_target_pair_abs: mean |effect| over every other concept's pairs (per-pair collateral).
+        ratio: on_target / off_target. n_pairs, n_off_pairs: evaluated pairs.
+        mean_effects: (k,) mean effect on the pairs of every concept, in concept order (the row of
+            the intervention matrix; its own entry is ``on_target``).
+    """
+
+    on_target: float
+    on_target_ci: tuple[float, float]
+    on_target_frac_positive: float
+    off_target: float
+    off_target_max: float
+    off_target_max_name: str
+    off_target_pair_abs: float
+    ratio: float
+    n_pairs: int
+    n_off_pairs: int
+    mean_effects: tuple[float, ...]
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        return {
+            **d,
+            "on_target_ci": list(self.on_target_ci),
+            "mean_effects": list(d["mean_effects"]),
+        }
+
+
+def _effects(deltas: Sequence[np.ndarray], pairs: Sequence[np.ndarray], w: int, scale: float):
+    """Per concept W', s·⟨ū_{W,−N(l)}, Δ_l⟩ for every pair l of W' (ū from W's pairs)."""
+    allp = np.concatenate(pairs)
+    allD = np.concatenate(deltas)
+    u = geo.shared_out_directions(deltas[w], pairs[w], allp)
+    eff = scale * np.sum(allD * u, axis=1)
+    return np.split(eff, np.cumsum([p.shape[0] for p in pairs])[:-1])  # NaN: no pair left
+
+
+def cross_fitted_interventions(
+    vectors: ConceptVectors,
+    inner_name: str,
+    scale: float = 1.0,
+    options: StatisticsOptions = StatisticsOptions(),
+) -> dict[str, InterventionEffect]:
+    """On- and off-target log-odds effects per unit α over held-out pairs (cross-fitted).
+
+    Args:
+        vectors: the concepts' steering vectors.
+        inner_name: the inner product whose direction is added.
+        scale: s (mean ‖λ'(x)‖ of the model's contexts, or 1).
+        options: bootstrap size and seed.
+
+    Returns:
+        concept → :class:`InterventionEffect`.
+    """
+    pairs = list(vectors.pairs)
+    deltas = list(vectors.deltas[inner_name])
+    names = list(vectors.names)
+    out = {}
+    for w, name in enumerate(names):
+        eff = _effects(deltas, pairs, w, scale)
+        ci = geo.cluster_bootstrap_interval(  # drops NaN effects with their labels
+            eff[w], geo.word_clusters(pairs[w]), n_boot=options.n_boot, seed=options.seed
+        )
+        on = eff[w][np.isfinite(eff[w])]
+        eff = [e[np.isfinite(e)] for e in eff]
+        others = [(n, e) for n, e in zip(names, eff, strict=True) if n != name and e.size]
+        means = np.array([abs(e.mean()) for _, e in others])
+        pair_abs = np.abs(np.concatenate([e for _, e in others])) if others else np.zeros(0)
+        j = int(np.argmax(means)) if means.size else -1
+        off = float(means.mean()) if means.size else float("nan")
+        out[name] = InterventionEffect(
+            float(on.mean()),
+            (ci.low, ci.high),
+            float((on > 0).mean()),
+            off,
+            float(means[j]) if j >= 0 else float("nan"),
+            others[j][0] if j >= 0 else "",
+            float(pair_abs.mean()) if pair_abs.size else float("nan"),
+            float(on.mean() / off) if off > 0 else float("nan"),
+            int(on.size),
+            int(pair_abs.size),
+            tuple(float(e.mean()) if e.size else float("nan") for e in eff),
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class ContextIntervention:
+    """Cross-fitted intervention over one concept's held-out contexts (final layer).
+
+    Contexts are split into word-disjoint folds (:func:`~linrep.geometry.cross_fit_folds`); each
+    fold is steered with the unit direction of the concept's pairs that share no word with the
+    fold's contexts. Log-odds are target vs base word of each context's pair.
+
+    Attributes:
+        alphas: (A,) steps in units of ``scale``.
+        effect_per_alpha: mean log-odds change per unit α over the contexts (context-free per pair).
+        frac_target_over_base: (A,) share of base-side contexts whose target word beats the base
+            word after the step (α = 0: the model's own preference).
+        n_contexts, n_base_contexts, n_folds.
+    """
+
+    alphas: tuple[float, ...]
+    effect_per_alpha: float
+    frac_target_over_base: tuple[float, ...]
+    n_contexts: int
+    n_base_contexts: int
+    n_folds: int
+
+    def to_json(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def context_intervention(
+    gamma: np.ndarray,
+    final_states: np.ndarray,
+    context_pairs: np.ndarray,
+    sides: np.ndarray,
+    pairs: np.ndarray,
+    deltas: np.ndarray,
+    ip: geo.InnerProduct,
+    scale: float,
+    alphas: Sequence[float],
+    n_folds: int = 5,
+    seed: int = 0,
+) -> ContextIntervention:
+    """Steer held-out contexts with word-disjoint (cross-fitted) directions; only two logits needed.
+
+    Args:
+        gamma: (V, d) unembedding.
+        final_states: (n, d) final-layer λ(x) of the contexts (raw coordinates).
+        context_pairs: (n, 2) token ids (base word, target word) of each context's pair.
+        sides: (n,) 0 = the context calls for the base word, 1 = for the target word.
+        pairs: (P, 2) the concept's pairs, which estimate the directions.
+        deltas: (P, d) their steering vectors in the coordinates of ``ip``.
+        ip: the inner product whose direction is added.
+        scale: s, the length of a unit α.
+        alphas: the α grid.
+        n_folds: cross-fitting folds.
+        seed: fold assignment seed.
+
+    Returns:
+        :class:`ContextIntervention`.
+    """
+    cp = geo.check_pairs(context_pairs, gamma.shape[0])
+    F = np.asarray(final_states, dtype=np.float64)
+    D = np.asarray(deltas, dtype=np.float64)
+    dg = geo.steering_vectors(gamma, cp)  # raw Δγ of each context's pair
+    base_lo = np.sum(F * dg, axis=1)  # log-odds target vs base at α = 0
+    slope = np.full(cp.shape[0], np.nan)
+    folds = geo.cross_fit_folds(cp, pairs, n_folds=n_folds, seed=seed)
+    for f in folds:
+        if f.est_idx.size == 0:
+            continue
+        v = ip.transform_vectors(geo.concept_direction(D[f.est_idx])) * scale  # raw embedding step
+        slope[f.eval_idx] = dg[f.eval_idx] @ v
+    ok = np.isfinite(slope)
+    base = ok & (np.asarray(sides) == 0)
+    a = np.asarray(alphas, dtype=np.float64)
+    after = base_lo[base][None, :] + a[:, None] * slope[base][None, :]  # (A, n_base)
+    return ContextIntervention(
+        tuple(float(x) for x in a),
+        float(slope[ok].mean()) if ok.any() else float("nan"),
+        tuple(float(x) for x in (after > 0).mean(axis=1)) if base.any() else (),
+        int(ok.sum()),
+        int(base.sum()),
+        len(folds),
+    )
