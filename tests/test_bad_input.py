@@ -2,8 +2,9 @@
 already in --out left exactly as they were.
 
 Each case writes its input files into a fresh folder that also holds an earlier run's results
-(``out/keep.json`` and, for some cases, ``out/checkpoint.pt`` / sweep tables), runs
-``linrep.cli.main([...])`` capturing stderr, and checks:
+(``out/keep.json`` with linrep's folder marker and, for some cases, ``out/checkpoint.pt`` / sweep
+tables), runs ``linrep.cli.main([...])`` capturing stderr — with ``--overwrite`` unless the case
+resumes, so the command really tries to replace those results — and checks:
 
 * the exit status is 2;
 * stderr ends with ONE ``linrep...: error: ...`` line containing the case's key words (argparse
@@ -26,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from linrep.cli import COMMANDS, main
+from linrep.io import MARKER
 
 TRAIN = "[latent]\nm = 3\n[model]\nd = 4\n[train]\nsteps = 40\nlog_every = 20\n"
 SWEEP = TRAIN + '[sweep]\nseeds = "0-1"\n[sweep.grid]\n"model.d" = [2, 4]\n'
@@ -49,7 +51,7 @@ class Case:
 def _real_checkpoint(tmp: Path) -> None:
     """A genuine checkpoint written by a short training run with lr = 1.0."""
     (tmp / "ck.toml").write_text(TRAIN)
-    assert main(["train", "ck.toml", "--out", "out", "--quiet"]) == 0
+    assert main(["train", "ck.toml", "--out", "out", "--quiet", "--overwrite"]) == 0
     (tmp / "out" / "keep.json").write_text('{"keep": true}\n')
 
 
@@ -381,26 +383,26 @@ CASES = [
     ),
     Case(
         "sweep-foreign-results",
-        ["sweep", "s.toml", "--out", "out", "--serial"],
+        ["sweep", "s.toml", "--out", "out", "--serial", "--resume"],
         ["results.csv", "not from linrep sweep"],
         {"s.toml": SWEEP, "out/results.csv": "a,b\n1,2\n"},
     ),
     Case(
         "sweep-into-another-commands-folder",
-        ["sweep", "s.toml", "--out", "out", "--serial"],
+        ["sweep", "s.toml", "--out", "out", "--serial", "--resume"],
         ["report.html", "not from linrep sweep"],
         {"s.toml": SWEEP, "out/report.html": "<html>simulate report</html>"},
     ),
     Case(
         "sweep-other-base-config",
-        ["sweep", "s.toml", "--out", "out", "--serial"],
+        ["sweep", "s.toml", "--out", "out", "--serial", "--resume"],
         ["different base config", "train.steps"],
         {"s.toml": SWEEP},
         prep=_foreign_sweep,
     ),
     Case(
         "sweep-damaged-sweep-json",
-        ["sweep", "s.toml", "--out", "out", "--serial"],
+        ["sweep", "s.toml", "--out", "out", "--serial", "--resume"],
         ["sweep.json", "not valid JSON"],
         {"s.toml": SWEEP, "out/sweep.json": '{"fingerprint": '},
     ),
@@ -508,6 +510,7 @@ def test_bad_input(case: Case, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LINREP_CACHE", str(tmp_path / "cache"))  # llm: any cache write is seen
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.json").write_text('{"keep": true}\n')
+    (tmp_path / "out" / MARKER).write_text(json.dumps({"command": case.command}))
     for name, content in case.files.items():
         p = tmp_path / name
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -520,7 +523,10 @@ def test_bad_input(case: Case, tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     before = _snapshot(tmp_path)
 
-    code = _call(case.argv)
+    argv = case.argv
+    if "--out" in argv and not {"--resume", "--overwrite"} & set(argv):
+        argv = [*argv, "--overwrite"]
+    code = _call(argv)
 
     err = capsys.readouterr().err
     assert code == 2, err

@@ -69,7 +69,7 @@ def test_latent_bad_input_exit_2_one_line(tmp_path, text, needle, capsys):
     out.mkdir()
     keep = out / "latent.npz"
     keep.write_bytes(b"previous result")
-    code = main(["latent", str(cfg), "--out", str(out)])
+    code = main(["latent", str(cfg), "--out", str(out), "--overwrite"])
     err = capsys.readouterr().err
     assert code == 2
     assert needle in err and err.startswith("linrep: error: ") and err.count("\n") == 1

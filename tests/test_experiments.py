@@ -177,6 +177,7 @@ def test_simulate_cli_writes_metrics(tmp_path, capsys):
                 str(configs_dir() / "simulate.toml"),
                 "--out",
                 str(out),
+                "--overwrite",
                 "--set",
                 "model.encodr=mlp",
             ]

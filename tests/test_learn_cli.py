@@ -76,8 +76,8 @@ def test_resume_continues_to_the_same_parameters(cfg, tmp_path):
         (["--set", "train.steps=0"], "train.steps must be > 0"),
         (["--set", "train.lr=0"], "train.lr must be > 0"),
         (["--set", "model.d=0"], "model.d must be ≥ 1"),
-        (["--seeds", "5-2"], "--seeds '5-2' is not a seed list"),
-        (["--seeds", "1,1"], "repeats a seed"),
+        (["--seeds", "5-2"], "--seeds = '5-2': range '5-2' must be 'low-high'"),
+        (["--seeds", "1,1"], "lists a seed twice"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(cfg, tmp_path, capsys, args, message):

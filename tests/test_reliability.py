@@ -94,7 +94,7 @@ def test_kill_train_midway_then_resume_equals_uninterrupted(tmp_path):
     from safetensors.numpy import load_file
 
     (tmp_path / "t.toml").write_text(textwrap.dedent(KILL_TRAIN))
-    ck = tmp_path / "a" / "checkpoint.pt"
+    ck = tmp_path / ".a.partial" / "checkpoint.pt"  # the staging folder while it runs
     proc = start(["train", "t.toml", "--out", "a", "--quiet", "--seeds", "0-1"], tmp_path)
     try:
         deadline = time.time() + 240
@@ -104,7 +104,7 @@ def test_kill_train_midway_then_resume_equals_uninterrupted(tmp_path):
     finally:
         kill_session(proc)
     assert still_running and proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
-    assert not (tmp_path / "a" / "metrics.json").exists(), "training finished before the kill"
+    assert not (tmp_path / "a").exists(), "training finished before the kill"
 
     res = run(["train", "t.toml", "--out", "a", "--resume", "--quiet", "--seeds", "0-1"], tmp_path)
     assert res.returncode == 0, res.stderr
@@ -147,7 +147,7 @@ def test_kill_sweep_midway_then_rerun_gives_every_run_exactly_once(tmp_path):
     (tmp_path / "s.toml").write_text(textwrap.dedent(KILL_SWEEP))
     out = tmp_path / "out"
     proc = start(["sweep", "s.toml", "--out", "out", "--max-parallel", "2", "--quiet"], tmp_path)
-    table = out / "results.csv"
+    table = tmp_path / ".out.partial" / "results.csv"  # the staging folder while it runs
     n_seen = 0
     try:
         deadline = time.time() + 240
@@ -163,11 +163,17 @@ def test_kill_sweep_midway_then_rerun_gives_every_run_exactly_once(tmp_path):
     rows = read_results(table)
     assert 2 <= len(rows) < 16, "the sweep was not killed mid-way"
     assert all(r["status"] == "ok" for r in rows)
-    # re-run: resumes, trains only the missing runs
-    res = run(["sweep", "s.toml", "--out", "out", "--serial", "--quiet", "--no-report"], tmp_path)
+    assert not out.exists(), "a killed sweep published results"
+    # re-run without --resume: refused, nothing touched
+    res = run(["sweep", "s.toml", "--out", "out", "--serial", "--quiet"], tmp_path)
+    assert res.returncode == 2 and "--resume" in res.stderr.splitlines()[-1], res.stderr
+    # re-run with --resume: trains only the missing runs, then publishes
+    cmd = ["sweep", "s.toml", "--out", "out", "--serial", "--quiet", "--no-report", "--resume"]
+    res = run(cmd, tmp_path)
     assert res.returncode == 0, res.stderr
     assert f"{len(rows)} skipped as done" in res.stdout
-    final = read_results(table)
+    assert not table.parent.exists()
+    final = read_results(out / "results.csv")
     ids = [r["run_id"] for r in final]
     assert len(ids) == 16 and len(set(ids)) == 16
     assert sorted((r["model.d"], r["seed"]) for r in final) == sorted(
@@ -312,7 +318,7 @@ def test_json_and_csv_readers_never_see_partial_files(tmp_path):
 def test_failed_atomic_write_keeps_the_old_file(tmp_path, monkeypatch):
     """A write that dies after the data went to the temp file (here: fsync fails) leaves the old
     file intact and no temp file behind."""
-    import linrep.io
+    import linrep.io.files
 
     path = tmp_path / "a.txt"
     atomic_write_text(path, "old")
@@ -320,7 +326,7 @@ def test_failed_atomic_write_keeps_the_old_file(tmp_path, monkeypatch):
     def broken_fsync(fd):
         raise OSError("disk full")
 
-    monkeypatch.setattr(linrep.io.os, "fsync", broken_fsync)
+    monkeypatch.setattr(linrep.io.files.os, "fsync", broken_fsync)
     with pytest.raises(OSError, match="disk full"):
         atomic_write_text(path, "new" * 1000)
     monkeypatch.undo()
@@ -381,7 +387,7 @@ def test_package_writes_files_only_atomically():
     src = Path(__file__).resolve().parents[1] / "src" / "linrep"
     bad = []
     for path in sorted(src.rglob("*.py")):
-        if path.name == "io.py" and path.parent == src:
+        if path.name == "files.py" and path.parent == src / "io":
             continue
         text = path.read_text(encoding="utf-8")
         if not WRITE_CALL.search(text):

@@ -3,16 +3,23 @@
 Each subcommand is a pair of functions, ``_add_<name>(subparsers)`` and ``_run_<name>(args)``,
 registered in :data:`COMMANDS`. Any :class:`~linrep.errors.LinrepError` becomes a one-line
 ``linrep: error: ...`` message and exit status 2 (no traceback).
+
+Output folders: :func:`main` runs every command that has ``--out DIR`` inside
+:func:`linrep.io.staged_output`, so ``_run_<name>`` writes into ``args.out`` (the staging folder
+``.DIR.partial`` beside DIR) and prints paths with ``args.final_out`` (DIR as the user wrote it); the
+results appear in DIR all at once when the command returns. SIGTERM is handled like Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from .errors import LinrepError
+from .errors import LinrepError, TrainingError
 
 __all__ = ["main", "build_parser"]
 
@@ -29,6 +36,25 @@ def _add_set_option(p: argparse.ArgumentParser, example: str, metavar: str) -> N
     )
 
 
+def _add_out_option(p: argparse.ArgumentParser, what: str = "results") -> None:
+    """``--out DIR`` with ``--resume`` / ``--overwrite``: the output protocol of every command."""
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help=f"folder for the {what}; they appear there all at once when the command finishes "
+        "(work in progress lives in .DIR.partial beside it)",
+    )
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the work of an interrupted or finished run in DIR",
+    )
+    g.add_argument("--overwrite", action="store_true", help="replace the results already in DIR")
+
+
 # --------------------------------------------------------------------------------------- latent
 def _add_latent(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -42,12 +68,12 @@ def _add_latent(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("config", type=Path, help="TOML config file with a [latent] section")
-    p.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
+    _add_out_option(p, "tables")
 
 
 def _run_latent(args: argparse.Namespace) -> None:
     from .config import load_toml
-    from .io import ensure_out_dir, write_json
+    from .io import write_json
     from .latent import LatentModel
 
     raw = load_toml(args.config)
@@ -56,7 +82,7 @@ def _run_latent(args: argparse.Namespace) -> None:
 
         raise ConfigError(f"config '{args.config}' has no [latent] section; add one (see configs/)")
     model = LatentModel.from_config(raw["latent"])
-    out = ensure_out_dir(args.out)
+    out = args.out
     summary = model.summary()
     model.save(out / "latent.npz")
     write_json(out / "latent_summary.json", summary)
@@ -69,7 +95,7 @@ def _run_latent(args: argparse.Namespace) -> None:
             f"  {r.name:>12s}: {tag:<17s} (pair log-odds spread {r.pair_log_odds_spread:.3g}, "
             f"alpha {r.alpha:.3f})"
         )
-    print(f"wrote {out / 'latent.npz'} and {out / 'latent_summary.json'}")
+    print(f"wrote {args.final_out / 'latent.npz'} and {args.final_out / 'latent_summary.json'}")
 
 
 # ---------------------------------------------------------------------------------------- sweep
@@ -83,6 +109,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep",
@@ -90,16 +126,25 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
         description=(
             "Expand SWEEP.toml (a training config plus a [sweep] section: grid, random search, "
             "cases, seeds) into runs, train runs that share shapes as one batched ensemble per Ray "
-            "task, and write DIR/results.csv (one row per run, updated atomically as tasks finish) "
-            "and DIR/report.html. Re-running the same command resumes: finished runs are skipped."
+            "task, and write DIR/results.csv (one row per run) and DIR/report.html. While it runs, "
+            "the table is updated atomically in .DIR.partial/ as tasks finish; --resume continues "
+            "an interrupted sweep (finished runs are skipped, failed ones retried). Exits with "
+            "status 2 if any run failed (the results, failed runs included, are still written)."
         ),
     )
     p.add_argument("sweep", type=Path, help="sweep file (TOML with a [sweep] section)")
-    p.add_argument("--out", type=Path, required=True, help="output folder DIR (created if needed)")
+    _add_out_option(p, "results table and report")
     p.add_argument(
         "--address",
         default=None,
         help="Ray cluster address (HOST:PORT, ray://HOST:PORT or auto); default: a local Ray instance",
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=_positive_float,
+        default=60.0,
+        metavar="SECONDS",
+        help="give up joining the --address cluster after this long (default 60)",
     )
     p.add_argument(
         "--max-parallel",
@@ -132,12 +177,21 @@ def _run_sweep(args: argparse.Namespace) -> None:
         serial=args.serial,
         progress=not args.quiet,
         report=not args.no_report,
+        connect_timeout=args.connect_timeout,
     )
     print(
         f"{res.n_runs} runs: {res.n_ok} ok, {res.n_failed} failed, {res.n_skipped} skipped as done "
         f"({res.wall_time_s:.1f} s)"
     )
-    print(f"wrote {res.out_dir / 'results.csv'}" + (f" and {res.report}" if res.report else ""))
+    report = " and report.html" if res.report else ""
+    print(f"wrote {args.final_out / 'results.csv'}{report}")
+    if res.n_failed:
+        args.stage.publish()  # the finished table is kept; the exit status reports the failures
+        first = next(r.get("error") for r in res.rows if r["status"] == "failed")
+        raise TrainingError(
+            f"{res.n_failed} of {res.n_runs} runs failed (first: {first}); their rows are in "
+            f"'{args.final_out / 'results.csv'}': fix the cause and re-run with --resume to retry them"
+        )
 
 
 # ---------------------------------------------------------------------------------------- train
@@ -153,15 +207,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("config", type=Path, help="TOML config with [latent], [model], [train]")
-    p.add_argument("--out", type=Path, required=True, help="output folder DIR (created if needed)")
+    _add_out_option(p, "trained parameters, history and checkpoint")
     _add_set_option(p, example="train.lr=0.5", metavar="SECTION.KEY=VALUE")
     p.add_argument(
         "--seeds",
         default=None,
         help="seeds to train together, e.g. 0-9 or 1,4,7 (default: train.seed)",
-    )
-    p.add_argument(
-        "--resume", action="store_true", help="continue from DIR/checkpoint.pt (same config)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -170,7 +221,7 @@ def _run_train(args: argparse.Namespace) -> None:
     from .learn.run import train_from_config
 
     if args.resume and not (args.out / "checkpoint.pt").exists():
-        print(f"no checkpoint in {args.out}; starting from step 0")
+        print(f"no checkpoint to resume in {args.final_out}; starting from step 0")
     res = train_from_config(
         args.config, args.out, args.overrides, args.seeds, args.resume, not args.quiet
     )
@@ -181,7 +232,7 @@ def _run_train(args: argparse.Namespace) -> None:
     )
     for row in res.final:
         print(f"  seed {row['seed']:>4d}: loss {row['loss']:.5f}, excess {row['excess_loss']:.2e}")
-    print(f"wrote {args.out}/{{config.json, history.csv, params.safetensors, metrics.json}}")
+    print(f"wrote {args.final_out}/{{config.json, history.csv, params.safetensors, metrics.json}}")
 
 
 # ------------------------------------------------------------------------------------ simulate
@@ -201,7 +252,7 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "config", type=Path, help="TOML config with [latent], [model], [train], [simulate]"
     )
-    p.add_argument("--out", type=Path, required=True, help="output folder DIR (created if needed)")
+    _add_out_option(p, "metrics, report and training outputs")
     p.add_argument(
         "--seeds",
         default=None,
@@ -215,7 +266,12 @@ def _run_simulate(args: argparse.Namespace) -> None:
     from .experiments.simulate import simulate
 
     doc = simulate(
-        args.config, args.out, seeds=args.seeds, overrides=args.overrides, progress=not args.quiet
+        args.config,
+        args.out,
+        seeds=args.seeds,
+        overrides=args.overrides,
+        progress=not args.quiet,
+        resume=args.resume,
     )
     m = doc["metrics"]
     ident = doc["identifiable"]
@@ -228,7 +284,7 @@ def _run_simulate(args: argparse.Namespace) -> None:
         lo, hi = s["ci"]
         ci = f" [{lo:.4g}, {hi:.4g}]" if lo is not None and lo == lo else ""
         print(f"  {key:<32s} {s['mean']:.4g}{ci}")
-    print(f"wrote {args.out}/metrics.json and {args.out}/report.html")
+    print(f"wrote {args.final_out}/metrics.json and {args.final_out}/report.html")
 
 
 # ----------------------------------------------------------------------------------- reproduce
@@ -247,7 +303,7 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "experiments", nargs="*", default=["all"], metavar="E", help="E1 … E9 or all (default)"
     )
-    p.add_argument("--out", type=Path, required=True, help="output folder DIR (created if needed)")
+    _add_out_option(p, "reports")
     p.add_argument("--quick", action="store_true", help="fewer seeds/steps (≈ 2 min for all)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -259,7 +315,7 @@ def _run_reproduce(args: argparse.Namespace) -> None:
     summaries = reproduce(args.experiments, args.out, quick=args.quick, progress=not args.quiet)
     for s in summaries:
         print(f"{s.name} {s.title} ({s.wall_time_s:.0f} s): {headline_text(s.headline)}")
-    print(f"wrote {args.out}/report.html")
+    print(f"wrote {args.final_out}/report.html")
 
 
 # ------------------------------------------------------------------------------------------ llm
@@ -298,7 +354,7 @@ def _add_llm(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--layer", type=int, default=None, help="hidden-state layer (default -1: final, post-norm)"
     )
-    p.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
+    _add_out_option(p, "report and results")
     p.add_argument("--config", type=Path, default=None, help="TOML file with an [llm] section")
     _add_set_option(p, example="llm.n_shuffles=0", metavar="llm.KEY=VALUE")
     p.add_argument(
@@ -346,26 +402,107 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it unwinds exactly like Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    def on_term(signum, frame):
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread (main() called from a thread): leave signals alone
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _dispatch(args: argparse.Namespace) -> None:
+    """Run the command; one with ``--out`` runs inside a staged, locked output folder."""
+    run = COMMANDS[args.command][1]
+    if getattr(args, "out", None) is None or getattr(args, "dry_run", False):
+        run(args)
+        return
+    from .io import staged_output
+
+    args.final_out = args.out
+    with staged_output(
+        args.out, resume=args.resume, overwrite=args.overwrite, command=args.command
+    ) as stage:
+        args.stage, args.out = stage, stage.path
+        run(args)
+
+
+def _describe(args: argparse.Namespace, text: str) -> str:
+    stage = getattr(args, "stage", None)
+    return text if stage is None else stage.describe(text)
+
+
+def _kept_note(args: argparse.Namespace) -> str:
+    """Where the unfinished work of a failed command is, if it was kept."""
+    from .io import show
+
+    stage = getattr(args, "stage", None)
+    if stage is None or not stage.kept:
+        return ""
+    unchanged = f"; '{args.final_out}' is unchanged" if stage.final.exists() else ""
+    return (
+        f" (work so far kept in '{show(stage.path)}': --resume continues it, --overwrite "
+        f"discards it{unchanged})"
+    )
+
+
+def _interrupted(args: argparse.Namespace, e: KeyboardInterrupt) -> str:
+    what = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
+    stage = getattr(args, "stage", None)
+    if stage is None:
+        return f"linrep: {what}"
+    if stage.kept:
+        from .io import show
+
+        unchanged = f" ('{args.final_out}' is unchanged)" if stage.final.exists() else ""
+        return (
+            f"linrep: {what}; the work so far is in '{show(stage.path)}': run the same command "
+            f"with --resume to continue{unchanged}"
+        )
+    return f"linrep: {what} before anything was saved; nothing was changed"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``linrep`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        COMMANDS[args.command][1](args)
-    except LinrepError as e:
-        print(f"linrep: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print(
-            "linrep: interrupted; finished results are on disk, re-run to resume", file=sys.stderr
-        )
-        return 130
-    except BrokenPipeError:  # e.g. `linrep ... | head`: the reader left; stay quiet
-        import os
+    with _sigterm_as_interrupt():
+        try:
+            _dispatch(args)
+        except LinrepError as e:
+            print(f"linrep: error: {_describe(args, str(e))}{_kept_note(args)}", file=sys.stderr)
+            return e.exit_code
+        except KeyboardInterrupt as e:
+            print(_interrupted(args, e), file=sys.stderr)
+            return 143 if isinstance(e, Terminated) else 130
+        except BrokenPipeError:  # e.g. `linrep ... | head`: the reader left; stay quiet
+            import os
 
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
+        except (OSError, MemoryError) as e:  # I/O or memory failures no reader/writer turned into
+            msg = _describe(args, _environment_error(e))
+            print(f"linrep: error: {msg}{_kept_note(args)}", file=sys.stderr)
+            return 2
     return 0
+
+
+def _environment_error(e: OSError | MemoryError) -> str:
+    if isinstance(e, MemoryError):
+        return "out of memory; reduce the sizes in the config (seeds, d, width, contexts)"
+    where = f" ('{e.filename}')" if e.filename else ""
+    return f"{e.strerror or e}{where}; check the files and folders involved"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,7 +3,9 @@
 A config file is a TOML document whose top-level tables are *sections* (``[latent]``, ``[model]``,
 ``[train]``, ...). Each section is read into a typed dataclass with :func:`section_from_dict`, which
 rejects unknown keys (suggesting the closest valid one) and values of the wrong type, so a typo never
-silently falls back to a default. Every room of the package declares its own section dataclass next
+silently falls back to a default. Numbers are checked where they are read, naming the key: every
+float must be finite (TOML allows ``nan`` and ``inf``), every integer must fit in 64 bits, and every
+key whose name ends in ``seed`` must be a seed in 0 … 2³²−1 (:mod:`linrep.limits`). Every room of the package declares its own section dataclass next
 to the code that uses it (``LatentConfig`` in :mod:`linrep.latent.config`, ...).
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -18,7 +21,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import ConfigError, did_you_mean
+from .errors import ConfigError, InputError, did_you_mean
+from .limits import check_int64, check_seed
 
 __all__ = ["load_toml", "section_from_dict", "apply_overrides", "parse_value", "check_sections"]
 
@@ -27,22 +31,21 @@ T = TypeVar("T")
 
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML file, turning I/O and syntax problems into one-line :class:`ConfigError` s."""
+    from .io import read_text
+
     path = Path(path)
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"config file '{path}' does not exist; pass the path of a .toml file"
-        ) from None
-    except IsADirectoryError:
-        raise ConfigError(
-            f"config path '{path}' is a folder; pass the path of a .toml file"
-        ) from None
+        text = read_text(path, "config file")
+    except InputError as e:
+        raise ConfigError(f"{e}; pass the path of a .toml file") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file '{path}' is not valid TOML: {e}; fix the syntax") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file '{path}' is not UTF-8 text; pass a .toml file") from None
+    except RecursionError:
+        raise ConfigError(
+            f"config file '{path}' nests tables or arrays too deeply; flatten it"
+        ) from None
 
 
 def check_sections(raw: Mapping[str, Any], allowed: Iterable[str], where: str = "config") -> None:
@@ -100,13 +103,17 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise ConfigError(f"'{key}' must be true or false, got {value!r}")
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"'{key}' must be an integer, got {value!r}")
-        return value
+            if not (isinstance(value, float) and value.is_integer()):
+                raise ConfigError(f"'{key}' must be an integer, got {value!r}")
+            value = int(value)
+        if key.split(".")[-1].split("[")[0].endswith("seed"):
+            return check_seed(value, key)
+        return check_int64(value, key)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"'{key}' must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"'{key}' = {value!r} must be a finite number")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -141,9 +148,11 @@ def parse_value(text: str) -> Any:
         return tomllib.loads(f"v = {low}")["v"]
     except tomllib.TOMLDecodeError:
         pass
+    except RecursionError:
+        raise ConfigError(f"--set value '{low[:40]}...' nests too deeply; flatten it") from None
     try:
         return ast.literal_eval(low)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return text
 
 

@@ -10,7 +10,14 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["LinrepError", "ConfigError", "InputError", "TrainingError", "did_you_mean"]
+__all__ = [
+    "LinrepError",
+    "ConfigError",
+    "InputError",
+    "OutputError",
+    "TrainingError",
+    "did_you_mean",
+]
 
 
 class LinrepError(Exception):
@@ -27,8 +34,15 @@ class InputError(LinrepError, ValueError):
     """A file, path or argument given to linrep is invalid (not a config key)."""
 
 
+class OutputError(LinrepError, OSError):
+    """A result could not be written (disk full, file too large, permission denied).
+
+    Raised by every writer of :mod:`linrep.io`; the file being replaced is left as it was.
+    """
+
+
 class TrainingError(LinrepError, RuntimeError):
-    """Training could not continue (e.g. a NaN loss); the last good checkpoint is kept."""
+    """Training could not continue (e.g. a NaN loss)."""
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -69,7 +69,7 @@ def _resolve(config, seeds, overrides) -> tuple[Any, dict[str, Any], list[int]]:
         apply_overrides(raw, overrides, known)
     cfg = ExperimentConfig.from_raw(raw, SimulateSettings, str(config)[:200], section="simulate")
     if isinstance(seeds, str):
-        from ..learn.run import parse_seeds
+        from ..limits import parse_seeds
 
         seeds = parse_seeds(seeds)
     if seeds is None:
@@ -116,6 +116,7 @@ def simulate(
     seeds: Sequence[int] | str | None = None,
     overrides: Sequence[str] = (),
     progress: bool = True,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Train the config's model on its latent model and write metrics + report.
 
@@ -127,6 +128,7 @@ def simulate(
             ``[simulate] seeds`` and ``train.seed``).
         overrides: ``section.key=value`` strings (``--set``).
         progress: show a progress bar.
+        resume: continue training from ``out_dir/train/checkpoint.pt`` if it exists.
 
     Returns:
         The content of ``metrics.json``: ``metrics`` (each key a summary over seeds; raw and
@@ -143,7 +145,9 @@ def simulate(
     out = ensure_out_dir(out_dir)
     latent = cfg.latent_model()
     hooks = {"euclid": metric_hook(latent)} if settings.track else None
-    res = train(latent, cfg, seeds, progress=progress, metrics=hooks, out_dir=out / "train")
+    res = train(
+        latent, cfg, seeds, progress=progress, metrics=hooks, out_dir=out / "train", resume=resume
+    )
     metrics, per_inner = _measure(latent, res, settings)
     d = cfg.model.d
     ranks = [int(r["identifiable_rank"]) for r in next(iter(per_inner.values()))]

@@ -10,30 +10,15 @@ The command's Python twin is :func:`train_from_config`; everything it writes goe
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 
 from ..config import apply_overrides, check_sections, load_toml, section_from_dict
-from ..errors import InputError
+from ..limits import parse_seeds
 from .config import ModelConfig, TrainConfig, config_keys
 
 __all__ = ["train_from_config", "parse_seeds"]
 
 SECTIONS = ("latent", "model", "train")
-
-
-def parse_seeds(spec: str) -> list[int]:
-    """Parse ``--seeds``: ``"0-9"`` (inclusive range), ``"1,4,7"``, ``"3"`` or a mix (``"0-2,8"``)."""
-    seeds: list[int] = []
-    for part in spec.split(","):
-        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
-        if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
-            raise InputError(f"--seeds '{spec}' is not a seed list; use e.g. 0-9, 1,4,7 or 3")
-        lo = int(m.group(1))
-        seeds.extend(range(lo, int(m.group(2) or lo) + 1))
-    if len(set(seeds)) != len(seeds):
-        raise InputError(f"--seeds '{spec}' repeats a seed; list each seed once")
-    return seeds
 
 
 def resolve_config(config: str | Path, overrides: list[str] = ()) -> dict:

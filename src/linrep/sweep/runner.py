@@ -15,8 +15,10 @@ run that fails alone is recorded with ``status = "failed"`` and its error, and t
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, LinrepError
 from ..io import ensure_out_dir, read_json, run_metadata, write_json
 from .groups import Group, make_groups
 from .spec import SweepSpec, canonical_json, load_sweep
@@ -155,6 +157,28 @@ def _check_address(address: str) -> None:
         ) from None
 
 
+def _with_deadline(connect: Callable[[], Any], timeout: float, address: str) -> None:
+    """Run ``connect()`` in a daemon thread; give up (InputError) after ``timeout`` seconds."""
+    box: dict[str, BaseException] = {}
+
+    def target() -> None:
+        try:
+            connect()
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            box["error"] = e
+
+    thread = threading.Thread(target=target, name="linrep-ray-connect", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise InputError(
+            f"no Ray cluster answered at --address '{address}' within {timeout:g} s (is it a Ray "
+            "head node?); check the address, or raise --connect-timeout"
+        )
+    if "error" in box:
+        raise box["error"]
+
+
 def _import_ray():
     try:
         import ray
@@ -167,33 +191,49 @@ def _import_ray():
 
 
 class _Ray:
-    """A local Ray instance (``num_cpus = max_parallel``) or a connection to a cluster."""
+    """A local Ray instance (``num_cpus = max_parallel``) or a connection to a cluster.
 
-    def __init__(self, address: str | None, max_parallel: int, retries: int):
+    Joining a cluster has a deadline (``connect_timeout`` seconds): Ray itself retries an address
+    that is not a Ray head node for ever. ``ray.init`` replaces the SIGTERM handler; ours is put back.
+    """
+
+    def __init__(
+        self, address: str | None, max_parallel: int, retries: int, connect_timeout: float
+    ):
         ray = _import_ray()
         self.ray = ray
+        previous = signal.getsignal(signal.SIGTERM)
         try:
-            self._init(ray, address, max_parallel)
+            if address is None:
+                self._init_local(ray, max_parallel)
+            else:
+                _with_deadline(
+                    lambda: ray.init(address=address, log_to_driver=False, configure_logging=False),
+                    connect_timeout,
+                    address,
+                )
+        except LinrepError:
+            raise
         except Exception as e:  # noqa: BLE001 - Ray raises many types for a bad cluster
             raise InputError(
                 f"cannot start or join Ray ({_one_line(e)}); check --address or run with --serial"
             ) from None
+        finally:
+            if threading.current_thread() is threading.main_thread() and previous is not None:
+                signal.signal(signal.SIGTERM, previous)
         self.remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=True)(_task)
 
     @staticmethod
-    def _init(ray, address: str | None, max_parallel: int) -> None:
-        if address is None:
-            ray.init(
-                address="local",  # always a fresh instance, never a cluster found on this host
-                num_cpus=max_parallel,
-                include_dashboard=False,
-                _node_ip_address="127.0.0.1",  # local instance: loopback only
-                object_store_memory=128 * 2**20,
-                log_to_driver=False,
-                configure_logging=False,
-            )
-        else:
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
+    def _init_local(ray, max_parallel: int) -> None:
+        ray.init(
+            address="local",  # always a fresh instance, never a cluster found on this host
+            num_cpus=max_parallel,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",  # local instance: loopback only
+            object_store_memory=128 * 2**20,
+            log_to_driver=False,
+            configure_logging=False,
+        )
 
     def run(self, payloads: list[dict], window: int) -> Iterator[tuple[int, dict]]:
         """Submit at most ``window`` tasks at a time; yield (index, result) as they finish."""
@@ -257,6 +297,7 @@ def run_sweep(
     progress: bool = True,
     report: bool = True,
     log: Callable[[str], None] | None = None,
+    connect_timeout: float = 60.0,
 ) -> SweepResult:
     """Run (or resume) a sweep and write ``DIR/results.csv``, ``DIR/sweep.json`` and the report.
 
@@ -271,6 +312,7 @@ def run_sweep(
         progress: show a progress bar over runs.
         report: write ``report.html`` (figures of each metric vs each swept parameter).
         log: where status lines go (default: stderr).
+        connect_timeout: seconds to wait for the ``address`` cluster to answer before giving up.
 
     Returns:
         A :class:`SweepResult`.
@@ -298,7 +340,11 @@ def run_sweep(
     table = ResultsTable(out / "results.csv", front=spec.swept, order=[r.run_id for r in spec.runs])
     groups, n_skipped = plan_sweep(spec, table)
     # join/start Ray before writing anything: a cluster that refuses us leaves DIR untouched
-    executor = _Ray(address, parallel, spec.sweep.retries) if groups and not serial else None
+    executor = (
+        _Ray(address, parallel, spec.sweep.retries, connect_timeout)
+        if groups and not serial
+        else None
+    )
     try:
         write_json(
             out / "sweep.json",

@@ -42,6 +42,7 @@ import numpy as np
 
 from ..config import load_toml, section_from_dict
 from ..errors import ConfigError, did_you_mean
+from ..limits import parse_seeds
 
 __all__ = [
     "SweepConfig",
@@ -192,43 +193,6 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _is_distribution(value: Mapping[str, Any]) -> bool:
     return len(value) == 1 and next(iter(value)) in DISTRIBUTIONS
-
-
-def parse_seeds(value: Any, where: str = "sweep.seeds") -> list[int]:
-    """``[0, 3]``, ``"0-9"``, ``"0,3,5-7"`` or a count ``10`` → a sorted list of distinct seeds."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{where} = {value!r} must be a list of integers, 'a-b' or a count")
-    if isinstance(value, int):
-        if value < 1:
-            raise ConfigError(f"{where} = {value} must be a positive count (or a list of seeds)")
-        return list(range(value))
-    seeds: list[int] = []
-    if isinstance(value, str):
-        for part in value.replace(" ", "").split(","):
-            lo, sep, hi = part.partition("-")
-            try:
-                a, b = int(lo), int(hi) if sep else int(lo)
-            except ValueError:
-                raise ConfigError(
-                    f"{where} = {value!r} is not a seed range; write e.g. '0-9' or '0,3,5-7'"
-                ) from None
-            if a < 0 or b < a:
-                raise ConfigError(
-                    f"{where} = {value!r}: range '{part}' must be 'low-high', low ≥ 0"
-                )
-            seeds.extend(range(a, b + 1))
-    elif isinstance(value, list) and value:
-        for s in value:
-            if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-                raise ConfigError(f"{where} entry {s!r} must be an integer ≥ 0")
-            seeds.append(s)
-    else:
-        raise ConfigError(
-            f"{where} = {value!r} must be a non-empty list of integers, 'a-b' or a count"
-        )
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"{where} = {value!r} lists a seed twice; give each seed once")
-    return sorted(seeds)
 
 
 def _check_key(name: str, classes: Mapping[str, type], where: str) -> tuple[str, str]:
@@ -395,7 +359,11 @@ def sweep_from_dict(raw: Mapping[str, Any], path: Path | None = None) -> SweepSp
     if not case_list:
         case_list = [("", {})]
 
-    seeds = parse_seeds(cfg.seeds) if cfg.seeds is not None else [int(base["train"].get("seed", 0))]
+    seeds = (
+        parse_seeds(cfg.seeds, "sweep.seeds")
+        if cfg.seeds is not None
+        else [int(base["train"].get("seed", 0))]
+    )
 
     grid_keys = list(cfg.grid)
     grid_points = [

@@ -1,12 +1,15 @@
-"""Atomic, dependency-light result writing and run metadata.
+"""Atomic, dependency-light file writing and reading, and run metadata.
 
 Everything linrep writes goes through here: write to a temporary file in the same folder, flush,
 fsync, then ``os.replace`` — so a reader never sees a truncated file and a killed run never leaves
-half a result behind.
+half a result behind. A write that fails (disk full, file too large, permission denied) removes its
+temporary file, leaves the old file as it was and raises :class:`~linrep.errors.OutputError`; a read
+that fails raises :class:`~linrep.errors.InputError` naming the file and the fix.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
@@ -22,10 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError, OutputError
 
 __all__ = [
     "ensure_out_dir",
+    "show",
+    "read_bytes",
+    "read_text",
     "atomic_write_bytes",
     "atomic_write_text",
     "write_json",
@@ -34,6 +40,15 @@ __all__ = [
     "to_jsonable",
     "run_metadata",
 ]
+
+
+def show(path: str | os.PathLike) -> str:
+    """``path`` for messages: relative to the current folder when it lies below it, else as is."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError, RuntimeError):
+        return str(p)
 
 
 def ensure_out_dir(path: str | os.PathLike) -> Path:
@@ -57,10 +72,18 @@ def ensure_out_dir(path: str | os.PathLike) -> Path:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename).
+
+    Raises:
+        OutputError: the folder cannot be created or the data cannot be written (the old file, if
+            any, is unchanged and no temporary file is left behind).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _write_error(path, e) from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; results should be readable
         with os.fdopen(fd, "wb") as fh:
@@ -68,13 +91,61 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError) and not isinstance(e, OutputError):
+            raise _write_error(path, e) from None
         raise
     return path
+
+
+def _write_error(path: Path, e: OSError) -> OutputError:
+    """One-line :class:`OutputError` for a failed write, naming the errno and the fix."""
+    code = errno.errorcode.get(e.errno or 0, "")
+    fix = {
+        errno.ENOSPC: "free disk space",
+        errno.EDQUOT: "free disk space (quota exceeded)",
+        errno.EFBIG: "raise the file-size limit (ulimit -f)",
+        errno.EACCES: "make the folder writable",
+        errno.EROFS: "choose a writable --out",
+    }.get(e.errno or 0, "check the output folder")
+    what = e.strerror or str(e)
+    return OutputError(
+        f"cannot write '{path}': {what}{f' ({code})' if code else ''}; {fix} and re-run"
+    )
+
+
+def read_bytes(path: str | os.PathLike, what: str = "file") -> bytes:
+    """The bytes of ``path``; any failure becomes one :class:`InputError` line naming ``what``."""
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{what} '{path}' does not exist; check the path") from None
+    except IsADirectoryError:
+        raise InputError(f"{what} '{path}' is a folder; pass the path of a file") from None
+    except PermissionError:
+        raise InputError(
+            f"{what} '{path}' is not readable (permission denied); fix its permissions"
+        ) from None
+    except OSError as e:
+        raise InputError(
+            f"cannot read {what} '{path}': {e.strerror or e}; check the path"
+        ) from None
+
+
+def read_text(path: str | os.PathLike, what: str = "file") -> str:
+    """The UTF-8 text of ``path`` (see :func:`read_bytes`); not UTF-8 is an :class:`InputError`."""
+    data = read_bytes(path, what)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(
+            f"{what} '{path}' is not UTF-8 text (byte {e.start}); save it as UTF-8"
+        ) from None
 
 
 def _umask() -> int:
@@ -131,17 +202,17 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, text + "\n")
 
 
-def read_json(path: str | os.PathLike) -> Any:
+def read_json(path: str | os.PathLike, what: str = "file") -> Any:
     """Read a JSON file written by :func:`write_json`, with a clear error if it is missing/corrupt."""
-    path = Path(path)
+    text = read_text(path, what)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"file '{path}' does not exist") from None
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise InputError(
-            f"file '{path}' is not valid JSON (line {e.lineno}): delete it and re-run"
+            f"{what} '{path}' is not valid JSON (line {e.lineno}): delete it and re-run"
         ) from None
+    except RecursionError:
+        raise InputError(f"{what} '{path}' is nested too deeply to be linrep's JSON") from None
 
 
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
