@@ -63,6 +63,35 @@ class MaxMargin:
         return self.w / np.linalg.norm(self.w)
 
 
+def least_distance(G: np.ndarray, *, tol: float = 1e-9) -> tuple[np.ndarray, np.ndarray] | None:
+    """The least-distance programme min ‖w‖ s.t. G w ≥ 1, by NNLS (Lawson & Hanson, ch. 23).
+
+    With E = [Gᵀ; 1ᵀ] and e = (0, …, 0, 1): u = argmin_{u ≥ 0} ‖E u − e‖, r = E u − e; the
+    constraints are infeasible iff r = 0 (or r_{d+1} ≥ 0), else w = −r_{1:d} / r_{d+1}. G is rescaled by
+    its largest entry first (the solution scales back exactly).
+
+    Args:
+        G: (n, d) constraint rows.
+        tol: residual norm under which the programme is declared infeasible.
+
+    Returns:
+        (w (d,), u (n,) multipliers; u > 0 marks active constraints), or None if infeasible.
+    """
+    from scipy.optimize import nnls
+
+    G = np.asarray(G, dtype=np.float64)
+    n, d = G.shape
+    scale = float(np.abs(G).max()) or 1.0
+    E = np.vstack([G.T / scale, np.ones((1, n))])
+    e = np.zeros(d + 1)
+    e[-1] = 1.0
+    u, _ = nnls(E, e, maxiter=50 * E.shape[1])
+    r = E @ u - e
+    if np.linalg.norm(r) <= tol or r[-1] >= 0:
+        return None
+    return -r[:d] / r[-1] / scale, u
+
+
 def max_margin_direction(x: np.ndarray, y: np.ndarray, *, tol: float = 1e-9) -> MaxMargin:
     """Homogeneous hard-margin SVM: argmin ‖w‖ s.t. y_k x_kᵀw ≥ 1, solved exactly via NNLS.
 
@@ -74,8 +103,6 @@ def max_margin_direction(x: np.ndarray, y: np.ndarray, *, tol: float = 1e-9) -> 
     Returns:
         :class:`MaxMargin`.
     """
-    from scipy.optimize import nnls
-
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y).ravel()
     if x.ndim != 2 or y.shape[0] != x.shape[0] or x.shape[0] == 0:
@@ -86,17 +113,11 @@ def max_margin_direction(x: np.ndarray, y: np.ndarray, *, tol: float = 1e-9) -> 
     if np.any(y == 0):
         raise InputError("max-margin labels must be ±1 or 0/1")
     d = x.shape[1]
-    scale = float(np.abs(x).max()) or 1.0
-    G = y[:, None] * x / scale  # constraints G w' ≥ 1 with w' = scale · w
-    E = np.vstack([G.T, np.ones((1, G.shape[0]))])
-    e = np.zeros(d + 1)
-    e[-1] = 1.0
-    u, _ = nnls(E, e, maxiter=50 * E.shape[1])
-    r = E @ u - e
+    sol = least_distance(y[:, None] * x, tol=tol)
     nan = np.full(d, np.nan)
-    if np.linalg.norm(r) <= tol or r[-1] >= 0:
+    if sol is None:
         return MaxMargin(nan, False, float("nan"), 0, float("nan"))
-    w = -r[:d] / r[-1] / scale
+    w, u = sol
     fm = y * (x @ w)
     if fm.min() < 1 - 1e-6:  # numerical safety: the certificate must hold
         return MaxMargin(nan, False, float("nan"), 0, float(fm.min()))
