@@ -205,3 +205,90 @@ def test_context_intervention_folds_never_use_the_evaluated_words():
     assert r.effect_per_alpha == pytest.approx(eff.mean())
     # a huge step: the target wins exactly where the held-out effect is positive
     assert r.frac_target_over_base[-1] == pytest.approx((eff[::2] > 0).mean())
+
+
+# ---------------------------------------------------------------------- contexts and aggregate
+def _w(i: int) -> str:
+    """A letters-only word for index i (wa, wb, …, wba, …)."""
+    s = ""
+    while True:
+        s = "abcdefghijklmnopqrstuvwxyz"[i % 26] + s
+        i //= 26
+        if i == 0:
+            return "w" + s
+
+
+def _vocab_world(seed=7, n_words=600, d=16):
+    """A byte-BPE vocabulary of letter words 'Ġw…' (normal), a planted concept, and paired contexts."""
+    rng = np.random.default_rng(seed)
+    toks = [f"Ġ{_w(i)}" for i in range(n_words)] + ["Ġ42", "<pad>"]
+    types = np.ones(len(toks), dtype=int)
+    types[-1] = 3
+    g = rng.standard_normal((len(toks), d))
+    u = np.eye(d)[0]
+    pairs = np.array([[2 * i, 2 * i + 1] for i in range(40)])
+    g[pairs[:, 1]] += 3 * u
+    other = np.array([[100 + 2 * i, 101 + 2 * i] for i in range(40)])
+    vocab = Vocabulary(toks, types, "byte_bpe")
+    cs = [
+        ConceptTokens(n, p, [(_w(x), _w(y)) for x, y in p]) for n, p in (("a", pairs), ("b", other))
+    ]
+    return g, vocab, cs, u
+
+
+def test_context_token_pairs_and_word_ranks():
+    g, vocab, cs, _ = _vocab_world()
+    # base word 0 → pair (0, 1); target word 3 → (2, 3); unknown word; word 0 is no target
+    words = [_w(0), _w(3), "zzz", _w(0)]
+    cp, rows = st.context_token_pairs(cs[0].words, words, [0, 1, 0, 1], vocab)
+    np.testing.assert_array_equal(cp, [[0, 1], [2, 3]])
+    np.testing.assert_array_equal(rows, [0, 1])
+    rng = np.random.default_rng(0)
+    F = rng.standard_normal((5, g.shape[1]))
+    tok = np.array([3, 7, 100, 0, 5])
+    normal = np.ones(g.shape[0], bool)
+    normal[-1] = False
+    ranks = st.intended_word_ranks(F, g, tok, normal, chunk=2)
+    for i in range(5):
+        logits = g[normal] @ F[i]
+        order = np.argsort(-logits)
+        assert ranks[i] == 1 + int(np.flatnonzero(np.flatnonzero(normal)[order] == tok[i])[0])
+
+
+def test_compute_statistics_end_to_end_json_and_report(tmp_path):
+    import json
+
+    from linrep.report import Report
+
+    g, vocab, cs, u = _vocab_world()
+    inner = {
+        "causal": G.CausalInnerProduct().fit(g),
+        "euclidean": G.EuclideanInnerProduct().fit(g),
+        "random": G.RandomInnerProduct(0).fit(g.shape[1]),
+    }
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1], 20)
+    F = rng.standard_normal((40, g.shape[1])) + 2.0 * y[:, None] * u
+    ctx_words = [_w(2 * i) for i in range(20)] + [_w(2 * i + 1) for i in range(20)]
+    contexts = st.ContextInputs({"a": F}, {"a": F}, {"a": y}, {"a": ctx_words})
+    normal = vocab.token_type == 1
+    res = st.compute_statistics(
+        g, vocab, normal, cs, inner, ["a", "b"], OPTS, contexts=contexts, alphas=(0.0, 1.0)
+    )
+    assert list(res.cross) == ["euclidean", "causal", "random"]
+    assert list(res.loo) == ["euclidean", "causal"] and list(res.interventions) == list(res.loo)
+    assert res.n_word_rows == 600  # 'Ġ42' and '<pad>' are not words
+    assert res.alignment["causal"]["a"].p_holm < 0.05
+    assert res.contexts["euclidean"]["a"].n_contexts == 40
+    assert res.context_check.n_contexts == 40 and res.context_check.n_top5 <= 40
+    s_e = np.linalg.norm(F, axis=1).mean()
+    assert res.scales["euclidean"] == pytest.approx(s_e)
+    js = json.loads(json.dumps(res.to_json()))
+    assert js["loo_test"]["causal"]["a"]["p_holm"] < 0.05
+    assert set(res.null_mean_abs_offdiag()) == {"euclidean", "causal", "random"}
+    rep = Report("t")
+    res.add_to_report(rep)
+    paths = rep.write(tmp_path)
+    md = paths["md"].read_text(encoding="utf-8")
+    assert "Observed vs null (Euclidean first)" in md and "exactly α·s·⟨ū, Δγ⟩" in md
+    assert md.index("| Euclidean") < md.index("| causal")

@@ -52,6 +52,12 @@ __all__ = [
     "cross_fitted_interventions",
     "ContextIntervention",
     "context_intervention",
+    "context_token_pairs",
+    "intended_word_ranks",
+    "ContextInputs",
+    "ContextCheck",
+    "RealModelStatistics",
+    "compute_statistics",
     "ordered",
 ]
 
@@ -661,3 +667,257 @@ def context_intervention(
         int(base.sum()),
         len(folds),
     )
+
+
+# --------------------------------------------------------------------------- context helpers
+def context_token_pairs(
+    pairs_words: Sequence[tuple[str, str]],
+    context_words: Sequence[str],
+    sides: Sequence[int],
+    vocab: Vocabulary,
+    leading_space: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Token pair (base, target) of each context: its word and that word's counterpart.
+
+    A base-side context calls for a base word b (counterpart: its target in the concept's pairs), a
+    target-side context for a target word t (counterpart: its base).
+
+    Args:
+        pairs_words: the concept's (base, target) word pairs.
+        context_words: (n,) the word each context calls for.
+        sides: (n,) 0 = base side, 1 = target side.
+        vocab: the model's vocabulary (single-token lookup).
+        leading_space: spell words with the leading-space marker.
+
+    Returns:
+        ``pairs`` (m, 2) token ids and ``rows`` (m,) indices of the contexts that have both tokens.
+    """
+    to_target = dict(pairs_words)
+    to_base = {t: b for b, t in pairs_words}
+    out, rows = [], []
+    for i, (w, s) in enumerate(zip(context_words, sides, strict=True)):
+        b, t = (w, to_target.get(w)) if s == 0 else (to_base.get(w), w)
+        ib = vocab.token_id(b, leading_space) if b else None
+        it = vocab.token_id(t, leading_space) if t else None
+        if ib is not None and it is not None and ib != it:
+            out.append((ib, it))
+            rows.append(i)
+    return np.asarray(out, dtype=np.int64).reshape(-1, 2), np.asarray(rows, dtype=np.int64)
+
+
+def intended_word_ranks(
+    final_states: np.ndarray, gamma: np.ndarray, tokens: np.ndarray, normal: np.ndarray, chunk=64
+) -> np.ndarray:
+    """Rank (1 = most likely) of each context's intended next token among the normal tokens.
+
+    Logits f(x)ᵀγ(y) in γ's dtype, ``chunk`` contexts at a time (memory chunk · V).
+
+    Args:
+        final_states: (n, d) final-layer λ(x). gamma: (V, d). tokens: (n,) intended token ids.
+        normal: (V,) bool mask of the tokens ranked.
+
+    Returns:
+        (n,) int64 ranks.
+    """
+    g = np.asarray(gamma)
+    F = np.asarray(final_states).astype(g.dtype)
+    tok = np.asarray(tokens, dtype=np.int64)
+    out = np.empty(tok.size, dtype=np.int64)
+    for s in range(0, tok.size, chunk):
+        logits = F[s : s + chunk] @ g.T  # (c, V)
+        own = logits[np.arange(logits.shape[0]), tok[s : s + chunk]]
+        out[s : s + chunk] = 1 + ((logits > own[:, None]) & normal[None, :]).sum(axis=1)
+    return out
+
+
+# ------------------------------------------------------------------------------- aggregate
+@dataclass(frozen=True)
+class ContextInputs:
+    """The embedding side of the paired contexts, as read from the model.
+
+    Attributes:
+        states: concept → (n, d) hidden states at the analysed layer (alignment).
+        final_states: concept → (n, d) final post-norm states (interventions, next-word ranks).
+        labels: concept → (n,) 0 (base side) / 1 (target side).
+        words: concept → the n words the contexts call for.
+    """
+
+    states: Mapping[str, np.ndarray]
+    final_states: Mapping[str, np.ndarray]
+    labels: Mapping[str, np.ndarray]
+    words: Mapping[str, Sequence[str]]
+
+
+@dataclass(frozen=True)
+class ContextCheck:
+    """Does the model expect the word each context was written for? (final layer)
+
+    Attributes:
+        n_contexts: contexts whose word is a single token. n_top1, n_top5: contexts whose word ranks
+        first / in the top 5 among the normal tokens. median_rank.
+    """
+
+    n_contexts: int
+    n_top1: int
+    n_top5: int
+    median_rank: float
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RealModelStatistics:
+    """Every real-model statistic of :mod:`linrep.llm.statistics` for one model (results key
+    ``statistics``; the random-word-pair baseline of mean |offdiag| also at ``null_mean_abs_offdiag``).
+
+    Attributes:
+        names: concept names (order of every per-concept array).
+        options: null sizes and seed.
+        n_word_rows: candidate rows of the random word pairs.
+        cross: inner product → :class:`CrossConceptNulls` (Euclidean first).
+        random_inner: :class:`RandomInnerDraws`.
+        loo: inner product → concept → :class:`LooTest`.
+        interventions: inner product → concept → :class:`InterventionEffect` (held-out pairs).
+        scales: inner product → s, the unit of α (mean ‖λ'(x)‖, 1 without contexts).
+        alignment: inner product → concept → :class:`AlignmentNull` (empty without contexts).
+        contexts: inner product → concept → :class:`ContextIntervention` (empty without contexts).
+        context_check: :class:`ContextCheck` or None.
+    """
+
+    key = "statistics"
+    names: tuple[str, ...]
+    options: StatisticsOptions
+    n_word_rows: int
+    cross: Mapping[str, CrossConceptNulls]
+    random_inner: RandomInnerDraws
+    loo: Mapping[str, Mapping[str, LooTest]]
+    interventions: Mapping[str, Mapping[str, InterventionEffect]]
+    scales: Mapping[str, float]
+    alignment: Mapping[str, Mapping[str, AlignmentNull]]
+    contexts: Mapping[str, Mapping[str, ContextIntervention]]
+    context_check: ContextCheck | None
+
+    def null_mean_abs_offdiag(self) -> dict[str, dict]:
+        """Inner product → observed mean |offdiag| vs random word-pair directions (results key)."""
+        return {k: _test_json(v.random_pairs.mean_abs_offdiag) for k, v in self.cross.items()}
+
+    def to_json(self) -> dict:
+        def nested(d: Mapping[str, Mapping[str, object]]) -> dict:
+            return {k: {n: x.to_json() for n, x in v.items()} for k, v in d.items()}
+
+        return {
+            "options": asdict(self.options),
+            "n_word_rows": self.n_word_rows,
+            "inner_product_order": list(self.cross),
+            "cross_concept": {k: v.to_json(self.names) for k, v in self.cross.items()},
+            "random_inner_products": self.random_inner.to_json(),
+            "loo_test": nested(self.loo),
+            "intervention": nested(self.interventions),
+            "intervention_scale": dict(self.scales),
+            "alignment_null": nested(self.alignment),
+            "context_intervention": nested(self.contexts),
+            "context_check": None if self.context_check is None else self.context_check.to_json(),
+        }
+
+    def add_to_report(self, rep) -> None:
+        from .statistics_report import add_statistics_section
+
+        add_statistics_section(rep, self)
+
+
+def compute_statistics(
+    gamma: np.ndarray,
+    vocab: Vocabulary,
+    normal: np.ndarray,
+    concepts: Sequence[ConceptTokens],
+    inner: Mapping[str, geo.InnerProduct],
+    groups: Sequence[str],
+    options: StatisticsOptions = StatisticsOptions(),
+    *,
+    contexts: ContextInputs | None = None,
+    alphas: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4),
+    leading_space: bool = True,
+    intervention_inner: Sequence[str] = ("euclidean", "causal"),
+) -> RealModelStatistics:
+    """All statistics of this module for one model.
+
+    Args:
+        gamma: (V, d) unembedding. vocab: its vocabulary. normal: (V,) normal-token mask.
+        concepts: the kept concepts. inner: fitted inner products by name. groups: (k,) labels.
+        options: null sizes and seed.
+        contexts: hidden states of the paired contexts (None: unembedding only).
+        alphas: intervention steps (units of mean ‖λ'(x)‖).
+        leading_space: spelling of the context words.
+        intervention_inner: inner products whose directions are added.
+
+    Returns:
+        :class:`RealModelStatistics`.
+    """
+    o = options
+    vec = ConceptVectors.build(gamma, concepts, inner)
+    rows = null_word_rows(vocab)
+    mean_gamma = np.asarray(gamma[normal], dtype=np.float64).mean(axis=0)
+    cross = cross_concept_nulls(gamma, vec, inner, groups, rows, mean_gamma, o)
+    rand = random_inner_product_draws(vec, groups, o)
+    loo = loo_tests(vec, [n for n in inner if n != "random"], o)
+    iv_names = ordered([n for n in intervention_inner if n in inner])
+    scales = {n: 1.0 for n in iv_names}
+    alignment: dict = {}
+    ctx: dict = {}
+    check = None
+    if contexts is not None:
+        all_final = np.concatenate([np.asarray(f) for f in contexts.final_states.values()])
+        scales = {
+            n: float(np.linalg.norm(inner[n].transform_embedding(all_final), axis=1).mean())
+            for n in iv_names
+        }
+        dirs = {n: np.stack([geo.concept_direction(d) for d in vec.deltas[n]]) for n in inner}
+        alignment = alignment_nulls(contexts.states, contexts.labels, dirs, vec.names, inner, o)
+        ctx, check = _context_side(
+            gamma, vocab, normal, concepts, vec, inner, contexts, scales, alphas, leading_space, o
+        )
+    ivs = {n: cross_fitted_interventions(vec, n, scales[n], o) for n in iv_names}
+    return RealModelStatistics(
+        vec.names, o, int(rows.sum()), cross, rand, loo, ivs, scales, alignment, ctx, check
+    )
+
+
+def _context_side(gamma, vocab, normal, concepts, vec, inner, contexts, scales, alphas, ls, o):
+    """Cross-fitted context interventions per inner product, and the next-word check."""
+    index = {n: j for j, n in enumerate(vec.names)}
+    out: dict[str, dict[str, ContextIntervention]] = {n: {} for n in scales}
+    toks, finals = [], []
+    for name, F in contexts.final_states.items():
+        y = np.asarray(contexts.labels[name])
+        words = list(contexts.words[name])
+        single = [vocab.token_id(w, ls) for w in words]
+        keep = [i for i, t in enumerate(single) if t is not None]
+        toks += [single[i] for i in keep]
+        finals.append(np.asarray(F)[keep])
+        if name not in index:
+            continue
+        j = index[name]
+        cp, rows = context_token_pairs(concepts[j].words, words, y, vocab, ls)
+        if rows.size == 0:
+            continue
+        for n in scales:
+            out[n][name] = context_intervention(
+                gamma,
+                np.asarray(F)[rows],
+                cp,
+                y[rows],
+                vec.pairs[j],
+                vec.deltas[n][j],
+                inner[n],
+                scales[n],
+                alphas,
+                seed=o.seed,
+            )
+    check = None
+    if toks:
+        r = intended_word_ranks(np.concatenate(finals), gamma, np.asarray(toks), normal)
+        check = ContextCheck(
+            int(r.size), int((r == 1).sum()), int((r <= 5).sum()), float(np.median(r))
+        )
+    return out, check
