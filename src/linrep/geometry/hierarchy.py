@@ -162,9 +162,10 @@ class ParentResult:
     Attributes:
         sibling_cosines: cos(ℓ_parent, ℓ_ci − ℓ_cj) per child pair ``(ci, cj, cos)``.
         singular_values: of [ℓ_c2 − ℓ_c1, …] (descending); affinely_independent: σ_min > 1e-8 σ_max.
-        sigma_ratio: σ_min / σ_max; sigma_ratio_null_mean / _p: the same for children replaced by
-        random subsets of the parent's tokens of the children's sizes (p = share of null ratios ≤
-        the observed one: small means the real simplex is *flatter* than random subsets').
+        sigma_ratio: σ_min / σ_max (NaN for two children: one singular value, the ratio is 1 by
+        construction); sigma_ratio_null_mean / _p: the same for children replaced by random
+        subsets of the parent's tokens of the children's sizes (p = share of null ratios ≤ the
+        observed one: small means the real simplex is *flatter* than random subsets').
     """
 
     parent: str
@@ -503,6 +504,18 @@ def _summary(name: str, obs: np.ndarray, d: np.ndarray) -> SummaryNull:
     )
 
 
+def _sigma_ratios(par, sizes, sv, n_null, rng) -> tuple[float, np.ndarray]:
+    """σ_min/σ_max of the children's simplex and of children replaced by random subsets of the
+    parent's rows (same sizes). Two children give one singular value: the ratio is 1 by
+    construction, so it is NaN with an empty null."""
+    if len(sizes) < 3 or not sv[0] > 0:
+        return float("nan"), np.zeros(0)
+    rows = np.arange(par.rows.size)
+    null_L = np.stack([par.vectors(_subsets(rng, rows, n_null, n)) for n in sizes], axis=1)
+    nsv = simplex_singular_values(null_L)  # (n_null, k − 1)
+    return float(sv[-1] / sv[0]), nsv[:, -1] / np.maximum(nsv[:, 0], 1e-300)
+
+
 def _parent_results(tree, parents, lv, n_null, rng) -> tuple[ParentResult, ...]:
     out = []
     for p, par in parents.items():
@@ -511,15 +524,7 @@ def _parent_results(tree, parents, lv, n_null, rng) -> tuple[ParentResult, ...]:
             continue
         L = lv[kids]
         sv = simplex_singular_values(L)
-        ratio = float(sv[-1] / sv[0]) if sv[0] > 0 else float("nan")
-        # null: every child replaced by a random subset of the parent's rows of its size
-        all_rows = np.arange(par.rows.size)
-        null_L = np.stack(
-            [par.vectors(_subsets(rng, all_rows, n_null, tree.members[c].size)) for c in kids],
-            axis=1,
-        )  # (n_null, k, r)
-        nsv = simplex_singular_values(null_L)
-        nratio = nsv[:, -1] / np.maximum(nsv[:, 0], 1e-300)
+        ratio, nratio = _sigma_ratios(par, [tree.members[c].size for c in kids], sv, n_null, rng)
         sib = sibling_cosines(lv[p], L)
         i, j = np.triu_indices(len(kids), 1)
         out.append(
@@ -534,8 +539,10 @@ def _parent_results(tree, parents, lv, n_null, rng) -> tuple[ParentResult, ...]:
                 singular_values=tuple(float(s) for s in sv),
                 affinely_independent=bool(sv[-1] > 1e-8 * sv[0]),
                 sigma_ratio=ratio,
-                sigma_ratio_null_mean=float(nratio.mean()),
-                sigma_ratio_null_p=float((1 + np.sum(nratio <= ratio)) / (nratio.size + 1)),
+                sigma_ratio_null_mean=float(nratio.mean()) if nratio.size else float("nan"),
+                sigma_ratio_null_p=float((1 + np.sum(nratio <= ratio)) / (nratio.size + 1))
+                if nratio.size
+                else float("nan"),
             )
         )
     return tuple(out)

@@ -288,7 +288,7 @@ class HierarchyOptions:
     estimators: tuple[str, ...] = ("lda", "mean")
     min_words: int = 5
     n_null: int = 200
-    n_boot: int = 200
+    n_boot: int = 100
     pool_size: int = 4096
     nulls: tuple[str, ...] = ("subset", "random_set", "shuffled", "unrelated")
     seed: int = 0
