@@ -2,7 +2,7 @@
 
 Park et al. ("The Geometry of Categorical and Hierarchical Concepts in Large Language Models",
 arXiv 2406.01506) represent a category w (animal, mammal, …) with token set Y(w) by one vector ℓ_w
-in the causal coordinates g(y) = Cov(γ)^{−1/2}(γ(y) − E γ) of the unembedding (``docs/real-models.md``):
+in the causal coordinates g(y) = Cov(γ)^{−1/2}(γ(y) − E γ) of the unembedding (``docs/hierarchy.md`` §6.1):
 
     m_w = mean_{y ∈ Y(w)} g(y),   Σ_w = Ledoit–Wolf covariance of {g(y) : y ∈ Y(w)},
     ĝ_w = Σ_w⁻¹ m_w / ‖Σ_w⁻¹ m_w‖,   ℓ_w = (ĝ_wᵀ m_w) ĝ_w              (estimator ``"lda"``)

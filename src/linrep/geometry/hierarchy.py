@@ -1,5 +1,7 @@
 """Hierarchy as orthogonality, tested against nulls that separate semantics from the estimator.
 
+The science and what each null can show: ``docs/hierarchy.md`` §6.2.
+
 Input: token coordinates ``X: (U, d)`` (causal coordinates of a token universe: a real model's
 category words plus random pools, or every token of a latent model) and a :class:`CategoryTree`
 whose categories are index sets into X (a parent's set contains its children's) and whose edges
