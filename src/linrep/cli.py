@@ -354,6 +354,13 @@ def _add_llm(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--layer", type=int, default=None, help="hidden-state layer (default -1: final, post-norm)"
     )
+    p.add_argument(
+        "--hierarchy",
+        default=None,
+        metavar="builtin|DIR",
+        help="also measure a category hierarchy (Park et al. 2024): '<category>.txt' files and "
+        "hierarchy.txt with 'parent<TAB>child' lines",
+    )
     _add_out_option(p, "report and results")
     p.add_argument("--config", type=Path, default=None, help="TOML file with an [llm] section")
     _add_set_option(p, example="llm.n_shuffles=0", metavar="llm.KEY=VALUE")

@@ -24,8 +24,13 @@ def config_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], list[str
     known = {"llm": [f.name for f in dataclasses.fields(LLMConfig)]}
     apply_overrides(raw, args.overrides, known)
     table = raw["llm"]
-    for flag, key in (("concepts", "concepts"), ("contexts", "contexts"), ("layer", "layer")):
-        value = getattr(args, flag)
+    for flag, key in (
+        ("concepts", "concepts"),
+        ("contexts", "contexts"),
+        ("layer", "layer"),
+        ("hierarchy", "hierarchy"),
+    ):
+        value = getattr(args, flag, None)
         if value is not None:
             table[key] = value
     if args.cache is not None:
@@ -79,6 +84,14 @@ def _print_summary(res: dict[str, Any], out: Path) -> None:
             f"  alignment cos(f̄_W, ḡ_W) (causal): mean {s['mean_alignment']:.3f} vs other concepts "
             f"{s['mean_other_concepts_abs']:.3f}, random directions {s['mean_random_abs']:.3f} "
             f"(rank 1 for {s['n_rank1']}/{s['n_concepts']})"
+        )
+    h = res.get("hierarchy")
+    if h:
+        sub = h["summary_nulls"].get("subset")
+        null = f" (random-subset null {sub['mean_abs_cos_childdiff_null']:.3f})" if sub else ""
+        print(
+            f"  hierarchy ({h['estimator']}): {len(h['edges'])} edges, mean |cos(ℓp, ℓc − ℓp)| "
+            f"{h['mean_abs_cos_childdiff']:.3f}{null}, mean cos(ℓp, ℓc) {h['mean_cos_child']:.3f}"
         )
     print(
         f"  total {res['timings']['total_s']:.1f} s; wrote {out / 'report.html'} and results.json"

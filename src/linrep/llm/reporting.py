@@ -109,6 +109,7 @@ def write_model_report(res: dict[str, Any], cfg, out: Path) -> dict[str, Any]:
 
     res = dict(res)
     res.pop("_arrays", None)
+    hierarchy = res.pop("hierarchy", None)  # a HierarchyResult (linrep.llm.hierarchy)
     names = res["concepts"]
     per = res["per_concept"]
     mi = res["model_info"]
@@ -241,6 +242,8 @@ def write_model_report(res: dict[str, Any], cfg, out: Path) -> dict[str, Any]:
             ],
             caption="Base-side contexts: mean probability of the counterpart target word as α grows.",
         )
+    if hierarchy is not None:
+        hierarchy.add_to_report(rep)
     rep.add_heading("Token filter")
     frows = []
     for n in names + list(res["skipped_concepts"]):
@@ -263,6 +266,7 @@ def write_model_report(res: dict[str, Any], cfg, out: Path) -> dict[str, Any]:
     written = json.loads(paths["json"].read_text(encoding="utf-8"))
     final = {
         **res,
+        **({"hierarchy": hierarchy.to_json()} if hierarchy is not None else {}),
         "config": cfg_d,
         "metadata": run_metadata(("transformers", "gguf")),
         "report": {k: written[k] for k in ("title", "tables", "figures")},

@@ -54,6 +54,10 @@ class LLMConfig:
         cache: cache folder ("" = ``$LINREP_CACHE`` or the user cache folder).
         use_cache: use the unembedding / covariance / float32-model cache.
         groups: related-concept groups for the block-structure summary ({} = the default groups).
+        hierarchy: ``""`` (none), ``"builtin"`` or a hierarchy folder (``<category>.txt`` +
+            ``hierarchy.txt``): categorical vectors and hierarchy-as-orthogonality with their nulls
+            (:mod:`linrep.llm.hierarchy`, results.json section ``hierarchy``).
+        hierarchy_n_null: draws per null and edge of the hierarchy analysis.
     """
 
     model: str = "gemma-3-270m"
@@ -78,6 +82,8 @@ class LLMConfig:
     cache: str = ""
     use_cache: bool = True
     groups: dict[str, list[str]] = field(default_factory=dict)
+    hierarchy: str = ""
+    hierarchy_n_null: int = 200
 
     def __post_init__(self) -> None:
         if self.min_pairs < 2:
@@ -85,6 +91,8 @@ class LLMConfig:
         for key in ("n_random_pairs", "n_boot"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"llm.{key} must be ≥ 1, got {getattr(self, key)}")
+        if self.hierarchy_n_null < 2:
+            raise ConfigError(f"llm.hierarchy_n_null must be ≥ 2, got {self.hierarchy_n_null}")
         for key in ("n_shuffles", "analogy_queries", "top_k", "batch_size", "blas_threads"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"llm.{key} must be ≥ 0, got {getattr(self, key)}")
@@ -173,6 +181,7 @@ def _analyze(cfg: LLMConfig, progress: bool) -> dict[str, Any]:
     # cheap input checks first: a bad folder must fail before a model is assembled or parsed
     raw_concepts = load_concepts(cfg.concepts)
     contexts = None if str(cfg.contexts).lower() == "none" else load_contexts(cfg.contexts)
+    hierarchy_ext = _hierarchy_extension(cfg)  # a bad folder fails here, before any model work
     source = resolve_model(cfg.model, cache)
     unemb = load_unembedding(source, cache, use_cache=cfg.use_cache, progress=progress)
     timings["load_unembedding_s"] = time.perf_counter() - t0
@@ -275,10 +284,33 @@ def _analyze(cfg: LLMConfig, progress: bool) -> dict[str, Any]:
     )
     out["intervention"] = iv
     out["embedding"] = embedding_res
+    if hierarchy_ext is not None:
+        t = time.perf_counter()
+        ctx = _HierarchyContext(unemb, inner)
+        out["hierarchy"] = hierarchy_ext(ctx)  # a HierarchyResult; the report serialises it
+        timings["hierarchy_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     out["timings"] = timings
     out["_arrays"] = {"directions": directions}
     return out
+
+
+@dataclass(frozen=True)
+class _HierarchyContext:
+    """What :func:`linrep.llm.hierarchy.hierarchy_extension` reads from an analysis."""
+
+    unembedding: Any
+    inner: Any
+
+
+def _hierarchy_extension(cfg: LLMConfig):
+    if not cfg.hierarchy:
+        return None
+    from .hierarchy import HierarchyOptions, hierarchy_extension
+
+    return hierarchy_extension(
+        cfg.hierarchy, HierarchyOptions(n_null=cfg.hierarchy_n_null, seed=cfg.seed)
+    )
 
 
 def _embedding_side(cfg, ctx, source, unemb, names, directions, inner, progress):
