@@ -230,3 +230,35 @@ def test_vectors_in_the_span_of_the_rows_give_the_same_cosines():
     full = edge_cosines(category_vectors(X[a]), category_vectors(X[b]))
     local = edge_cosines(category_vectors(Y[a], dim=200), category_vectors(Y[b], dim=200))
     np.testing.assert_allclose(local, full, atol=1e-10)
+
+
+def test_jackknife_interval_matches_the_sampling_spread():
+    """Draw many independent parent/child samples from one population; the spread of the edge
+    statistics across samples is the truth the one-sample jackknife standard error must match."""
+    from linrep.geometry.hierarchy import _jackknife_sd, _Parent
+
+    d, n_own, n_child = 30, 50, 25
+    mean_own, mean_child = np.zeros(d), np.zeros(d)
+    mean_own[0], mean_child[0], mean_child[1] = 2.0, 2.0, 1.5
+    scale = np.linspace(0.5, 1.5, d)
+
+    def sample(rng):
+        own = mean_own + rng.standard_normal((n_own, d)) * scale
+        kid = mean_child + rng.standard_normal((n_child, d)) * scale
+        return np.vstack([own, kid])
+
+    parent, child = np.arange(n_own + n_child), np.arange(n_own, n_own + n_child)
+    rng = np.random.default_rng(0)
+    stats = np.array(
+        [
+            edge_cosines(category_vectors(X[parent]), category_vectors(X[child]))
+            for X in (sample(rng) for _ in range(300))
+        ]
+    )
+    true_sd = stats.std(axis=0, ddof=1)
+    tree = CategoryTree(("p", "c"), (parent, child), ((0, 1),))
+    est = np.array(
+        [_jackknife_sd(_Parent(sample(rng), tree, 0, "lda"), child, 200, rng) for _ in range(8)]
+    ).mean(axis=0)
+    np.testing.assert_array_less(est, 1.5 * true_sd)
+    np.testing.assert_array_less(true_sd, 1.5 * est)

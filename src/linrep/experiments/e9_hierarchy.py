@@ -69,7 +69,7 @@ class Settings:
     n_null: int = 200
     """Draws per null and edge."""
     n_boot: int = 100
-    """Bootstrap resamples per edge."""
+    """Delete-half jackknife replicates per edge (the per-edge intervals)."""
 
 
 def latent_of(s: Settings):

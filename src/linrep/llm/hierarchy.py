@@ -279,7 +279,7 @@ class HierarchyOptions:
         estimators: category-vector estimators; the first is the primary one (``"lda"`` = Park et
             al.'s normalised Ledoit–Wolf Σ⁻¹m, ``"mean"`` = plain mean); each gets its own analysis.
         min_words: fewest single-token words per category.
-        n_null: draws per null and edge. n_boot: bootstrap resamples per edge.
+        n_null: draws per null and edge. n_boot: delete-half jackknife replicates per edge.
         pool_size: random word tokens (random-set null) and normal tokens (shuffled null) sampled.
         nulls: which nulls to run.
         seed: seed of every draw.

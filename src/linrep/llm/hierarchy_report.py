@@ -118,7 +118,7 @@ def _abs_interval(lo: float, hi: float) -> tuple[float, float]:
 
 
 def edge_figure(an: HierarchyAnalysis):
-    """Per edge (one row each): |cos(ℓ_p, ℓ_c − ℓ_p)| with its bootstrap interval (black) and each
+    """Per edge (one row each): |cos(ℓ_p, ℓ_c − ℓ_p)| with its jackknife interval (black) and each
     null's 2.5–97.5 % range with its mean (coloured), on a log axis."""
     from ..report.figures import _COLORS, _plt
 
@@ -154,7 +154,7 @@ def edge_figure(an: HierarchyAnalysis):
         color="black",
         ms=4,
         zorder=3,
-        label="observed (95 % bootstrap interval)",
+        label="observed (95 % jackknife interval)",
     )
     ax.set_xscale("log")
     ax.set_yticks(y, [f"{e.parent} → {e.child}" for e in an.edges], fontsize=8)
@@ -202,8 +202,8 @@ def add_hierarchy_section(rep, result: HierarchyResult) -> None:
         "(Park et al. 2024: normalised Ledoit–Wolf Σ_w⁻¹m_w; `mean` = plain mean). Nulls of the "
         "same sizes: a random subset of the parent's words as the child; random word-token sets as "
         "parent and a random subset as child; a shuffled unembedding; a category from outside the "
-        f"parent's lineage as the child ({an.n_null} draws each; {an.n_boot} stratified bootstrap "
-        "resamples for the intervals). An edge 'beats' a null when its |cos(ℓp, ℓc − ℓp)| is "
+        f"parent's lineage as the child ({an.n_null} draws each). Intervals: ± 1.96 standard errors "
+        f"from a stratified delete-half jackknife ({an.n_boot} replicates). An edge 'beats' a null when its |cos(ℓp, ℓc − ℓp)| is "
         "smaller (orthogonality) or its cos(ℓp, ℓc) larger (alignment), Holm-adjusted over edges. "
         + (f"Other estimators: {others}." if others else "")
     )
@@ -236,12 +236,13 @@ def add_hierarchy_section(rep, result: HierarchyResult) -> None:
     rep.add_figure(
         edge_figure(an),
         "hierarchy_edges",
-        caption="Per edge: observed |cos(ℓ_parent, ℓ_child − ℓ_parent)| with its bootstrap "
+        caption="Per edge: observed |cos(ℓ_parent, ℓ_child − ℓ_parent)| with its jackknife "
         "interval, and each null's mean with its 2.5–97.5 % range.",
     )
     rep.add_table(
         [_edge_row(e) for e in an.edges],
-        caption="Per edge (in brackets: 95 % bootstrap interval; after yes/no: the null's mean).",
+        caption="Per edge (in brackets: 95 % delete-half jackknife interval; after yes/no: the "
+        "null's mean).",
     )
     if an.parents:
         rep.add_table(
