@@ -174,3 +174,36 @@ def test_gemma_cli_hierarchy_matches_an_independent_implementation(tmp_path, cap
         assert sub["n"] == 30 and 0 <= sub["q025"] <= sub["mean"] <= sub["q975"]
     assert h["summary_nulls"]["subset"]["n"] == 30
     assert "hierarchy_tree.png" in {p.name for p in (out / "figures").iterdir()}
+
+
+@pytest.mark.llm
+@pytest.mark.parametrize(
+    "case,match",
+    [
+        ("cycle", "hierarchy.txt: line 5: the edge organ → body closes the cycle"),
+        ("no_file", "hierarchy.txt: line 5: category 'spleen' has no file spleen.txt"),
+        ("empty", "limb.txt: the category is empty"),
+        ("too_few", "positive.txt: category 'positive' has 2 single-token words"),
+    ],
+)
+def test_cli_bad_hierarchy_is_one_line_naming_the_file(tmp_path, capsys, case, match):
+    from linrep.cli import main
+
+    _model_or_skip("smollm2-135m")
+    cats, edges = dict(UNSEEN), list(EDGES)
+    if case == "cycle":
+        edges.append(("organ", "body"))
+    elif case == "no_file":
+        edges.append(("organ", "spleen"))
+    elif case == "empty":
+        cats["limb"] = []
+    else:
+        cats["positive"] = ["joy", "love", "qzxv", "vvkrq"]
+    folder = write_folder(tmp_path / "h", cats, edges)
+    args = ["llm", "--model", "smollm2-135m", "--hierarchy", str(folder), "--contexts", "none"]
+    rc = main([*args, "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("linrep: error:") and "\n" not in err
+    assert match in err
+    assert "delete" in err or "add" in err or "fix" in err
+    assert not (tmp_path / "out" / "results.json").exists()

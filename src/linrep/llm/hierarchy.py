@@ -39,6 +39,7 @@ __all__ = [
     "select_hierarchy",
     "analyze_hierarchy",
     "hierarchy_extension",
+    "HierarchyExtension",
 ]
 
 _NAME = re.compile(r"^[^\t/\\]+$")
@@ -240,7 +241,9 @@ def select_hierarchy(
             no single-token word outside a child (then ℓ_child = ℓ_parent); names the file.
     """
     if min_words < 2:
-        raise InputError(f"min_words = {min_words}: the estimator needs ≥ 2 words per category")
+        raise InputError(
+            f"llm.hierarchy_min_words = {min_words}: the estimator needs ≥ 2 words per category"
+        )
     ids = {n: [vocab.token_id(w, leading_space) for w in spec.words[n]] for n in spec.names}
     kept = {
         n: tuple(w for w, t in zip(spec.words[n], ids[n], strict=True) if t is not None)
@@ -258,7 +261,7 @@ def select_hierarchy(
             raise InputError(
                 f"{spec.folder / (n + '.txt')}: category '{n}' has {len(toks)} single-token words "
                 f"(with its descendants; need ≥ {min_words}); add common one-token words or lower "
-                "min_words"
+                "llm.hierarchy_min_words"
             )
         tokens[n] = np.array(sorted(toks), dtype=np.int64)
     for p, c in spec.edges:
@@ -404,23 +407,34 @@ def analyze_hierarchy(
     )
 
 
-def hierarchy_extension(source: str | os.PathLike, options: HierarchyOptions = HierarchyOptions()):
+class HierarchyExtension:
     """An analysis extension (``linrep.llm.analyze(..., extensions=[...])``) measuring a hierarchy.
 
-    The folder is read and validated *now* (a cycle or a missing file fails before any model is
-    loaded); the measurement runs when the analysis calls the extension with its context.
-
-    Returns:
-        ``ext(ctx) -> HierarchyResult`` using ``ctx.unembedding`` and ``ctx.inner["causal"]``.
+    Built by :func:`hierarchy_extension`; calling it with an analysis context returns the
+    :class:`HierarchyResult`. :meth:`check` runs the single-token filter alone, so a pipeline can
+    fail on a too-small category right after reading the vocabulary, before any other work.
     """
-    spec = load_hierarchy(source)
 
-    def ext(ctx) -> HierarchyResult:
+    def __init__(self, spec: HierarchySpec, options: HierarchyOptions):
+        self.spec, self.options = spec, options
+
+    def check(self, vocab) -> HierarchyTokens:
+        """Raise now if a category keeps too few single-token words (see :func:`select_hierarchy`)."""
+        return select_hierarchy(self.spec, vocab, self.options.min_words)
+
+    def __call__(self, ctx) -> HierarchyResult:
+        """Measure on ``ctx.unembedding`` with ``ctx.inner["causal"]`` (fitted here if absent)."""
         causal = ctx.inner.get("causal") if hasattr(ctx.inner, "get") else None
         if causal is None:
             from .analysis import fitted_inner_products
 
             causal = fitted_inner_products(ctx.unembedding, ("causal",))["causal"]
-        return analyze_hierarchy(ctx.unembedding, causal, spec, options)
+        return analyze_hierarchy(ctx.unembedding, causal, self.spec, self.options)
 
-    return ext
+
+def hierarchy_extension(
+    source: str | os.PathLike, options: HierarchyOptions = HierarchyOptions()
+) -> HierarchyExtension:
+    """The hierarchy as an analysis extension; the folder is read and validated *now* (a cycle or
+    a missing file fails before any model is loaded)."""
+    return HierarchyExtension(load_hierarchy(source), options)

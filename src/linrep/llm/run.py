@@ -58,6 +58,7 @@ class LLMConfig:
             ``hierarchy.txt``): categorical vectors and hierarchy-as-orthogonality with their nulls
             (:mod:`linrep.llm.hierarchy`, results.json section ``hierarchy``).
         hierarchy_n_null: draws per null and edge of the hierarchy analysis.
+        hierarchy_min_words: fewest single-token words a category needs (≥ 2).
     """
 
     model: str = "gemma-3-270m"
@@ -84,6 +85,7 @@ class LLMConfig:
     groups: dict[str, list[str]] = field(default_factory=dict)
     hierarchy: str = ""
     hierarchy_n_null: int = 200
+    hierarchy_min_words: int = 5
 
     def __post_init__(self) -> None:
         if self.min_pairs < 2:
@@ -196,6 +198,8 @@ def _analyze(cfg: LLMConfig, progress: bool) -> dict[str, Any]:
 
         resolve_layer(cfg.layer, unemb.n_layers)  # fail before minutes of work, not after
     t = time.perf_counter()
+    if hierarchy_ext is not None:
+        hierarchy_ext.check(unemb.vocab)  # too few single-token words: fail before the analysis
     kept, skipped, selected = _select(cfg, raw_concepts, unemb, progress)
     kept = _group_order(kept, cfg.groups or None)
     timings["select_pairs_s"] = time.perf_counter() - t
@@ -309,7 +313,10 @@ def _hierarchy_extension(cfg: LLMConfig):
     from .hierarchy import HierarchyOptions, hierarchy_extension
 
     return hierarchy_extension(
-        cfg.hierarchy, HierarchyOptions(n_null=cfg.hierarchy_n_null, seed=cfg.seed)
+        cfg.hierarchy,
+        HierarchyOptions(
+            n_null=cfg.hierarchy_n_null, min_words=cfg.hierarchy_min_words, seed=cfg.seed
+        ),
     )
 
 
