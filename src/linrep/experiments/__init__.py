@@ -1,4 +1,4 @@
-"""The paper's simulations as experiments E1 … E9: one small module and one config each.
+"""The paper's simulations as experiments E1 … E10: one small module and one config each.
 
 ==========  =====================================  ==============================
 experiment  question                               config
@@ -12,6 +12,7 @@ E6          inner products (heatmaps)               ``configs/e6_inner_products.
 E7          theory: log-odds construction, SVM      ``configs/e7_theory.toml``
 E8          losses: CE vs squared vs sigmoid        ``configs/e8_losses.toml``
 E9          hierarchy as orthogonality              ``configs/e9_hierarchy.toml``
+E10         implicit bias: fixed f, then joint      ``configs/e10_implicit_bias.toml``
 ==========  =====================================  ==============================
 
 Every experiment module defines ``NAME``, ``STEM`` (its config's file stem), ``TITLE``, ``QUESTION``,
@@ -56,12 +57,13 @@ EXPERIMENTS: dict[str, str] = {
     "E7": "e7_theory",
     "E8": "e8_losses",
     "E9": "e9_hierarchy",
+    "E10": "e10_implicit_bias",
 }
 """Experiment name → module (and config file stem)."""
 
 
 def experiment_module(name: str):
-    """The module of experiment ``name`` (``"E1"`` … ``"E9"``, case-insensitive)."""
+    """The module of experiment ``name`` (``"E1"`` … ``"E10"``, case-insensitive)."""
     key = name.strip().upper()
     if key not in EXPERIMENTS:
         raise ConfigError(f"unknown experiment '{name}'{did_you_mean(key, EXPERIMENTS)}")
@@ -104,7 +106,7 @@ def run_experiment(
     """Run one experiment and write its report folder.
 
     Args:
-        name: ``"E1"`` … ``"E9"``.
+        name: ``"E1"`` … ``"E10"``.
         out_dir: folder for ``report.html``, ``report.md``, ``results.json`` and ``figures/``.
         quick: apply the config's ``[quick.*]`` overrides (fewer seeds/steps, same code paths).
         config: config file (default ``configs/<stem>.toml``).

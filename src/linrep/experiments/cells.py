@@ -27,7 +27,14 @@ METRIC_LABELS = {
 
 
 def label(key: str) -> str:
-    """The column label of a metric key (the key itself when it has no label)."""
+    """The column label of a metric key (the key itself when it has no label).
+
+    An identifiable twin ``<key>_identifiable`` is labelled "<label of key> in span{f}".
+    """
+    from ..geometry.simulation import IDENTIFIABLE_SUFFIX
+
+    if key.endswith(IDENTIFIABLE_SUFFIX):
+        return label(key[: -len(IDENTIFIABLE_SUFFIX)]) + " in span{f}"
     return METRIC_LABELS.get(key, key)
 
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..geometry.simulation import SUMMARY_KEYS
+from ..geometry.simulation import with_identifiable
 from .cells import ci_cell, label
-from .stats import Summary, run_metrics, stack_metrics, summarise
+from .stats import Summary, biases, run_metrics, stack_metrics, summarise
 from .training import train
 
 if TYPE_CHECKING:
@@ -85,9 +85,9 @@ def run(cfg: ExperimentConfig[Settings], rep, *, progress: bool = True) -> dict[
     f, g = res.embeddings(), res.unembeddings()
     f0, g0 = res.initial_embeddings(), res.initial_unembeddings()
 
-    trained = run_metrics(latent, f, g, probes=s.probes)
-    untrained = run_metrics(latent, f0, g0, probes=s.probes)
-    keys = (*SUMMARY_KEYS, "probe_accuracy") if s.probes else SUMMARY_KEYS
+    trained = run_metrics(latent, f, g, probes=s.probes, bias=biases(res))
+    untrained = run_metrics(latent, f0, g0, probes=s.probes, bias=biases(res, initial=True))
+    keys = (*with_identifiable(), *(("probe_accuracy",) if s.probes else ()))
     T, U = stack_metrics(trained, keys), stack_metrics(untrained, keys)
     T["excess_loss"] = summarise([r["excess_loss"] for r in res.final])
     first = {r["run"]: r for r in res.history if r["step"] == 0}
@@ -109,7 +109,10 @@ def run(cfg: ExperimentConfig[Settings], rep, *, progress: bool = True) -> dict[
         f"{len(seeds)} seeds; mean ± 95 % t-interval over seeds of per-run means over concepts "
         "(Euclidean inner product). **cross-concept |cos| (directions)** is the mean |off-diagonal| "
         "of the concept-direction cosine matrix; **(pairs)** averages |cos| over all steering-vector "
-        "pairs of different concepts (the histogram's red distribution)."
+        "pairs of different concepts (the histogram's red distribution). Columns **in span{f}** "
+        "measure g projected on the span of the context embeddings (rank "
+        f"F = {int(np.mean([r['identifiable_rank'] for r in trained]))} of d = {cfg.model.d}): "
+        "the only directions any logit depends on (docs/theory.md §3.4)."
     )
     rep.add_table(rows, caption="E1: trained vs untrained vs shuffled null")
 
@@ -155,6 +158,7 @@ def run(cfg: ExperimentConfig[Settings], rep, *, progress: bool = True) -> dict[
     rep.results["per_run_trained"] = trained
     return {
         "same_concept_cosine": T["same_concept_cosine"],
+        "same_concept_cosine_identifiable": T["same_concept_cosine_identifiable"],
         "cross_concept_abs_cosine": T["cross_concept_abs_cosine"],
         "untrained same_concept_cosine": U["same_concept_cosine"],
         "shuffled-null same_concept_cosine": null,

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..geometry.simulation import SUMMARY_KEYS
+from ..geometry.simulation import with_identifiable
 from .cells import ci_cell, geometry_cells
-from .stats import Summary, bounds, run_metrics, summarise
+from .stats import Summary, biases, bounds, run_metrics, summarise
 from .training import train
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class Settings:
     """Per-encoder ``[train]`` overrides, e.g. ``{ transformer = { lr = 0.3, steps = 3000 } }``."""
 
 
-KEYS = SUMMARY_KEYS
+KEYS = with_identifiable()
 
 
 def _latent(cfg: ExperimentConfig[Settings], regime: str):
@@ -98,7 +98,7 @@ def run(cfg: ExperimentConfig[Settings], rep, *, progress: bool = True) -> dict[
         ecfg = ecfg.with_train(**dict(s.encoder_train.get(enc, {})))
         for regime, latent in latents.items():
             res = train(latent, ecfg, progress=progress)
-            per_run = run_metrics(latent, res.embeddings(), res.unembeddings())
+            per_run = run_metrics(latent, res.embeddings(), res.unembeddings(), bias=biases(res))
             st: dict[str, Any] = {k: summarise([r[k] for r in per_run]) for k in KEYS}
             st["excess_loss"] = summarise([r["excess_loss"] for r in res.final])
             st["steps"] = ecfg.train.steps
@@ -120,7 +120,9 @@ def run(cfg: ExperimentConfig[Settings], rep, *, progress: bool = True) -> dict[
         )
     rep.add_heading("Encoders compared")
     rep.add_text(
-        f"{len(seeds)} seeds per cell, mean ± 95 % CI; Euclidean inner product. The Ising regime is "
+        f"{len(seeds)} seeds per cell, mean ± 95 % CI; Euclidean inner product; columns **in "
+        "span{f}** measure g inside the span of the context embeddings (the free and MLP encoders "
+        "span all d dimensions, so raw = in span{f} for them). The Ising regime is "
         f"one MRF (h ~ N(0, {s.ising_field_sd}²), J ~ N(0, {s.ising_coupling_sd}²), parameter seed "
         f"{s.ising_param_seed}). **reference** = the single-seed values of an independent "
         "implementation (docs/learner.md §2; transformer: none). Encoders with their own steps/lr "
@@ -135,6 +137,10 @@ def run(cfg: ExperimentConfig[Settings], rep, *, progress: bool = True) -> dict[
     series = {}
     for regime in s.regimes:
         series[f"same-concept cos ({regime})"] = tri(regime, "same_concept_cosine")
+    for regime in s.regimes:
+        series[f"same-concept cos in span{{f}} ({regime})"] = tri(
+            regime, "same_concept_cosine_identifiable"
+        )
     for regime in s.regimes:
         series[f"cross |cos| ({regime})"] = tri(regime, "cross_concept_abs_cosine")
     fig = figures.point_intervals(

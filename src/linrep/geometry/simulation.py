@@ -67,6 +67,7 @@ __all__ = [
     "simulation_metrics",
     "metric_hook",
     "identifiable",
+    "with_identifiable",
     "HOOK_KEYS",
     "COSINE_KEYS",
     "SUMMARY_KEYS",
@@ -116,6 +117,11 @@ SUMMARY_KEYS = (*COSINE_KEYS, "log_odds_matching_error")
 
 IDENTIFIABLE_KEYS = tuple(identifiable(k) for k in COSINE_KEYS)
 """The identifiable twins of :data:`COSINE_KEYS` (log-odds need none: f·P_F g = f·g)."""
+
+
+def with_identifiable(keys: tuple[str, ...] = SUMMARY_KEYS) -> tuple[str, ...]:
+    """``keys`` with every cosine key followed by its identifiable twin (the order reports use)."""
+    return tuple(x for k in keys for x in ((k, identifiable(k)) if k in COSINE_KEYS else (k,)))
 
 
 def _transforms(g: np.ndarray, inner: str, seed: int) -> tuple[np.ndarray, np.ndarray] | None:

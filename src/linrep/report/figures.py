@@ -162,11 +162,13 @@ def lines_vs_step(
     ylabels: Mapping[str, str] | None = None,
     title: str | None = None,
     logy: Sequence[str] = (),
+    xlabel: str = "training step",
 ):
-    """Curves vs training step with shaded 95 % bands, one panel per quantity.
+    """Curves vs training step (or any numeric x) with shaded 95 % bands, one panel per quantity.
 
     Args:
-        steps: (T,) training steps of the logged rows.
+        steps: (T,) training steps of the logged rows, or any numeric x values (e.g. an
+            initialisation scale or a coupling strength; name them with ``xlabel``).
         panels: panel title → {series label → (mean, lo, hi) with arrays of shape (T,)}; up to
             three panels per row (four make a 2 × 2 grid).
         logx: logarithmic step axis (points at step ≤ 0 are omitted there; report them in a table).
@@ -174,6 +176,7 @@ def lines_vs_step(
         title: figure title.
         logy: panel titles whose y axis is logarithmic (e.g. excess loss); there the lower band is
             clipped at the smallest positive mean of the panel.
+        xlabel: x-axis label.
 
     Returns:
         The figure.
@@ -209,7 +212,7 @@ def lines_vs_step(
         if ptitle in logy:
             ax.set_yscale("log")
             ax.yaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("training step")
+        ax.set_xlabel(xlabel)
         ax.set_title(ptitle, fontsize=10)
         if ylabels and ptitle in ylabels:
             ax.set_ylabel(ylabels[ptitle])
