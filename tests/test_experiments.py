@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from conftest import TINY
 from linrep.cli import main
 from linrep.errors import ConfigError
 from linrep.experiments import EXPERIMENTS, experiment_module, run_experiment
@@ -26,47 +27,6 @@ from linrep.experiments.config import (
     merge_quick,
 )
 from linrep.experiments.stats import summarise
-
-# tiny settings per experiment: every code path, seconds of work
-TINY = {
-    "E1": [
-        "experiment.n_seeds=2",
-        "train.steps=200",
-        "experiment.n_shuffles=5",
-        "experiment.probes=true",
-    ],
-    "E2": ["experiment.n_seeds=2", "train.steps=200", "experiment.coupling_sds=[0.0, 1.0]"],
-    "E3": [
-        "experiment.n_seeds=2",
-        "train.steps=200",
-        "train.log_every=50",
-        "experiment.sweep_seeds=2",
-        "experiment.sweep_steps=100",
-        "experiment.sweep_init_scales=[0.01, 0.1]",
-    ],
-    "E4": [
-        "experiment.n_seeds=2",
-        "train.steps=200",
-        "experiment.encoder_train={transformer = {lr = 0.3, steps = 20, log_every = 10}}",
-    ],
-    "E5": ["experiment.n_seeds=2", "train.steps=100", "experiment.ms=[3]"],
-    "E6": ["experiment.n_seeds=2", "train.steps=100"],
-    "E7": ["experiment.n_seeds=2", "train.steps=100", "train.log_every=50"],
-    "E8": ["experiment.n_seeds=2", "train.steps=100", "train.log_every=10"],
-    "E10": [
-        "experiment.n_seeds=2",
-        "experiment.frozen_steps=200",
-        "experiment.joint_steps=200",
-        "experiment.joint_points=2",
-        "train.log_every=50",
-    ],
-    "E9": [
-        "experiment.n_seeds=2",
-        "train.steps=100",
-        "experiment.n_null=10",
-        "experiment.n_boot=10",
-    ],
-}
 
 
 def test_import_experiments_is_light():
@@ -124,9 +84,11 @@ def test_every_config_has_at_least_five_seeds_and_reads(name):
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
-def test_experiment_runs_and_writes_report(name, tmp_path):
-    s = run_experiment(name, tmp_path / name, quick=True, overrides=TINY[name], progress=False)
-    out = tmp_path / name
+def test_experiment_runs_and_writes_report(name, tiny_runs):
+    from pathlib import Path
+
+    s = tiny_runs(name)
+    out = Path(s.out)
     for f in ("report.html", "report.md", "results.json"):
         assert (out / f).is_file()
     assert s.figures and all((out / f).is_file() for f in s.figures)

@@ -95,6 +95,8 @@ def run(cfg: ExperimentConfig[Settings], rep, *, progress: bool = True) -> dict[
         head[f"frozen {gd} final {key}"] = frozen[gd]["final"][key]
     head[f"frozen {gd} angle·log t ratio (last decade)"] = frozen[gd]["rate_ratio"]
     head[f"frozen {gd} norm slope / ‖G‖"] = frozen[gd]["slope_ratio"]
+    for label, o in list(frozen.items())[1:]:
+        head[f"frozen {label} final pair_cos_max_margin"] = o["final"]["pair_cos_max_margin"]
     for label, fin in joint.items():
         head[f"joint {label} final pair_cos_max_margin"] = fin["pair_cos_max_margin"]
         head[f"joint {label} final pair_cos_mean_diff"] = fin["pair_cos_mean_diff"]
