@@ -7,7 +7,8 @@ registered in :data:`COMMANDS`. Any :class:`~linrep.errors.LinrepError` becomes 
 Output folders: :func:`main` runs every command that has ``--out DIR`` inside
 :func:`linrep.io.staged_output`, so ``_run_<name>`` writes into ``args.out`` (the staging folder
 ``.DIR.partial`` beside DIR) and prints paths with ``args.final_out`` (DIR as the user wrote it); the
-results appear in DIR all at once when the command returns. SIGTERM is handled like Ctrl-C.
+results appear in DIR all at once when the command returns. SIGTERM is handled like Ctrl-C. When
+stderr is not a terminal, progress bars are turned into a few plain lines (:mod:`linrep.progress`).
 """
 
 from __future__ import annotations
@@ -482,9 +483,11 @@ def _interrupted(args: argparse.Namespace, e: KeyboardInterrupt) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``linrep`` console script; returns the exit status."""
+    from .progress import status_lines_unless_terminal
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    with _sigterm_as_interrupt():
+    with _sigterm_as_interrupt(), status_lines_unless_terminal():
         try:
             _dispatch(args)
         except LinrepError as e:

@@ -57,7 +57,13 @@ from .inner import (
     centred_covariance,
     get_inner_product,
 )
-from .intervals import Interval, bootstrap_interval, cluster_bootstrap_interval, seed_interval
+from .intervals import (
+    Interval,
+    bootstrap_interval,
+    cluster_bootstrap_interval,
+    seed_interval,
+    support_of,
+)
 from .nulls import (
     NullTest,
     mean_loo_cosine,
@@ -155,6 +161,7 @@ __all__ = [
     "NullTest",
     "Interval",
     "seed_interval",
+    "support_of",
     "bootstrap_interval",
     "cluster_bootstrap_interval",
     "random_pair_means",

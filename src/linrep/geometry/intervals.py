@@ -10,7 +10,13 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["Interval", "seed_interval", "bootstrap_interval", "cluster_bootstrap_interval"]
+__all__ = [
+    "Interval",
+    "seed_interval",
+    "support_of",
+    "bootstrap_interval",
+    "cluster_bootstrap_interval",
+]
 
 
 @dataclass(frozen=True)
@@ -48,15 +54,39 @@ def _finite(x: np.ndarray | list[float]) -> np.ndarray:
     return x[np.isfinite(x)]
 
 
-def seed_interval(x: np.ndarray | list[float], level: float = 0.95) -> Interval:
+def support_of(name: str) -> tuple[float, float] | None:
+    """The range a statistic named ``name`` cannot leave, or None if unbounded.
+
+    Cosines lie in [−1, 1], absolute cosines and accuracies in [0, 1] (matched on the metric's
+    name: ``*abs_cosine*`` / ``*accuracy*`` before ``*cosine*``).
+    """
+    low = name.lower()
+    if "abs_cos" in low or "accuracy" in low:
+        return (0.0, 1.0)
+    if "cosine" in low:
+        return (-1.0, 1.0)
+    return None
+
+
+def seed_interval(
+    x: np.ndarray | list[float],
+    level: float = 0.95,
+    support: tuple[float, float] | None = None,
+) -> Interval:
     """Student-t interval over independent runs (seeds): mean ± t_{(1+level)/2, n−1} · s / √n.
+
+    With ``support = (a, b)`` (the range the statistic cannot leave, e.g. (−1, 1) for a cosine;
+    :func:`support_of` gives it from a metric's name) the interval is intersected with [a, b]: the
+    parameter lies in [a, b], so the intersection covers it whenever the t-interval does — the
+    coverage is at least the t-interval's — and a cosine's interval never reads 1.06.
 
     Args:
         x: (n,) one value per seed; NaN/inf values are dropped.
         level: confidence level in (0, 1).
+        support: (a, b) bounds of the statistic, or None.
 
     Returns:
-        :class:`Interval` (low = high = NaN for n < 2).
+        :class:`Interval` (low = high = NaN for n < 2; method ``"t"`` or ``"t∩support"``).
     """
     from scipy import stats
 
@@ -70,7 +100,10 @@ def seed_interval(x: np.ndarray | list[float], level: float = 0.95) -> Interval:
     if n < 2:
         return Interval(m, float("nan"), float("nan"), 1, level, "t")
     h = float(stats.t.ppf((1 + level) / 2, n - 1) * v.std(ddof=1) / np.sqrt(n))
-    return Interval(m, m - h, m + h, n, level, "t")
+    if support is None:
+        return Interval(m, m - h, m + h, n, level, "t")
+    a, b = support
+    return Interval(m, max(m - h, a), min(m + h, b), n, level, "t∩support")
 
 
 def bootstrap_interval(

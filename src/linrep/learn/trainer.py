@@ -450,15 +450,10 @@ def _fit(latent, mcfgs, tcfgs, hooks, out_dir, resume, progress) -> TrainResult:
 
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
-        bar = tqdm(
-            total=tc.steps,
-            initial=start,
-            desc=f"train {mcfgs[0].encoder} K={K}",
-            unit="step",
-            leave=False,
-            mininterval=0.5,
+        bar = progress_bar(
+            total=tc.steps, initial=start, desc=f"train {mcfgs[0].encoder} K={K}", unit="step"
         )
     t0 = time.perf_counter()
     last_bar = start

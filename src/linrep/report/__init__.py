@@ -28,11 +28,18 @@ passed as ``(mean, lo, hi)`` triples:
 - :func:`~linrep.report.figures.point_intervals` — points with 95 % interval bars per group.
 
 :func:`format_ci` formats ``mean ± half-width`` cells for tables.
+
+Text (summary, paragraphs, captions, table cells) understands `code`, **bold** and [text](url);
+links render only for http(s), relative and ``#`` targets. Pass every string a user controls
+(concept, case, model and file names) through :func:`escape` so that it shows literally
+(:mod:`linrep.report.markup`). Every figure links to its full-size PNG/SVG, overlapping tick labels
+are rotated before saving (:mod:`linrep.report.layout`), wide tables scroll.
 """
 
 from __future__ import annotations
 
 from . import figures
+from .markup import escape
 from .writer import Report, format_ci, format_value
 
-__all__ = ["Report", "figures", "format_ci", "format_value"]
+__all__ = ["Report", "figures", "format_ci", "format_value", "escape"]

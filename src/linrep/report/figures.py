@@ -7,10 +7,16 @@ at import time), so these work on headless machines and never change a user's in
 unless they call them.
 
 Pass the returned figure to :meth:`linrep.report.Report.add_figure`, which saves PNG + SVG and closes it.
+
+Every helper sizes its figure for the report page (:func:`linrep.report.layout.page_inches`): panels
+that do not fit side by side wrap onto more rows, and heatmaps shrink their cells and fonts with the
+number of labels, so the HTML shows each figure at full size (the PNG/SVG link gives the original).
+Text is literal: a ``$`` in a label is a dollar sign, not mathtext (labels carry user strings).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,6 +28,7 @@ __all__ = [
     "heatmaps",
     "lines_vs_step",
     "point_intervals",
+    "intervals_vs_value",
     "scatter",
 ]
 
@@ -29,6 +36,23 @@ Band = tuple[Any, Any, Any]
 """A statistic with its interval: ``(mean, lo, hi)``, each a float or an array of one shape."""
 
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f"]
+
+
+def _literal_text(fn):
+    """Run a figure helper with matplotlib's mathtext off: every text it creates is shown literally.
+
+    Labels carry user strings (concept, case, model names); a ``$`` in one must not be parsed as
+    mathtext (an unbalanced ``$\\frac{$`` makes matplotlib raise while drawing).
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def _plt():
@@ -41,6 +65,17 @@ def _plt():
     return plt
 
 
+def _grid(n: int, panel_w: float, panel_h: float, extra_w: float = 0.0):
+    """(rows, cols, figsize) of ``n`` panels wrapped to fit the page width (``extra_w``: colour bar)."""
+    from .layout import page_inches
+
+    page = page_inches()
+    cols = max(1, min(n, int((page - extra_w) // panel_w)))
+    rows = -(-n // cols)
+    return rows, cols, (min(page, cols * panel_w + extra_w), rows * panel_h)
+
+
+@_literal_text
 def cosine_histograms(
     panels: Mapping[str, Mapping[str, np.ndarray]],
     *,
@@ -64,9 +99,12 @@ def cosine_histograms(
     """
     plt = _plt()
     n = max(len(panels), 1)
-    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.4), sharey=True, squeeze=False)
+    rows, cols, size = _grid(n, 4.0, 3.2)
+    fig, axes = plt.subplots(rows, cols, figsize=size, sharey=True, squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
     edges = np.linspace(value_range[0], value_range[1], bins + 1)
-    for ax, (ptitle, series) in zip(axes[0], panels.items(), strict=False):
+    for ax, (ptitle, series) in zip(axes.ravel(), panels.items(), strict=False):
         for k, (label, vals) in enumerate(series.items()):
             v = np.asarray(vals, dtype=float).ravel()
             v = v[np.isfinite(v)]
@@ -82,13 +120,15 @@ def cosine_histograms(
         ax.set_xlabel(xlabel)
         ax.set_xlim(*value_range)
         ax.legend(fontsize=8, loc="upper left")
-    axes[0][0].set_ylabel("density")
+    for row in axes:
+        row[0].set_ylabel("density")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
+@_literal_text
 def heatmaps(
     matrices: Mapping[str, np.ndarray],
     labels: Sequence[str],
@@ -119,20 +159,22 @@ def heatmaps(
     plt = _plt()
     col_labels = list(labels) if col_labels is None else list(col_labels)
     n = max(len(matrices), 1)
+    cell, font, margin = _heatmap_cells(labels, col_labels)
     # each panel is sized by its own rows and columns, so a wide (r < c) matrix is not padded
-    width = max(3.2, 0.45 * len(col_labels) + 1.6)
-    height = max(3.2, 0.45 * len(labels) + 1.6)
-    fig, axes = plt.subplots(
-        1, n, figsize=(width * n + 1.2, height + 0.4), squeeze=False, layout="constrained"
-    )
+    panel_w = len(col_labels) * cell + margin + 0.2
+    panel_h = len(labels) * cell + 0.8 * margin + 0.5
+    rows, cols, size = _grid(n, panel_w, panel_h, extra_w=1.0)
+    fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False, layout="constrained")
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
     im = None
-    for ax, (ptitle, mat) in zip(axes[0], matrices.items(), strict=False):
+    for ax, (ptitle, mat) in zip(axes.ravel(), matrices.items(), strict=False):
         mat = np.asarray(mat, dtype=float)
         im = ax.imshow(mat, vmin=vmin, vmax=vmax, cmap=cmap, aspect="equal")
-        ax.set_xticks(range(len(col_labels)), col_labels, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(len(labels)), labels, fontsize=8)
+        ax.set_xticks(range(len(col_labels)), col_labels, rotation=45, ha="right", fontsize=font)
+        ax.set_yticks(range(len(labels)), labels, fontsize=font)
         ax.set_title(ptitle, fontsize=10)
-        if annotate and max(mat.shape) <= 12:
+        if annotate and max(mat.shape) <= 12 and cell >= 0.3:
             lo = np.nanmin(mat) if vmin is None else vmin
             hi = np.nanmax(mat) if vmax is None else vmax
             mid = (lo + hi) / 2
@@ -148,12 +190,33 @@ def heatmaps(
                         color="black" if v > mid else "white",
                     )
     if im is not None:
-        fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label=colorbar_label)
+        below = rows > 1  # stacked panels: a short bar under them, not one as tall as the figure
+        fig.colorbar(
+            im,
+            ax=list(axes.ravel()[:n]),
+            shrink=0.5 if below else 0.8,
+            aspect=40 if below else 20,
+            location="bottom" if below else "right",
+            label=colorbar_label,
+        )
     if title:
         fig.suptitle(title)
     return fig
 
 
+def _heatmap_cells(labels: Sequence[str], col_labels: Sequence[str]) -> tuple[float, int, float]:
+    """(cell size in inches, tick font size, label margin in inches) so one panel fits the page."""
+    from .layout import page_inches
+
+    longest = max((len(str(x)) for x in (*labels, *col_labels)), default=1)
+    n = max(len(labels), len(col_labels), 1)
+    font = 8 if n <= 12 else 7 if n <= 20 else 6
+    margin = 0.6 * longest * font / 72 + 0.3  # inches taken by the longest tick label
+    cell = (page_inches() - margin - 1.2) / max(len(col_labels), 1)
+    return float(np.clip(cell, 0.12, 0.45)), font, margin
+
+
+@_literal_text
 def lines_vs_step(
     steps: np.ndarray,
     panels: Mapping[str, Mapping[str, Band]],
@@ -187,9 +250,8 @@ def lines_vs_step(
     steps = np.asarray(steps, dtype=float)
     keep = steps > 0 if logx else np.ones_like(steps, dtype=bool)
     n = max(len(panels), 1)
-    ncols = min(n, 3) if n != 4 else 2
-    nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
+    nrows, ncols, size = _grid(n, 4.0, 3.2)
+    fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False)
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
     for ax, (ptitle, series) in zip(axes.ravel(), panels.items(), strict=False):
@@ -224,6 +286,7 @@ def lines_vs_step(
     return fig
 
 
+@_literal_text
 def point_intervals(
     groups: Sequence[str],
     series: Mapping[str, Band],
@@ -249,27 +312,40 @@ def point_intervals(
         The figure.
     """
     plt = _plt()
+    from .layout import page_inches
+
     g = len(groups)
     s = max(len(series), 1)
-    fig, ax = plt.subplots(figsize=(max(4.5, 0.9 * g * max(1, s / 2) + 2.0), 3.6))
+    width = min(page_inches(), max(4.5, 0.9 * g * max(1, s / 2) + 2.0))
+    fig, ax = plt.subplots(figsize=(width, 3.6))
     x = np.arange(g, dtype=float)
-    width = 0.7 / s
-    for k, (label, (mean, lo, hi)) in enumerate(series.items()):
-        mean, lo, hi = (np.asarray(a, float).reshape(g) for a in (mean, lo, hi))
-        xs = x - 0.35 + width * (k + 0.5)
-        err = np.vstack([mean - lo, hi - mean])
-        ax.errorbar(
-            xs,
-            mean,
-            yerr=np.where(np.isfinite(err), np.maximum(err, 0), 0),
-            fmt="o",
-            color=_COLORS[k % len(_COLORS)],
-            capsize=3,
-            label=label,
-        )
+    step = 0.7 / s
+    for k, (label, band) in enumerate(series.items()):
+        _errorbars(ax, x - 0.35 + step * (k + 0.5), band, g, _COLORS[k % len(_COLORS)], label)
+    ax.set_xticks(x, list(groups))
+    _finish_intervals(ax, fig, ylabel, title, hlines, xlabel, ylim)
+    return fig
+
+
+def _errorbars(ax, xs: np.ndarray, band: Band, g: int, color: str, label: str, line=False) -> None:
+    """Means with interval bars at ``xs`` (NaN bounds draw no bar), optionally joined by a line."""
+    mean, lo, hi = (np.asarray(a, float).reshape(g) for a in band)
+    err = np.vstack([mean - lo, hi - mean])
+    ax.errorbar(
+        xs,
+        mean,
+        yerr=np.where(np.isfinite(err), np.maximum(err, 0), 0),
+        fmt="o-" if line else "o",
+        lw=1 if line else None,
+        color=color,
+        capsize=3,
+        label=label,
+    )
+
+
+def _finish_intervals(ax, fig, ylabel, title, hlines, xlabel, ylim) -> None:
     for k, (label, y) in enumerate((hlines or {}).items()):
         ax.axhline(y, color="gray", ls=["--", ":", "-."][k % 3], lw=1, label=label)
-    ax.set_xticks(x, list(groups), rotation=20 if g > 5 else 0)
     ax.set_ylabel(ylabel)
     if xlabel:
         ax.set_xlabel(xlabel)
@@ -279,11 +355,72 @@ def point_intervals(
         ax.set_title(title)
     ax.grid(alpha=0.3, axis="y")
     ax.margins(y=0.08)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))  # never over the data
+    _outside_legend(ax)
     fig.tight_layout()
+
+
+def _outside_legend(ax) -> None:
+    """A legend that never covers the data: right of the axes, or under them for long labels."""
+    labels = ax.get_legend_handles_labels()[1]
+    if max((len(x) for x in labels), default=0) <= 24:
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    else:
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
+
+
+@_literal_text
+def intervals_vs_value(
+    values: Sequence[float],
+    series: Mapping[str, Band],
+    *,
+    ylabel: str = "",
+    xlabel: str = "",
+    title: str | None = None,
+    hlines: Mapping[str, float] | None = None,
+    log: bool | None = None,
+    ylim: tuple[float, float] | None = None,
+):
+    """Points with 95 % interval bars against a NUMERIC parameter (spacing on the axis means something).
+
+    Args:
+        values: (G,) parameter values (e.g. the coupling σ or the width d), any order.
+        series: series label → (mean, lo, hi), each (G,) in the order of ``values``.
+        ylabel, xlabel, title: labels.
+        hlines: reference lines, label → y.
+        log: logarithmic x axis; default: when all values are > 0 and span a factor ≥ 20.
+        ylim: y limits.
+
+    Returns:
+        The figure (series joined by lines and slightly offset so their bars do not hide each other).
+    """
+    plt = _plt()
+    from .layout import page_inches
+
+    x = np.asarray(values, dtype=float)
+    order = np.argsort(x)
+    x = x[order]
+    g = x.size
+    pos = x[x > 0]
+    if log is None:
+        log = bool(g and pos.size == g and pos.max() / pos.min() >= 20)
+    fig, ax = plt.subplots(figsize=(min(page_inches(), 6.5), 3.6))
+    s = max(len(series), 1)
+    # offset the series by ±1.2 % of the axis span so that their bars do not hide each other
+    span = np.log10(pos.max() / pos.min()) if log else float(np.ptp(x)) if g > 1 else 1.0
+    for k, (label, band) in enumerate(series.items()):
+        band = tuple(np.asarray(a, float).reshape(g)[order] for a in band)
+        d = (k - (s - 1) / 2) * 0.012 * max(span, 1e-12)
+        xs = x * 10**d if log else x + d
+        _errorbars(ax, xs, band, g, _COLORS[k % len(_COLORS)], label, line=True)
+    if log:
+        ax.set_xscale("log")
+    ax.set_xticks(x, [f"{v:g}" for v in x])
+    ax.minorticks_off()
+    _finish_intervals(ax, fig, ylabel, title, hlines, xlabel, ylim)
     return fig
 
 
+@_literal_text
 def scatter(
     series: Mapping[str, tuple[np.ndarray, np.ndarray]],
     *,

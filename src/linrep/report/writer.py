@@ -10,22 +10,29 @@ so the one file can be mailed or archived on its own.
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 import math
 import os
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
-from ..io import atomic_write_bytes, atomic_write_text, ensure_out_dir, run_metadata, write_json
+from ..io import (
+    atomic_write_bytes,
+    atomic_write_text,
+    ensure_out_dir,
+    read_bytes,
+    run_metadata,
+    write_json,
+)
+from .layout import DPI, declutter_ticks
+from .markup import escape
+from .pages import Block, Page, html_page, markdown_page
 
 __all__ = ["Report", "format_value", "format_ci"]
 
@@ -70,25 +77,6 @@ def format_ci(mean: float, lo: float, hi: float, digits: int = 3) -> str:
     return f"{mean:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
 
 
-@dataclass
-class _Block:
-    kind: str  # "heading" | "text" | "table" | "figure"
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-def _inline_html(text: str) -> str:
-    """Escape text; turn `code`, **bold** and [links](url) into HTML (the markup reports understand)."""
-    out = html.escape(text)
-    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
-    out = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
-    out = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', out)
-    return out
-
-
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 class Report:
     """A self-contained experiment report (HTML + Markdown + JSON + PNG/SVG figures).
 
@@ -126,7 +114,7 @@ class Report:
         self.summary = summary
         self.results: dict[str, Any] = {}
         self.figure_files: list[str] = []
-        self._blocks: list[_Block] = []
+        self._blocks: list[Block] = []
         self._figures: dict[str, tuple[bytes, bytes]] = {}  # name -> (png, svg)
         self._t0 = time.perf_counter()
         self._extra_meta: dict[str, Any] = {}
@@ -134,12 +122,12 @@ class Report:
     # ------------------------------------------------------------------ building
     def add_heading(self, text: str, level: int = 2) -> Report:
         """Add a section heading (level 2 = section, 3 = subsection)."""
-        self._blocks.append(_Block("heading", {"text": text, "level": int(min(max(level, 2), 4))}))
+        self._blocks.append(Block("heading", {"text": text, "level": int(min(max(level, 2), 4))}))
         return self
 
     def add_text(self, text: str) -> Report:
         """Add prose. Blank lines separate paragraphs; `code`, **bold** and [text](url) are understood."""
-        self._blocks.append(_Block("text", {"text": text.strip()}))
+        self._blocks.append(Block("text", {"text": text.strip()}))
         return self
 
     def add_table(
@@ -163,12 +151,12 @@ class Report:
             columns = list(seen)
         cells = [[format_value(r.get(c), digits) for c in columns] for r in rows]
         self._blocks.append(
-            _Block("table", {"columns": list(columns), "cells": cells, "caption": caption})
+            Block("table", {"columns": list(columns), "cells": cells, "caption": caption})
         )
         return self
 
     def add_figure(
-        self, fig: Any, name: str, *, caption: str | None = None, dpi: int = 110
+        self, fig: Any, name: str, *, caption: str | None = None, dpi: int = DPI
     ) -> Report:
         """Render a matplotlib figure to PNG + SVG (then close it) and add it to the report.
 
@@ -176,8 +164,12 @@ class Report:
             fig: a ``matplotlib.figure.Figure``.
             name: file stem, e.g. ``"e1_histograms"`` → ``figures/e1_histograms.png`` / ``.svg``;
                 letters, digits, ``_ . -`` only, unique within the report.
-            caption: text under the figure.
+            caption: text under the figure (a caption shared by consecutive figures is printed once,
+                under the last of them).
             dpi: PNG resolution.
+
+        Overlapping x tick labels are rotated (then thinned) before saving
+        (:func:`linrep.report.layout.declutter_ticks`).
         """
         if not _NAME_RE.match(name):
             raise InputError(f"figure name '{name}' must use letters, digits, '_', '.', '-' only")
@@ -185,13 +177,14 @@ class Report:
             raise InputError(f"figure name '{name}' is used twice in this report; pick another")
         import matplotlib.pyplot as plt
 
+        declutter_ticks(fig)
         png, svg = io.BytesIO(), io.BytesIO()
         fig.savefig(png, format="png", dpi=dpi, bbox_inches="tight")
         fig.savefig(svg, format="svg", bbox_inches="tight", metadata={"Date": None})
         plt.close(fig)
         self._figures[name] = (png.getvalue(), svg.getvalue())
         self.figure_files.append(name)
-        self._blocks.append(_Block("figure", {"name": name, "caption": caption}))
+        self._blocks.append(Block("figure", {"name": name, "caption": caption}))
         return self
 
     def add_image(
@@ -205,12 +198,12 @@ class Report:
             raise InputError(f"figure name '{name}' must use letters, digits, '_', '.', '-' only")
         if name in self._figures:
             raise InputError(f"figure name '{name}' is used twice in this report; pick another")
-        data = png if isinstance(png, bytes) else Path(png).read_bytes()
+        data = png if isinstance(png, bytes) else read_bytes(png, "image")
         if data[:8] != b"\x89PNG\r\n\x1a\n":
             raise InputError(f"image '{name}' is not a PNG file")
         self._figures[name] = (data, b"")
         self.figure_files.append(name)
-        self._blocks.append(_Block("figure", {"name": name, "caption": caption}))
+        self._blocks.append(Block("figure", {"name": name, "caption": caption}))
         return self
 
     def set_metadata(self, **extra: Any) -> Report:
@@ -267,14 +260,15 @@ class Report:
         return paths
 
     # ------------------------------------------------------------------ rendering
-    def _config_text(self) -> str:
+    def _config_text(self) -> str | None:
         from ..io import to_jsonable
 
-        return _to_toml(to_jsonable(self.config)) if self.config else "(none)"
+        return _to_toml(to_jsonable(self.config)) if self.config else None
 
     def _meta_rows(self, meta: Mapping[str, Any]) -> list[tuple[str, str]]:
-        rows = [
-            ("seeds", ", ".join(str(s) for s in self.seeds) or "–"),
+        """(item, value) rows of the run information; values are data, shown literally."""
+        rows = [("seeds", ", ".join(str(s) for s in self.seeds))] if self.seeds else []
+        rows += [
             ("wall time", f"{meta['wall_time_s']:.1f} s"),
             ("finished (UTC)", str(meta["time_utc"])),
             ("python", str(meta["python"])),
@@ -286,85 +280,23 @@ class Report:
             for k, v in meta.items()
             if k not in ("wall_time_s", "time_utc", "python", "platform", "packages")
         ]
-        return rows
+        return [(escape(k), escape(v)) for k, v in rows]
+
+    def _page(self, meta: Mapping[str, Any]) -> Page:
+        return Page(
+            title=self.title,
+            summary=self.summary,
+            blocks=self._blocks,
+            figures=self._figures,
+            meta_rows=self._meta_rows(meta),
+            config_text=self._config_text(),
+        )
 
     def _markdown(self, meta: Mapping[str, Any]) -> str:
-        lines = [f"# {self.title}", ""]
-        if self.summary:
-            lines += [self.summary, ""]
-        for b in self._blocks:
-            if b.kind == "heading":
-                lines += ["#" * b.data["level"] + " " + b.data["text"], ""]
-            elif b.kind == "text":
-                lines += [b.data["text"], ""]
-            elif b.kind == "table":
-                if b.data["caption"]:
-                    lines += [f"**{b.data['caption']}**", ""]
-                cols = b.data["columns"]
-                lines.append("| " + " | ".join(_md_cell(c) for c in cols) + " |")
-                lines.append("|" + "---|" * len(cols))
-                for row in b.data["cells"]:
-                    lines.append("| " + " | ".join(_md_cell(c) for c in row) + " |")
-                lines.append("")
-            elif b.kind == "figure":
-                cap = b.data["caption"] or b.data["name"]
-                lines += [f"![{_md_cell(cap)}](figures/{b.data['name']}.png)", ""]
-                if b.data["caption"]:
-                    lines += [f"*{b.data['caption']}*", ""]
-        lines += ["## Run information", "", "| item | value |", "|---|---|"]
-        lines += [f"| {_md_cell(k)} | {_md_cell(v)} |" for k, v in self._meta_rows(meta)]
-        lines += ["", "## Resolved configuration", "", "```toml", self._config_text(), "```", ""]
-        return "\n".join(lines)
+        return markdown_page(self._page(meta))
 
     def _html(self, meta: Mapping[str, Any]) -> str:
-        parts = [
-            "<!DOCTYPE html>",
-            '<html lang="en"><head><meta charset="utf-8">',
-            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f"<title>{html.escape(self.title)}</title>",
-            f"<style>{_CSS}</style></head><body><main>",
-            f"<h1>{html.escape(self.title)}</h1>",
-        ]
-        if self.summary:
-            parts.append(f'<p class="summary">{_inline_html(self.summary)}</p>')
-        n_fig = 0
-        for b in self._blocks:
-            if b.kind == "heading":
-                lv = b.data["level"]
-                parts.append(f"<h{lv}>{html.escape(b.data['text'])}</h{lv}>")
-            elif b.kind == "text":
-                for para in re.split(r"\n\s*\n", b.data["text"]):
-                    parts.append(f"<p>{_inline_html(para)}</p>")
-            elif b.kind == "table":
-                parts.append(_html_table(b.data["columns"], b.data["cells"], b.data["caption"]))
-            elif b.kind == "figure":
-                n_fig += 1
-                png, svg = self._figures[b.data["name"]]
-                b64 = base64.b64encode(png).decode("ascii")
-                cap = b.data["caption"] or b.data["name"]
-                files = f"figures/{html.escape(b.data['name'])}.png" + (", .svg" if svg else "")
-                parts.append(
-                    f'<figure id="fig-{html.escape(b.data["name"])}">'
-                    f'<img alt="{html.escape(cap)}" src="data:image/png;base64,{b64}">'
-                    f"<figcaption><b>Figure {n_fig}.</b> {_inline_html(cap)} "
-                    f'<span class="files">({files})</span>'
-                    "</figcaption></figure>"
-                )
-        parts.append("<h2>Run information</h2>")
-        parts.append(_html_table(["item", "value"], [list(r) for r in self._meta_rows(meta)], None))
-        parts.append("<h2>Resolved configuration</h2>")
-        parts.append(f"<pre>{html.escape(self._config_text())}</pre>")
-        parts.append("</main></body></html>")
-        return "\n".join(parts) + "\n"
-
-
-def _html_table(columns: Sequence[str], cells: Sequence[Sequence[str]], caption: str | None) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>" for row in cells
-    )
-    cap = f"<caption>{_inline_html(caption)}</caption>" if caption else ""
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        return html_page(self._page(meta))
 
 
 def _toml_value(v: Any) -> str:
@@ -391,26 +323,3 @@ def _to_toml(cfg: Mapping[str, Any], prefix: str = "") -> str:
         name = f"{prefix}{k}"
         lines += ["", f"[{name}]", _to_toml(v, prefix=f"{name}.")]
     return "\n".join(lines).strip("\n")
-
-
-_CSS = """
-body{font-family:-apple-system,BlinkMacSystemFont,"Segoe UI",Helvetica,Arial,sans-serif;
-color:#1d1d1f;background:#fff;margin:0;line-height:1.5}
-main{max-width:1000px;margin:0 auto;padding:1.5em 2em 4em}
-h1{font-size:1.7em;border-bottom:2px solid #ddd;padding-bottom:.3em}
-h2{font-size:1.3em;margin-top:1.8em;border-bottom:1px solid #eee}
-h3{font-size:1.1em}
-p.summary{font-size:1.05em;color:#333;background:#f5f7fa;padding:.7em 1em;border-left:4px solid #4a7ab5}
-table{border-collapse:collapse;margin:1em 0;font-size:.92em}
-caption{caption-side:top;text-align:left;font-weight:600;padding-bottom:.3em}
-th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
-th{background:#f0f2f5}
-tbody tr:nth-child(even){background:#fafafa}
-figure{margin:1.5em 0;text-align:center}
-figure img{max-width:100%;height:auto;border:1px solid #eee}
-figcaption{font-size:.92em;color:#444;text-align:left;margin-top:.4em}
-figcaption .files{color:#888}
-code,pre{font-family:SFMono-Regular,Menlo,Consolas,monospace;font-size:.88em}
-code{background:#f3f3f3;padding:0 .2em;border-radius:3px}
-pre{background:#f6f8fa;border:1px solid #e1e4e8;padding:1em;overflow-x:auto}
-""".strip()

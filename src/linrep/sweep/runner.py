@@ -406,12 +406,11 @@ def _execute(
     progress: bool,
     executor: _Ray | None,
 ) -> None:
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     by_id = {r.run_id: r for r in spec.runs}
-    bar = tqdm(
-        total=sum(len(g.runs) for g in groups), desc="sweep", unit="run", disable=not progress
-    )
+    total = sum(len(g.runs) for g in groups)
+    bar = progress_bar(total=total, desc="sweep", unit="run", enabled=progress, leave=True)
     ckpt_root = out / "groups" if address is None else None  # mid-run checkpoints: local only
 
     def payload(g: Group) -> dict:
