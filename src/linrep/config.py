@@ -28,6 +28,9 @@ __all__ = ["load_toml", "section_from_dict", "apply_overrides", "parse_value", "
 
 T = TypeVar("T")
 
+MAX_CONFIG_BYTES = 16 * 2**20
+"""A config file is a few kB; anything above this is the wrong file."""
+
 
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML file, turning I/O and syntax problems into one-line :class:`ConfigError` s."""
@@ -35,7 +38,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
     path = Path(path)
     try:
-        text = read_text(path, "config file")
+        text = read_text(path, "config file", max_bytes=MAX_CONFIG_BYTES)
     except InputError as e:
         raise ConfigError(f"{e}; pass the path of a .toml file") from None
     try:

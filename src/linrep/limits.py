@@ -38,8 +38,15 @@ INT64_MAX = 2**63 - 1
 def check_int64(value: int, where: str) -> int:
     """``value`` if it fits a signed 64-bit integer (what numpy/torch store), else ConfigError."""
     if not -INT64_MAX - 1 <= value <= INT64_MAX:
-        raise ConfigError(f"{where} = {value} does not fit in 64 bits; use a smaller integer")
+        raise ConfigError(
+            f"{where} = {_short(value)} does not fit in 64 bits; use a smaller integer"
+        )
     return value
+
+
+def _short(value: int) -> str:
+    """An integer for a message: in full up to 15 digits, else like 1.18e+21."""
+    return str(value) if abs(value) < 10**15 else f"{float(value):.3g}"
 
 
 def check_seed(value: Any, where: str) -> int:
@@ -47,7 +54,7 @@ def check_seed(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{where} = {value!r} must be an integer seed")
     if not 0 <= value <= SEED_MAX:
-        raise ConfigError(f"{where} = {value} is out of range; seeds lie in 0 … {SEED_MAX}")
+        raise ConfigError(f"{where} = {_short(value)} is out of range; seeds lie in 0 … {SEED_MAX}")
     return value
 
 

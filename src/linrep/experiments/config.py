@@ -100,9 +100,17 @@ def known_keys(settings_cls: type | None = None) -> dict[str, list[str]]:
 
 
 def seeds_of(n_seeds: int, first_seed: int = 0) -> list[int]:
-    """The seeds ``first_seed … first_seed + n_seeds − 1`` (clear error if ``n_seeds`` < 1)."""
+    """The seeds ``first_seed … first_seed + n_seeds − 1`` (clear error if ``n_seeds`` < 1).
+
+    The count and the last seed are checked before the list is built (:mod:`linrep.limits`).
+    """
+    from ..limits import MAX_SEEDS, check_count, check_seed
+
     if n_seeds < 1:
         raise ConfigError(f"experiment.n_seeds must be ≥ 1, got {n_seeds}")
+    check_count(n_seeds, MAX_SEEDS, "seeds", "experiment.n_seeds")
+    check_seed(first_seed, "experiment.first_seed")
+    check_seed(first_seed + n_seeds - 1, "experiment.first_seed + n_seeds − 1 (the last seed)")
     return list(range(first_seed, first_seed + n_seeds))
 
 

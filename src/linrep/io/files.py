@@ -15,6 +15,7 @@ import json
 import math
 import os
 import platform
+import stat
 import sys
 import tempfile
 import time
@@ -118,10 +119,26 @@ def _write_error(path: Path, e: OSError) -> OutputError:
     )
 
 
-def read_bytes(path: str | os.PathLike, what: str = "file") -> bytes:
-    """The bytes of ``path``; any failure becomes one :class:`InputError` line naming ``what``."""
+def read_bytes(path: str | os.PathLike, what: str = "file", max_bytes: int | None = None) -> bytes:
+    """The bytes of ``path``; any failure becomes one :class:`InputError` line naming ``what``.
+
+    Refused before reading: a folder, something that is not a regular file (a pipe or a device
+    would block or never end), and a file larger than ``max_bytes``.
+    """
     path = Path(path)
     try:
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(
+                f"{what} '{path}' is not a regular file (a pipe or a device); pass a file"
+            )
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise InputError(
+                f"{what} '{path}' is {st.st_size / 2**20:,.0f} MiB, larger than any {what} "
+                f"({max_bytes / 2**20:,.0f} MiB at most); check the path"
+            )
         return path.read_bytes()
     except FileNotFoundError:
         raise InputError(f"{what} '{path}' does not exist; check the path") from None
@@ -137,9 +154,9 @@ def read_bytes(path: str | os.PathLike, what: str = "file") -> bytes:
         ) from None
 
 
-def read_text(path: str | os.PathLike, what: str = "file") -> str:
+def read_text(path: str | os.PathLike, what: str = "file", max_bytes: int | None = None) -> str:
     """The UTF-8 text of ``path`` (see :func:`read_bytes`); not UTF-8 is an :class:`InputError`."""
-    data = read_bytes(path, what)
+    data = read_bytes(path, what, max_bytes)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, InputError
-from ..io import atomic_write_bytes
+from ..io import atomic_write_bytes, read_bytes
 
 __all__ = ["save_checkpoint", "load_checkpoint", "check_fingerprint", "CHECKPOINT_NAME"]
 
@@ -49,21 +49,61 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint (``weights_only=True``); history and fingerprint decoded from JSON."""
+    """Read a checkpoint (``weights_only=True``); history and fingerprint decoded from JSON.
+
+    Raises:
+        InputError: the file is unreadable, not a checkpoint, or a checkpoint that unpickles but
+            misses a key or holds a malformed value (see :func:`_check_content`).
+    """
     path = Path(path)
+    data = read_bytes(path, "checkpoint")
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise InputError(f"checkpoint '{path}' does not exist; run without --resume") from None
+        ck = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling problem means a corrupt file
         raise InputError(
             f"checkpoint '{path}' cannot be read ({type(e).__name__}); delete it and re-run"
         ) from None
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise InputError(f"checkpoint '{path}' has an unknown format; delete it and re-run")
+    problem = _check_content(ck)
+    if problem:
+        raise InputError(
+            f"checkpoint '{path}' is damaged ({problem}); delete it, or start again with "
+            "--overwrite"
+        )
     ck["history"] = json.loads(ck.pop("history_json"))
     ck["fingerprint"] = json.loads(ck.pop("fingerprint_json"))
     return ck
+
+
+def _check_content(ck: dict[str, Any]) -> str | None:
+    """What is wrong with a checkpoint's content, or None: every key present, every value typed."""
+    theta, state, step = ck.get("theta"), ck.get("opt_state"), ck.get("step")
+    if not isinstance(theta, torch.Tensor) or theta.ndim != 2:
+        return "'theta' is missing or not a (K, P) tensor"
+    if not isinstance(state, dict) or not all(
+        isinstance(v, torch.Tensor) and v.shape[:1] == theta.shape[:1] for v in state.values()
+    ):
+        return "'opt_state' is missing or not a dict of (K, ...) tensors"
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return "'step' is missing or not an integer ≥ 0"
+    try:
+        history = json.loads(ck["history_json"])
+        fingerprint = json.loads(ck["fingerprint_json"])
+    except (KeyError, TypeError, ValueError, RecursionError):
+        return "'history_json' or 'fingerprint_json' is missing or not JSON"
+    if not isinstance(fingerprint, dict):
+        return "the config fingerprint is not a table"
+    if not isinstance(history, list) or not all(_is_row(r) for r in history):
+        return "its history is not a list of rows with integer 'run' and 'step'"
+    return None
+
+
+def _is_row(row: Any) -> bool:
+    """A history row: a dict with integer ``run`` and ``step``."""
+    if not isinstance(row, dict):
+        return False
+    return all(type(row.get(k)) is int for k in ("run", "step"))
 
 
 def _first_difference(a: Any, b: Any, where: str = "") -> str | None:

@@ -346,6 +346,7 @@ def _fit(latent, mcfgs, tcfgs, hooks, out_dir, resume, progress) -> TrainResult:
     K = len(tcfgs)
     seeds = [c.seed for c in tcfgs]
     model = BatchedModel(mcfgs[0], latent.contexts, latent.n_tokens, dtype)
+    _check_memory(model, latent, tcfgs, dtype)
     _check_bias_hooks(hooks, mcfgs[0].unembedding_bias)
     targets = Targets(latent, tcfgs, dtype)
     free = _trainable_slice(model, tc)
@@ -358,6 +359,7 @@ def _fit(latent, mcfgs, tcfgs, hooks, out_dir, resume, progress) -> TrainResult:
     fp = _fingerprint(latent, mcfgs, tcfgs)
     out = ensure_out_dir(out_dir) if out_dir is not None else None
     ck_path = out / CHECKPOINT_NAME if out is not None else None
+    own_ck: dict[str, int] = {}  # "step" of the checkpoint this call wrote or resumed from
 
     if resume:
         if ck_path is None:
@@ -375,8 +377,14 @@ def _fit(latent, mcfgs, tcfgs, hooks, out_dir, resume, progress) -> TrainResult:
                     f"checkpoint '{ck_path}' has parameters of another shape; use a new --out"
                 )
             theta.copy_(ck["theta"].to(dtype))
-            opt.load_state_dict(ck["opt_state"])
-            start = ck["step"]
+            try:
+                opt.load_state_dict(ck["opt_state"])
+            except (KeyError, RuntimeError):
+                raise InputError(
+                    f"checkpoint '{ck_path}' holds an optimiser state that does not fit this "
+                    "config; delete it, or start again with --overwrite"
+                ) from None
+            start = own_ck["step"] = ck["step"]
             history = [row for row in ck["history"] if row["step"] <= start]
 
     kind = tc.loss
@@ -400,7 +408,7 @@ def _fit(latent, mcfgs, tcfgs, hooks, out_dir, resume, progress) -> TrainResult:
             good = (t, theta.clone(), {k: v.clone() for k, v in opt.state_dict().items()})
             return loss
         step, run, value = _replay_to_nonfinite(model, tcfgs, kind, batch, exact, good, t, free)
-        _raise_nonfinite(step, run, seeds[run], value, ck_path, history, out)
+        _raise_nonfinite(step, run, seeds[run], value, own_ck.get("step"), ck_path, history, out)
         raise AssertionError  # unreachable
 
     def record(t: int) -> None:
@@ -471,6 +479,7 @@ def _fit(latent, mcfgs, tcfgs, hooks, out_dir, resume, progress) -> TrainResult:
         if out is not None and ck_every and (t + 1) % ck_every == 0 and t + 1 < steps:
             verify(t + 1)
             save_checkpoint(ck_path, theta, opt.state_dict(), t + 1, history, fp)
+            own_ck["step"] = t + 1
     if steps not in logged:
         record(steps)
     model.ws.clear()
@@ -514,7 +523,29 @@ def _replay_to_nonfinite(model, tcfgs, kind, batch, exact, good, t_bad, free):
     return t_bad, 0, float("nan")
 
 
-def _raise_nonfinite(step, run, seed, value, ck_path, history, out) -> None:
+def _check_memory(model: BatchedModel, latent, tcfgs, dtype: torch.dtype) -> None:
+    """Refuse before allocating when θ, the optimiser state and the logits cannot fit in memory.
+
+    About 6 copies of θ: (K, P) (θ, θ₀, the last good θ, the gradient, two Adam moments) and 5
+    tables of (K, rows, V) (targets, logits, probabilities, their gradient, scratch), rows = the
+    minibatch or all contexts.
+    """
+    from ..limits import check_memory
+
+    tc = tcfgs[0]
+    K = len(tcfgs)
+    rows = tc.batch_size or latent.n_contexts
+    itemsize = torch.finfo(dtype).bits // 8
+    n_bytes = itemsize * (6 * K * model.P + 5 * K * rows * latent.n_tokens)
+    check_memory(
+        n_bytes,
+        f"training {K} run(s) with P = {model.P:,} parameters each on {rows:,} × "
+        f"{latent.n_tokens:,} logits",
+        "model.d / model.width / model.depth, the number of seeds or train.batch_size",
+    )
+
+
+def _raise_nonfinite(step, run, seed, value, ck_step, ck_path, history, out) -> None:
     if out is not None and history:
         cols: list[str] = []
         for row in history:
@@ -524,9 +555,9 @@ def _raise_nonfinite(step, run, seed, value, ck_path, history, out) -> None:
         w.writerow(cols)
         w.writerows([[row.get(c, "") for c in cols] for row in history])
         atomic_write_text(Path(out) / "history.csv", buf.getvalue())
-    where = (
-        f"; the last good checkpoint is kept in '{ck_path}'"
-        if ck_path is not None and ck_path.exists()
+    where = (  # only a checkpoint of this run: never one an earlier run left in the folder
+        f"; this run's last good checkpoint (step {ck_step}) is '{ck_path}'"
+        if ck_step is not None
         else ""
     )
     raise TrainingError(

@@ -42,7 +42,7 @@ import numpy as np
 
 from ..config import load_toml, section_from_dict
 from ..errors import ConfigError, did_you_mean
-from ..limits import parse_seeds
+from ..limits import INT64_MAX, check_count, parse_seeds
 
 __all__ = [
     "SweepConfig",
@@ -101,6 +101,7 @@ class SweepConfig:
     def __post_init__(self) -> None:
         if self.n_random < 0:
             raise ConfigError(f"sweep.n_random = {self.n_random} must be ≥ 0")
+        check_count(self.n_random, MAX_RUNS, "random draws", "sweep.n_random")
         if self.max_group_size < 1:
             raise ConfigError(f"sweep.max_group_size = {self.max_group_size} must be ≥ 1")
         if self.retries < 0:
@@ -228,9 +229,12 @@ def _draw(name: str, dist: Any, rng: np.random.Generator) -> Any:
         isinstance(args, list)
         and len(args) == 2
         and all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)
-        and args[0] <= args[1]
     )
     if not ok:
+        raise ConfigError(f"sweep.random.{name}: {kind} needs [low, high] with low ≤ high")
+    if not all(math.isfinite(a) for a in args):
+        raise ConfigError(f"sweep.random.{name}: {kind} bounds {args} must be finite numbers")
+    if args[0] > args[1]:
         raise ConfigError(f"sweep.random.{name}: {kind} needs [low, high] with low ≤ high")
     lo, hi = args
     if kind == "uniform":
@@ -238,6 +242,10 @@ def _draw(name: str, dist: Any, rng: np.random.Generator) -> Any:
     if kind == "int_uniform":
         if not (float(lo).is_integer() and float(hi).is_integer()):
             raise ConfigError(f"sweep.random.{name}: int_uniform bounds must be integers")
+        if not -INT64_MAX <= lo <= hi < INT64_MAX:
+            raise ConfigError(
+                f"sweep.random.{name}: int_uniform bounds {args} do not fit in 64 bits"
+            )
         return int(rng.integers(int(lo), int(hi) + 1))
     if lo <= 0:
         raise ConfigError(f"sweep.random.{name}: log_uniform needs 0 < low ≤ high")
@@ -366,6 +374,10 @@ def sweep_from_dict(raw: Mapping[str, Any], path: Path | None = None) -> SweepSp
     )
 
     grid_keys = list(cfg.grid)
+    # count first: a few lines of TOML can describe billions of runs
+    n_points = math.prod(len(v) for v in cfg.grid.values())
+    n_runs = len(case_list) * n_points * max(cfg.n_random, 1) * len(seeds)
+    check_count(n_runs, MAX_RUNS, "runs", "the sweep")
     grid_points = [
         dict(zip(grid_keys, vals, strict=True)) for vals in itertools.product(*cfg.grid.values())
     ]
@@ -374,11 +386,6 @@ def sweep_from_dict(raw: Mapping[str, Any], path: Path | None = None) -> SweepSp
         {name: _draw(name, dist, rng) for name, dist in cfg.random.items()}
         for _ in range(cfg.n_random)
     ] or [{}]
-    n_runs = len(case_list) * len(grid_points) * len(draws) * len(seeds)
-    if n_runs > MAX_RUNS:
-        raise ConfigError(
-            f"the sweep expands to {n_runs:,} runs (limit {MAX_RUNS:,}); shrink the grid"
-        )
 
     case_keys = sorted({k for _, c in case_list for k in c})
     named = ["case"] if case_list[0][0] else []

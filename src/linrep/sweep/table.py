@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..io import atomic_write_text
+from ..io import atomic_write_text, read_text
 
 __all__ = ["ResultsTable", "read_results", "to_cell", "from_cell", "LEADING", "TRAILING"]
 
@@ -62,7 +62,7 @@ def from_cell(text: str) -> Any:
     if text[:1] in "[{":
         try:
             return json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             pass
     return text
 
@@ -81,13 +81,20 @@ def read_results(path: str | Path, typed: bool = True) -> list[dict[str, Any]]:
     if path.is_dir():
         path = path / "results.csv"
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"results table '{path}' does not exist; run linrep sweep first") from None
-    except UnicodeDecodeError:
+        text = read_text(path, "results table")
+    except InputError as e:
+        raise InputError(f"{e}; run linrep sweep first, or delete it and re-run") from None
+    try:
+        return _parse(text, path, typed)
+    except csv.Error as e:
         raise InputError(
-            f"results table '{path}' is not UTF-8 text; delete it and re-run"
+            f"results table '{path}' is damaged ({e}); delete it and re-run to recompute"
         ) from None
+
+
+def _parse(text: str, path: Path, typed: bool) -> list[dict[str, Any]]:
+    if "\0" in text:
+        raise csv.Error("it contains NUL bytes")
     reader = csv.DictReader(io.StringIO(text, newline=""))
     if reader.fieldnames is None or "run_id" not in reader.fieldnames:
         raise InputError(
