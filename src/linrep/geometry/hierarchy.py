@@ -121,11 +121,16 @@ class NullComparison:
     """One statistic of one edge against one null sample.
 
     Attributes:
-        null: null name (:data:`NULLS`). n: null draws. mean, q025, q975: the null's mean and
-        2.5 / 97.5 % quantiles (of |cos| for orthogonality). p_value: one-sided empirical p
-        (direction in the module doc; never below 1 / (n + 1)). p_normal: the same tail under a
-        normal fit N(μ, σ²) of the signed null draws (resolves small p with few draws).
-        p_holm: Holm-adjusted p_normal over edges. beats: p_holm < 0.05.
+        null: null name (:data:`NULLS`).
+        n: null draws.
+        mean: the null's mean (mean, q025, q975 are of |cos| for orthogonality).
+        q025: the null's 2.5 % quantile.
+        q975: the null's 97.5 % quantile.
+        p_value: one-sided empirical p (direction in the module doc; never below 1 / (n + 1)).
+        p_normal: the same tail under a normal fit N(μ, σ²) of the signed null draws (resolves
+            small p with few draws).
+        p_holm: Holm-adjusted p_normal over edges.
+        beats: p_holm < 0.05.
     """
 
     null: str
@@ -167,11 +172,14 @@ class ParentResult:
 
     Attributes:
         sibling_cosines: cos(ℓ_parent, ℓ_ci − ℓ_cj) per child pair ``(ci, cj, cos)``.
-        singular_values: of [ℓ_c2 − ℓ_c1, …] (descending); affinely_independent: σ_min > 1e-8 σ_max.
+        singular_values: of [ℓ_c2 − ℓ_c1, …] (descending).
+        affinely_independent: σ_min > 1e-8 σ_max.
         sigma_ratio: σ_min / σ_max (NaN for two children: one singular value, the ratio is 1 by
-        construction); sigma_ratio_null_mean / _p: the same for children replaced by random
-        subsets of the parent's tokens of the children's sizes (p = share of null ratios ≤ the
-        observed one: small means the real simplex is *flatter* than random subsets').
+            construction).
+        sigma_ratio_null_mean: the same for children replaced by random subsets of the parent's
+            tokens of the children's sizes.
+        sigma_ratio_null_p: share of null ratios ≤ the observed one (small means the real simplex
+            is *flatter* than random subsets).
     """
 
     parent: str

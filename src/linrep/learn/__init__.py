@@ -28,6 +28,8 @@ Names are imported lazily, so ``from linrep.learn import ModelConfig`` does not 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .._lazy import lazy_exports
 
 _EXPORTS = {
@@ -41,5 +43,13 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time names load lazily
+    from .config import ModelConfig as ModelConfig
+    from .config import TrainConfig as TrainConfig
+    from .trainer import MetricFn as MetricFn
+    from .trainer import TrainResult as TrainResult
+    from .trainer import fit as fit
+    from .trainer import resolve_runs as resolve_runs
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

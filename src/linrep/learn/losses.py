@@ -111,8 +111,13 @@ def factored_head_loss(
     ∂L/∂z = r ⊙ e, ∂A = (r ⊙ H)ᵀ e, ∂W = ∂A g, ∂g = ∂Aᵀ W, ∂H = r ⊙ (e Aᵀ).
 
     Args:
-        H: (K, n, h) features.  W: (K, h, d) output layer.  g: (K, V, d).  b, target: as
-        :func:`head_loss`.  want_dH: also return ∂H.  Hr: r ⊙ H if already known (H constant).
+        H: (K, n, h) features.
+        W: (K, h, d) output layer.
+        g: (K, V, d).
+        b: as :func:`head_loss`.
+        target: as :func:`head_loss`.
+        want_dH: also return ∂H.
+        Hr: r ⊙ H if already known (H constant).
         ws: buffers for the intermediates (then dH lives in ``ws`` until the next call).
 
     Returns:

@@ -598,7 +598,9 @@ class ContextIntervention:
         effect_per_alpha: mean log-odds change per unit α over the contexts (context-free per pair).
         frac_target_over_base: (A,) share of base-side contexts whose target word beats the base
             word after the step (α = 0: the model's own preference).
-        n_contexts, n_base_contexts, n_folds.
+        n_contexts: contexts used.
+        n_base_contexts: base-side contexts.
+        n_folds: cross-fitting folds.
     """
 
     alphas: tuple[float, ...]

@@ -29,7 +29,7 @@ passed as ``(mean, lo, hi)`` triples:
 
 :func:`format_ci` formats ``mean ± half-width`` cells for tables.
 
-Text (summary, paragraphs, captions, table cells) understands `code`, **bold** and [text](url);
+Text (summary, paragraphs, captions, table cells) understands ``` `code` ```, `**bold**` and `[text](url)`;
 links render only for http(s), relative and ``#`` targets. Pass every string a user controls
 (concept, case, model and file names) through :func:`escape` so that it shows literally
 (:mod:`linrep.report.markup`). Every figure links to its full-size PNG/SVG, overlapping tick labels

@@ -148,7 +148,8 @@ def heatmaps(
         labels: row labels (r,), e.g. concept names.
         col_labels: column labels (c,), default ``labels``.
         title: figure title.
-        vmin, vmax: colour limits shared by all panels (None = data range).
+        vmin: lower colour limit shared by all panels (None = data minimum).
+        vmax: upper colour limit shared by all panels (None = data maximum).
         cmap: matplotlib colormap name.
         annotate: write each cell's value when the matrix is at most 12 × 12.
         colorbar_label: label of the shared colour bar.
@@ -385,7 +386,9 @@ def intervals_vs_value(
     Args:
         values: (G,) parameter values (e.g. the coupling σ or the width d), any order.
         series: series label → (mean, lo, hi), each (G,) in the order of ``values``.
-        ylabel, xlabel, title: labels.
+        ylabel: y-axis label.
+        xlabel: x-axis label.
+        title: figure title.
         hlines: reference lines, label → y.
         log: logarithmic x axis; default: when all values are > 0 and span a factor ≥ 20.
         ylim: y limits.
@@ -433,7 +436,8 @@ def scatter(
 
     Args:
         series: label → (x (N,), y (N,)).
-        xlabel, ylabel: axis labels.
+        xlabel: x-axis label.
+        ylabel: y-axis label.
         title: figure title.
         logx: logarithmic x axis (non-positive x are dropped).
 

@@ -1,4 +1,4 @@
-"""The little markup reports understand — `code`, **bold**, [text](url), backslash escapes — rendered
+"""The little markup reports understand — ``` `code` ```, `**bold**`, `[text](url)`, backslash escapes — rendered
 to HTML or Markdown safely, whatever the text holds.
 
 Report text mixes our prose with strings a user controls: concept-file names, sweep case names,

@@ -126,7 +126,7 @@ class Report:
         return self
 
     def add_text(self, text: str) -> Report:
-        """Add prose. Blank lines separate paragraphs; `code`, **bold** and [text](url) are understood."""
+        """Add prose. Blank lines separate paragraphs; ``` `code` ```, `**bold**` and `[text](url)` work."""
         self._blocks.append(Block("text", {"text": text.strip()}))
         return self
 
