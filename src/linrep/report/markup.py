@@ -82,8 +82,12 @@ def to_html(text: str) -> str:
 
 
 def _md_plain(text: str) -> str:
-    """Plain Markdown text with raw-HTML tags and link-reference definitions neutralised."""
-    return _TAG_START.sub("&lt;", text).replace("]:", "]\\:")
+    """Plain Markdown text that cannot become a link or a tag in any Markdown renderer.
+
+    Brackets are escaped (no ``[x](...)``, ``![x](...)`` or ``[ref]: ...`` can form, even with the
+    white space some renderers accept inside a link target) and tag starts become ``&lt;``.
+    """
+    return _TAG_START.sub("&lt;", re.sub(r"(?<!\\)([\[\]])", r"\\\1", text))
 
 
 def to_markdown(text: str) -> str:
