@@ -28,7 +28,16 @@ def test_docs_build_strict(tmp_path):
     assert "linrep.learn.trainer" in api and "TrainResult" in api  # modules are documented
 
 
-def test_every_science_page_is_in_the_nav():
-    nav = (ROOT / "mkdocs.yml").read_text()
+def test_every_science_page_is_in_the_site(tmp_path):
+    """Pages added to docs/ later are put in the nav by the hook (nothing to edit)."""
+    pytest.importorskip("mkdocs")
+    from mkdocs.config import load_config
+
+    cfg = load_config(str(ROOT / "mkdocs.yml"))
+    hooks = cfg["hooks"]
+    for hook in hooks.values():
+        if hasattr(hook, "on_config"):
+            cfg = hook.on_config(cfg)
+    nav = str(cfg["nav"])
     pages = [p.name for p in (ROOT / "docs").glob("*.md")]
     assert pages and all(p in nav for p in pages), [p for p in pages if p not in nav]

@@ -1,5 +1,10 @@
-"""mkdocs hooks. ``::: modules of linrep.X`` in an API page becomes one ``::: linrep.X.<module>`` block
-per public module of the package, so a module added later is documented without editing the page."""
+"""mkdocs hooks that keep the site complete as the code grows, without editing mkdocs.yml:
+
+- ``::: modules of linrep.X`` in an API page becomes one ``::: linrep.X.<module>`` block per public
+  module of the package (a module added later is documented);
+- a page added to docs/ later is listed under "Science";
+- Sphinx-style roles in docstrings (``:func:`~x```) are shown as plain code.
+"""
 
 from __future__ import annotations
 
@@ -26,3 +31,25 @@ ROLE = re.compile(r":(?:func|mod|class|meth|data|attr|exc|obj):(<code>)~?")
 def on_page_content(html: str, **kwargs) -> str:
     """Docstrings cite objects Sphinx-style (``:func:`~linrep.x```); show just the code."""
     return ROLE.sub(r"\1", html)
+
+
+def _nav_files(nav) -> set[str]:
+    if isinstance(nav, str):
+        return {nav}
+    if isinstance(nav, dict):
+        return set().union(*(_nav_files(v) for v in nav.values()))
+    if isinstance(nav, list):
+        return set().union(*(_nav_files(v) for v in nav)) if nav else set()
+    return set()
+
+
+def on_config(config, **kwargs):
+    """A science page added to docs/ later appears under "Science" without editing mkdocs.yml."""
+    docs = Path(config["docs_dir"])
+    listed = _nav_files(config["nav"])
+    science = next(e["Science"] for e in config["nav"] if isinstance(e, dict) and "Science" in e)
+    for page in sorted(docs.glob("*.md")):
+        if page.name not in listed:
+            title = page.read_text(encoding="utf-8").split("\n", 1)[0].lstrip("# ").strip()
+            science.append({title or page.stem: page.name})
+    return config

@@ -160,7 +160,7 @@ def heatmaps(
     plt = _plt()
     col_labels = list(labels) if col_labels is None else list(col_labels)
     n = max(len(matrices), 1)
-    cell, font, margin = _heatmap_cells(labels, col_labels)
+    cell, font, margin = _heatmap_cells(labels, col_labels, n)
     # each panel is sized by its own rows and columns, so a wide (r < c) matrix is not padded
     panel_w = len(col_labels) * cell + margin + 0.2
     panel_h = len(labels) * cell + 0.8 * margin + 0.5
@@ -175,7 +175,7 @@ def heatmaps(
         ax.set_xticks(range(len(col_labels)), col_labels, rotation=45, ha="right", fontsize=font)
         ax.set_yticks(range(len(labels)), labels, fontsize=font)
         ax.set_title(ptitle, fontsize=10)
-        if annotate and max(mat.shape) <= 12 and cell >= 0.3:
+        if annotate and max(mat.shape) <= 12 and cell >= 0.22:
             lo = np.nanmin(mat) if vmin is None else vmin
             hi = np.nanmax(mat) if vmax is None else vmax
             mid = (lo + hi) / 2
@@ -187,7 +187,7 @@ def heatmaps(
                         f"{v:.2f}",
                         ha="center",
                         va="center",
-                        fontsize=7,
+                        fontsize=7 if cell >= 0.3 else 6,
                         color="black" if v > mid else "white",
                     )
     if im is not None:
@@ -205,16 +205,26 @@ def heatmaps(
     return fig
 
 
-def _heatmap_cells(labels: Sequence[str], col_labels: Sequence[str]) -> tuple[float, int, float]:
-    """(cell size in inches, tick font size, label margin in inches) so one panel fits the page."""
+def _heatmap_cells(
+    labels: Sequence[str], col_labels: Sequence[str], n_panels: int
+) -> tuple[float, int, float]:
+    """(cell size in inches, tick font size, label margin in inches) for a page-wide figure.
+
+    As many panels as possible share a row, as long as a cell stays ≥ 0.22 in (room for a value);
+    otherwise one panel per row with cells as large as the page allows (≥ 0.12 in).
+    """
     from .layout import page_inches
 
     longest = max((len(str(x)) for x in (*labels, *col_labels)), default=1)
     n = max(len(labels), len(col_labels), 1)
     font = 8 if n <= 12 else 7 if n <= 20 else 6
     margin = 0.6 * longest * font / 72 + 0.3  # inches taken by the longest tick label
-    cell = (page_inches() - margin - 1.2) / max(len(col_labels), 1)
-    return float(np.clip(cell, 0.12, 0.45)), font, margin
+    room = page_inches() - 1.2  # minus the colour bar
+    for cols in range(n_panels, 0, -1):
+        cell = (room - cols * (margin + 0.2)) / (cols * max(len(col_labels), 1))
+        if cell >= 0.22 or cols == 1:
+            return float(np.clip(cell, 0.12, 0.45)), font, margin
+    raise AssertionError  # unreachable: cols == 1 returns
 
 
 @_literal_text
