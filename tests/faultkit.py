@@ -56,6 +56,19 @@ def call(argv: list[str]) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+def start(argv: list[str], cwd: Path) -> subprocess.Popen:
+    """The real ``linrep`` process, running (own session, text pipes) — for signals and races."""
+    return subprocess.Popen(
+        [*LINREP, *argv],
+        cwd=cwd,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
 def run(argv: list[str], cwd: Path, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
     """The real ``linrep`` process (for signals, resource limits, concurrency)."""
     return subprocess.run(

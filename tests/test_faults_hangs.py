@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from faultkit import ENV, LINREP, SWEEP, assert_one_line_error, write_files
+from faultkit import SWEEP, assert_one_line_error, start, write_files
 
 pytest.importorskip("ray")
 
@@ -51,16 +51,8 @@ def not_ray():
 
 def _sweep(tmp_path, address: str, timeout: str) -> subprocess.Popen:
     write_files(tmp_path, {"s.toml": SWEEP})
-    return subprocess.Popen(
-        [*LINREP, "sweep", "s.toml", "--out", "o", "--quiet", "--address", address]
-        + ["--connect-timeout", timeout],
-        cwd=tmp_path,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    argv = ["sweep", "s.toml", "--out", "o", "--quiet", "--address", address]
+    return start([*argv, "--connect-timeout", timeout], tmp_path)
 
 
 def test_address_of_a_non_ray_service_gives_up_at_the_deadline(tmp_path, not_ray):
@@ -99,3 +91,32 @@ def test_connect_timeout_must_be_a_positive_number(tmp_path):
             + ["--address", "127.0.0.1:1", "--connect-timeout", bad]
         )
         assert code == 2 and "--connect-timeout" in err and "Traceback" not in err
+
+
+def test_sigterm_during_a_local_ray_sweep_keeps_the_finished_runs(tmp_path):
+    """Ray replaces the SIGTERM handler when it starts; linrep puts its own back, so SIGTERM still
+    ends the sweep like Ctrl-C: exit 143, one line naming --resume, the table of finished runs kept."""
+    from faultkit import TRAIN, run
+
+    sweep = TRAIN.replace("steps = 20", "steps = 2000") + (
+        '[sweep]\nseeds = 1\ngeometry = false\n[sweep.grid]\n"model.d" = [2, 3, 4, 5]\n'
+    )
+    write_files(tmp_path, {"s.toml": sweep})
+    proc = start(["sweep", "s.toml", "--out", "o", "--quiet", "--max-parallel", "1"], tmp_path)
+    table = tmp_path / ".o.partial" / "results.csv"
+    try:
+        deadline = time.monotonic() + 240
+        while not table.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.stderr.read()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and "--resume" in last and ".o.partial" in last, err
+    res = run(["sweep", "s.toml", "--out", "o", "--quiet", "--serial", "--resume"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "skipped as done" in res.stdout and (tmp_path / "o" / "results.csv").is_file()

@@ -20,7 +20,6 @@ import pytest
 
 from faultkit import (
     ENV,
-    LINREP,
     SWEEP,
     TRAIN,
     assert_one_line_error,
@@ -28,6 +27,7 @@ from faultkit import (
     call,
     run,
     snapshot,
+    start,
     write_files,
 )
 from linrep.io import MARKER, FolderLock, staged_output
@@ -274,14 +274,7 @@ def test_two_processes_started_on_one_out_never_mix_files(work):
     slow = TRAIN.replace("steps = 20", "steps = 4000")
     write_files(work, {"slow.toml": slow})
     procs = [
-        subprocess.Popen(
-            [*LINREP, "train", "slow.toml", "--out", "a", "--quiet", "--seeds", str(seed)],
-            cwd=work,
-            env=ENV,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        start(["train", "slow.toml", "--out", "a", "--quiet", "--seeds", str(seed)], work)
         for seed in (1, 2)
     ]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
@@ -368,14 +361,7 @@ def _start_slow(work: Path) -> subprocess.Popen:
             )
         },
     )
-    return subprocess.Popen(
-        [*LINREP, "train", "slow.toml", "--out", "a", "--quiet"],
-        cwd=work,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start(["train", "slow.toml", "--out", "a", "--quiet"], work)
 
 
 @pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
