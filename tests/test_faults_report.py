@@ -173,7 +173,7 @@ def test_hostile_sweep_case_names_end_to_end(tmp_path, monkeypatch):
     )
     sweep = (
         "[latent]\nm = 2\nkind = 'ising'\n[model]\nd = 3\n[train]\nsteps = 20\nlog_every = 10\n"
-        '[sweep]\nseeds = "0-1"\n' + cases
+        '[sweep]\nseeds = "0-1"\ngeometry = false\nreport_metrics = ["excess_loss"]\n' + cases
     )
     write_files(tmp_path, {"s.toml": sweep})
     code, _, err = call(["sweep", "s.toml", "--out", "o", "--serial", "--quiet"])
@@ -188,25 +188,33 @@ def _png_width(data: bytes) -> int:
     return struct.unpack(">I", data[16:20])[0]
 
 
-@pytest.mark.parametrize("n", [4, 12, 27])
-def test_heatmaps_fit_the_page_whatever_the_number_of_concepts(tmp_path, n):
+def _rendered_width(fig) -> int:
+    """Width in pixels of the PNG a report saves for ``fig`` (same dpi, tight bounding box)."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from linrep.report.layout import DPI
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return _png_width(buf.getvalue())
+
+
+@pytest.mark.parametrize(("n", "panels"), [(4, 3), (12, 3), (27, 2)])
+def test_heatmaps_fit_the_page_whatever_the_number_of_concepts(n, panels):
     labels = [f"[concept {i} - target {i}]" for i in range(n)]
-    mats = {k: np.abs(np.random.default_rng(0).normal(size=(n, n))) for k in ("a", "b", "c")}
-    rep = Report("t")
-    rep.add_figure(figures.heatmaps(mats, labels), "h")
-    rep.write(tmp_path)
-    assert _png_width((tmp_path / "figures" / "h.png").read_bytes()) <= 1000
+    mats = {f"p{k}": np.abs(np.random.default_rng(k).normal(size=(n, n))) for k in range(panels)}
+    assert _rendered_width(figures.heatmaps(mats, labels)) <= 1000
 
 
-def test_figures_wrap_panels_instead_of_growing_wider(tmp_path):
+def test_figures_wrap_panels_instead_of_growing_wider():
     steps = np.arange(1, 11)
     band = (steps * 1.0, steps - 0.5, steps + 0.5)
-    rep = Report("t")
-    rep.add_figure(figures.lines_vs_step(steps, {f"p{i}": {"s": band} for i in range(6)}), "l")
-    rep.add_figure(figures.cosine_histograms({f"p{i}": {"s": np.zeros(5)} for i in range(4)}), "c")
-    rep.write(tmp_path)
-    for name in ("l", "c"):
-        assert _png_width((tmp_path / "figures" / f"{name}.png").read_bytes()) <= 1000
+    lines = figures.lines_vs_step(steps, {f"p{i}": {"s": band} for i in range(6)})
+    hists = figures.cosine_histograms({f"p{i}": {"s": np.zeros(5)} for i in range(4)})
+    assert _rendered_width(lines) <= 1000 and _rendered_width(hists) <= 1000
 
 
 def test_crowded_tick_labels_end_up_disjoint():
@@ -311,7 +319,7 @@ def test_cli_progress_into_a_file_has_no_carriage_returns(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     write_files(
         tmp_path,
-        {"t.toml": "[latent]\nm = 2\n[model]\nd = 3\n[train]\nsteps = 3000\nlog_every = 1\n"},
+        {"t.toml": "[latent]\nm = 2\n[model]\nd = 3\n[train]\nsteps = 1500\nlog_every = 1\n"},
     )
     from faultkit import run
 
@@ -342,7 +350,8 @@ def test_sweep_file_named_with_markup_gives_a_safe_title(tmp_path, monkeypatch):
         tmp_path,
         {
             name: "[latent]\nm = 2\n[model]\nd = 3\n[train]\nsteps = 10\n"
-            '[sweep]\nseeds = 1\n[sweep.grid]\n"model.d" = [2, 3]\n'
+            '[sweep]\nseeds = 1\ngeometry = false\nreport_metrics = ["excess_loss"]\n'
+            '[sweep.grid]\n"model.d" = [2, 3]\n'
         },
     )
     code, _, err = call(["sweep", name, "--out", "o", "--serial", "--quiet"])
