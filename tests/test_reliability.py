@@ -359,7 +359,9 @@ def test_truncated_checkpoint_is_detected_and_named(tmp_path):
     from linrep.learn.checkpoint import load_checkpoint, save_checkpoint
 
     path = tmp_path / "checkpoint.pt"
-    save_checkpoint(path, torch.zeros(2, 5), {"m": torch.ones(2, 5)}, 10, [{"run": 0, "step": 0}], {"a": 1})
+    save_checkpoint(
+        path, torch.zeros(2, 5), {"m": torch.ones(2, 5)}, 10, [{"run": 0, "step": 0}], {"a": 1}
+    )
     ck = load_checkpoint(path)
     assert ck["step"] == 10 and ck["fingerprint"] == {"a": 1}
     data = path.read_bytes()
