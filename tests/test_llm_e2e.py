@@ -63,6 +63,14 @@ def run(tmp_path_factory):
         "llm.n_boot=200",
         "--set",
         "llm.analogy_queries=5",
+        "--set",
+        "llm.n_null_draws=60",
+        "--set",
+        "llm.n_random_inner=8",
+        "--set",
+        "llm.n_sign_flips=300",
+        "--set",
+        "llm.n_alignment_perms=300",
     ]
     rc = main(args)
     res = json.loads((root / "out" / "results.json").read_text()) if rc == 0 else None
@@ -115,6 +123,69 @@ def test_embedding_side_and_intervention(run):
     assert wp["mean_p_target"][-1] > wp["mean_p_target"][0]
     rows = iv["topk"]["male - female"]["rows"]
     assert rows[0]["tokens"] != rows[-1]["tokens"]
+
+
+def test_statistics_against_an_independent_computation(run):
+    """results.json's statistics (issue 11 §5) against plain loops written here on SmolLM2's γ."""
+    from linrep.llm import load_unembedding, resolve_model
+    from linrep.llm.vocab import byte_to_unicode
+
+    root, _, res, _ = run
+    st = res["statistics"]
+    assert st["inner_product_order"] == ["euclidean", "causal", "random"]
+    for ip in ("euclidean", "causal", "random"):
+        null = res["null_mean_abs_offdiag"][ip]
+        assert null["observed"] == pytest.approx(res["mean_abs_offdiag"][ip], abs=1e-9)
+        assert null["n_null"] == 60 and null["q025"] <= null["null_mean"] <= null["q975"]
+    unemb = load_unembedding(resolve_model("smollm2-135m", root / "cache"), root / "cache")
+    g = unemb.gamma.astype(np.float64)
+    # candidate words: 'Ġ' + letters after decoding GPT-2's byte alphabet, normal tokens only
+    inv = {c: b for b, c in byte_to_unicode().items()}
+    words = []
+    for i, t in enumerate(unemb.tokens):
+        if unemb.token_type[i] == 1 and t.startswith("Ġ"):
+            text = bytes(inv[c] for c in t[1:] if c in inv).decode("utf-8", "replace")
+            words.append(i) if text.isalpha() else None
+    assert st["n_word_rows"] == len(words)
+    sizes = [res["per_concept"][n]["n_pairs"] for n in res["concepts"]]
+    rng = np.random.default_rng(123)
+    draws = []
+    for _ in range(40):  # Euclidean null of mean |offdiag| from independent random word pairs
+        dirs = []
+        for P in sizes:
+            a, b = rng.choice(words, size=(2, P))
+            keep = a != b
+            m = (g[b[keep]] - g[a[keep]]).mean(axis=0)
+            dirs.append(m / np.linalg.norm(m))
+        C = np.abs(np.array(dirs) @ np.array(dirs).T)
+        draws.append(C[~np.eye(len(sizes), dtype=bool)].mean())
+    mine = res["null_mean_abs_offdiag"]["euclidean"]
+    se = np.hypot(np.std(draws) / np.sqrt(40), mine["null_std"] / np.sqrt(60))
+    assert abs(np.mean(draws) - mine["null_mean"]) < 4 * se
+    # the LOO test statistic: each pair against the pairs sharing no word with it
+    from linrep.llm import load_concepts, select_pairs
+
+    c = next(
+        select_pairs(x, unemb.vocab) for x in load_concepts("builtin") if x.name == "male - female"
+    )
+    D = g[c.pairs[:, 1]] - g[c.pairs[:, 0]]
+    proj = []
+    for k, (y0, y1) in enumerate(c.pairs):
+        keep = [j for j, p in enumerate(c.pairs) if not {y0, y1} & set(p.tolist())]
+        s = D[keep].sum(axis=0)
+        proj.append(D[k] @ s / np.linalg.norm(s))
+    t = st["loo_test"]["euclidean"]["male - female"]
+    assert t["statistic"] == pytest.approx(np.mean(proj), rel=1e-6)
+    assert t["p_value"] == pytest.approx(1 / 301) and t["z"] > 3  # above every flip
+    assert t["p_holm"] == pytest.approx(min(1.0, len(res["concepts"]) / 301))  # Holm's floor
+    # the final-layer intervention is the same number as the LOO statistic, times s
+    on = st["intervention"]["euclidean"]["male - female"]["on_target"]
+    assert on == pytest.approx(st["intervention_scale"]["euclidean"] * t["statistic"], rel=1e-9)
+    for name in CONTEXTS:
+        a = st["alignment_null"]["causal"][name]
+        assert a["cosine"] > a["null_q95"] and a["n_perm"] == 300
+    html = (root / "out" / "report.html").read_text(encoding="utf-8")
+    assert html.index("Observed vs null (Euclidean first)") < html.index("Per concept")
 
 
 def test_gamma_and_hidden_state_give_the_models_logits(run):

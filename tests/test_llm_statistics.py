@@ -277,7 +277,7 @@ def test_compute_statistics_end_to_end_json_and_report(tmp_path):
     )
     assert list(res.cross) == ["euclidean", "causal", "random"]
     assert list(res.loo) == ["euclidean", "causal"] and list(res.interventions) == list(res.loo)
-    assert res.n_word_rows == 600  # 'Ġ42' and '<pad>' are not words
+    assert res.n_word_rows == 600 and res.word_rows_kind == "letter words"  # not Ġ42, <pad>
     assert res.alignment["causal"]["a"].p_holm < 0.05
     assert res.contexts["euclidean"]["a"].n_contexts == 40
     assert res.context_check.n_contexts == 40 and res.context_check.n_top5 <= 40
@@ -292,3 +292,15 @@ def test_compute_statistics_end_to_end_json_and_report(tmp_path):
     md = paths["md"].read_text(encoding="utf-8")
     assert "Observed vs null (Euclidean first)" in md and "exactly α·s·⟨ū, Δγ⟩" in md
     assert md.index("| Euclidean") < md.index("| causal")
+
+
+def test_candidate_rows_fall_back_when_too_few_letter_words():
+    toks = ["Ġa1", "Ġb2", "Ġc3", "Ġd4", "Ġcat", "x"]
+    v = Vocabulary(toks, np.ones(6, dtype=int), "byte_bpe")
+    pairs = [np.array([[0, 1], [2, 3]])]
+    rows, kind = st._candidate_rows(v, np.ones(6, bool), pairs)
+    assert kind == "words" and rows.sum() == 5  # one letter word cannot host 4 tokens
+    rows, kind = st._candidate_rows(v, np.ones(6, bool), [np.array([[0, 1]])])
+    assert kind == "words"  # still one letter word < 2 tokens
+    few = [np.array([[0, 1], [2, 3], [4, 5]])]
+    assert st._candidate_rows(v, np.ones(6, bool), few)[1] == "normal tokens"

@@ -8,9 +8,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..config import apply_overrides, check_sections, load_toml
 from ..io import ensure_out_dir
 from .run import LLMConfig
+from .statistics import ordered
 
 __all__ = ["run_from_args", "config_from_args"]
 
@@ -67,23 +70,40 @@ def run_from_args(args: argparse.Namespace) -> None:
 
 def _print_summary(res: dict[str, Any], out: Path) -> None:
     off = res["mean_abs_offdiag"]
+    null = res.get("null_mean_abs_offdiag", {})
+    cells = [
+        f"{k} {off[k]:.3f}"
+        + (f" (random word pairs {null[k]['null_mean']:.3f})" if k in null else "")
+        for k in ordered(list(off))
+    ]
     print(
         f"{res['model']}: {len(res['concepts'])} concepts; mean |cos| between concepts: "
-        f"euclidean {off['euclidean']:.3f}, causal {off['causal']:.3f}, random {off['random']:.3f}"
+        + ", ".join(cells)
     )
-    for name in res["concepts"][:]:
+    loo = res.get("statistics", {}).get("loo_test", {})
+    for name in res["concepts"]:
         e = res["per_concept"][name]
+        z = "".join(f"  z {k} {v[name]['z']:5.1f}" for k, v in loo.items() if name in v)
         print(
             f"  {name:24s} pairs {e['n_pairs']:4d}  LOO cos euclidean "
-            f"{e['loo_cosine']['euclidean']:.3f}  causal {e['loo_cosine']['causal']:.3f}"
+            f"{e['loo_cosine']['euclidean']:.3f}  causal {e['loo_cosine']['causal']:.3f}{z}"
         )
-    emb = res.get("embedding")
-    if emb and emb.get("summary", {}).get("causal"):
-        s = emb["summary"]["causal"]
+    perm = res.get("statistics", {}).get("alignment_null", {})
+    emb = res.get("embedding") or {}
+    for k in ordered(list(emb.get("summary", {}))):
+        if k == "random":
+            continue
+        s = emb["summary"][k]
+        al = perm.get(k, {})
+        q95 = f", permutation-null 95th pct {np.mean([a['null_q95'] for a in al.values()]):.3f}"
         print(
-            f"  alignment cos(f̄_W, ḡ_W) (causal): mean {s['mean_alignment']:.3f} vs other concepts "
-            f"{s['mean_other_concepts_abs']:.3f}, random directions {s['mean_random_abs']:.3f} "
-            f"(rank 1 for {s['n_rank1']}/{s['n_concepts']})"
+            f"  alignment cos(f̄_W, ḡ_W) ({k}): mean {s['mean_alignment']:.3f} vs other concepts "
+            f"{s['mean_other_concepts_abs']:.3f}"
+            + (
+                f"{q95}; Holm p < 0.05 for {sum(a['p_holm'] < 0.05 for a in al.values())}/{len(al)}"
+                if al
+                else ""
+            )
         )
     h = res.get("hierarchy")
     if h:

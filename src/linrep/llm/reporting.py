@@ -94,6 +94,23 @@ def _add_figures(rep, res: dict[str, Any]) -> None:
     )
 
 
+def _offdiag_summary(offdiag: dict[str, float], stats) -> str:
+    """ ": Euclidean 0.143 (random word pairs 0.059, shared words 0.088), causal …" (Euclidean first)."""
+    from .statistics import ordered
+
+    parts = []
+    for k in ordered(list(offdiag)):
+        cell = f"{'Euclidean' if k == 'euclidean' else k} {offdiag[k]:.3f}"
+        if stats is not None and k in stats.cross:
+            c = stats.cross[k]
+            cell += (
+                f" (random word pairs {float(c.random_pairs.mean_abs_offdiag.null_mean):.3f}, "
+                f"shared words {float(c.shared_words.mean_abs_offdiag.null_mean):.3f})"
+            )
+        parts.append(cell)
+    return ": " + ", ".join(parts)
+
+
 def write_model_report(res: dict[str, Any], cfg, out: Path) -> dict[str, Any]:
     """Write ``report.html`` / ``report.md`` / ``results.json`` / figures for one model.
 
@@ -110,6 +127,7 @@ def write_model_report(res: dict[str, Any], cfg, out: Path) -> dict[str, Any]:
     res = dict(res)
     res.pop("_arrays", None)
     hierarchy = res.pop("hierarchy", None)  # a HierarchyResult (linrep.llm.hierarchy)
+    stats = res.pop("statistics", None)  # a RealModelStatistics (linrep.llm.statistics)
     names = res["concepts"]
     per = res["per_concept"]
     mi = res["model_info"]
@@ -121,9 +139,8 @@ def write_model_report(res: dict[str, Any], cfg, out: Path) -> dict[str, Any]:
         summary=(
             f"Model {res['model']} (vocab {mi['vocab']:,}, d = {mi['d']}, "
             f"{mi['tokenizer_convention']} tokens), {len(names)} concepts. "
-            f"Mean |cos| between different concepts' directions: Euclidean "
-            f"{res['mean_abs_offdiag']['euclidean']:.3f}, causal {res['mean_abs_offdiag']['causal']:.3f}, "
-            f"random {res['mean_abs_offdiag']['random']:.3f}."
+            f"Mean |cos| between different concepts' directions"
+            f"{_offdiag_summary(res['mean_abs_offdiag'], stats)}."
         ),
     )
     rep.add_heading("Concept directions and cross-concept geometry")
@@ -143,6 +160,8 @@ def write_model_report(res: dict[str, Any], cfg, out: Path) -> dict[str, Any]:
         "pairs in different groups.",
     )
     _add_figures(rep, res)
+    if stats is not None:
+        stats.add_to_report(rep)
     rep.add_heading("Per concept")
     rows = []
     for n in names:
@@ -267,6 +286,7 @@ def write_model_report(res: dict[str, Any], cfg, out: Path) -> dict[str, Any]:
     final = {
         **res,
         **({"hierarchy": hierarchy.to_json()} if hierarchy is not None else {}),
+        **({"statistics": stats.to_json()} if stats is not None else {}),
         "config": cfg_d,
         "metadata": run_metadata(("transformers", "gguf")),
         "report": {k: written[k] for k in ("title", "tables", "figures")},

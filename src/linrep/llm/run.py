@@ -59,6 +59,10 @@ class LLMConfig:
             (:mod:`linrep.llm.hierarchy`, results.json section ``hierarchy``).
         hierarchy_n_null: draws per null and edge of the hierarchy analysis.
         hierarchy_min_words: fewest single-token words a category needs (≥ 2).
+        n_null_draws: random word-pair direction sets per null of the cross-concept summaries.
+        n_random_inner: random inner products of the random-inner-product distribution.
+        n_sign_flips: word-cluster sign flips of the leave-one-out test (per concept, inner product).
+        n_alignment_perms: label permutations of the alignment null (per concept, inner product).
     """
 
     model: str = "gemma-3-270m"
@@ -86,6 +90,10 @@ class LLMConfig:
     hierarchy: str = ""
     hierarchy_n_null: int = 200
     hierarchy_min_words: int = 5
+    n_null_draws: int = 200
+    n_random_inner: int = 32
+    n_sign_flips: int = 2000
+    n_alignment_perms: int = 2000
 
     def __post_init__(self) -> None:
         if self.min_pairs < 2:
@@ -93,6 +101,11 @@ class LLMConfig:
         for key in ("n_random_pairs", "n_boot"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"llm.{key} must be ≥ 1, got {getattr(self, key)}")
+        for key in ("n_null_draws", "n_random_inner", "n_sign_flips", "n_alignment_perms"):
+            if getattr(self, key) < 2:
+                raise ConfigError(
+                    f"llm.{key} must be ≥ 2 (a null needs draws), got {getattr(self, key)}"
+                )
         if self.hierarchy_n_null < 2:
             raise ConfigError(f"llm.hierarchy_n_null must be ≥ 2, got {self.hierarchy_n_null}")
         for key in ("n_shuffles", "analogy_queries", "top_k", "batch_size", "blas_threads"):
@@ -288,6 +301,13 @@ def _analyze(cfg: LLMConfig, progress: bool) -> dict[str, Any]:
     )
     out["intervention"] = iv
     out["embedding"] = embedding_res
+    t = time.perf_counter()
+    stats = _statistics(
+        cfg, unemb, kept, inner, res["groups"], emb if contexts is not None else None
+    )
+    out["statistics"] = stats  # a RealModelStatistics; the report serialises it
+    out["null_mean_abs_offdiag"] = stats.null_mean_abs_offdiag()
+    timings["statistics_s"] = time.perf_counter() - t
     if hierarchy_ext is not None:
         t = time.perf_counter()
         ctx = _HierarchyContext(unemb, inner)
@@ -317,6 +337,38 @@ def _hierarchy_extension(cfg: LLMConfig):
         HierarchyOptions(
             n_null=cfg.hierarchy_n_null, min_words=cfg.hierarchy_min_words, seed=cfg.seed
         ),
+    )
+
+
+def _statistics(cfg: LLMConfig, unemb, kept, inner, groups, emb):
+    """Every summary against its null (:func:`linrep.llm.statistics.compute_statistics`)."""
+    from .statistics import ContextInputs, StatisticsOptions, compute_statistics
+
+    opts = StatisticsOptions(
+        cfg.n_null_draws,
+        cfg.n_random_inner,
+        cfg.n_sign_flips,
+        cfg.n_alignment_perms,
+        cfg.n_boot,
+        cfg.seed,
+    )
+    contexts = None
+    if emb is not None:
+        cs = emb["context_sets"]
+        labels = {n: np.asarray(c.labels) for n, c in cs.items()}
+        words = {n: c.words for n, c in cs.items()}
+        contexts = ContextInputs(emb["states"], emb["final_states"], labels, words)
+    return compute_statistics(
+        unemb.gamma,
+        unemb.vocab,
+        unemb.normal,
+        kept,
+        inner,
+        [groups[c.name] for c in kept],
+        opts,
+        contexts=contexts,
+        alphas=cfg.alphas,
+        leading_space=cfg.leading_space,
     )
 
 
@@ -359,6 +411,7 @@ def _embedding_side(cfg, ctx, source, unemb, names, directions, inner, progress)
     return {
         "alignment": align,
         "scale": scale,
+        "states": states,
         "final_states": final,
         "context_sets": ctx,
         "timings": timings,

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from .. import geometry as geo
+from ..errors import InputError
 from .concepts import ConceptTokens
 from .vocab import Vocabulary
 
@@ -776,7 +777,8 @@ class RealModelStatistics:
     Attributes:
         names: concept names (order of every per-concept array).
         options: null sizes and seed.
-        n_word_rows: candidate rows of the random word pairs.
+        n_word_rows: candidate rows of the random word pairs; word_rows_kind: which rows
+            (``"letter words"``: the pairs' filter and letters only; ``"words"``; ``"normal tokens"``).
         cross: inner product → :class:`CrossConceptNulls` (Euclidean first).
         random_inner: :class:`RandomInnerDraws`.
         loo: inner product → concept → :class:`LooTest`.
@@ -791,6 +793,7 @@ class RealModelStatistics:
     names: tuple[str, ...]
     options: StatisticsOptions
     n_word_rows: int
+    word_rows_kind: str
     cross: Mapping[str, CrossConceptNulls]
     random_inner: RandomInnerDraws
     loo: Mapping[str, Mapping[str, LooTest]]
@@ -811,6 +814,7 @@ class RealModelStatistics:
         return {
             "options": asdict(self.options),
             "n_word_rows": self.n_word_rows,
+            "word_rows_kind": self.word_rows_kind,
             "inner_product_order": list(self.cross),
             "cross_concept": {k: v.to_json(self.names) for k, v in self.cross.items()},
             "random_inner_products": self.random_inner.to_json(),
@@ -856,14 +860,36 @@ def compute_statistics(
     Returns:
         :class:`RealModelStatistics`.
     """
-    o = options
+    from threadpoolctl import threadpool_limits
+
+    # one BLAS thread: most products here are small (P × P, k × d); with SmolLM2 on a loaded 2-core
+    # machine all threads took 3× the CPU time and 3× the wall time of one thread
+    with threadpool_limits(limits=1):
+        return _compute(
+            gamma,
+            vocab,
+            normal,
+            concepts,
+            inner,
+            groups,
+            options,
+            contexts,
+            alphas,
+            leading_space,
+            intervention_inner,
+        )
+
+
+def _compute(
+    gamma, vocab, normal, concepts, inner, groups, o, contexts, alphas, leading_space, iv_inner
+) -> RealModelStatistics:
     vec = ConceptVectors.build(gamma, concepts, inner)
-    rows = null_word_rows(vocab)
+    rows, rows_kind = _candidate_rows(vocab, normal, vec.pairs)
     mean_gamma = np.asarray(gamma[normal], dtype=np.float64).mean(axis=0)
     cross = cross_concept_nulls(gamma, vec, inner, groups, rows, mean_gamma, o)
     rand = random_inner_product_draws(vec, groups, o)
     loo = loo_tests(vec, [n for n in inner if n != "random"], o)
-    iv_names = ordered([n for n in intervention_inner if n in inner])
+    iv_names = ordered([n for n in iv_inner if n in inner])
     scales = {n: 1.0 for n in iv_names}
     alignment: dict = {}
     ctx: dict = {}
@@ -881,8 +907,34 @@ def compute_statistics(
         )
     ivs = {n: cross_fitted_interventions(vec, n, scales[n], o) for n in iv_names}
     return RealModelStatistics(
-        vec.names, o, int(rows.sum()), cross, rand, loo, ivs, scales, alignment, ctx, check
+        vec.names,
+        o,
+        int(rows.sum()),
+        rows_kind,
+        cross,
+        rand,
+        loo,
+        ivs,
+        scales,
+        alignment,
+        ctx,
+        check,
     )
+
+
+def _candidate_rows(vocab: Vocabulary, normal: np.ndarray, pairs: Sequence[np.ndarray]):
+    """Rows of the random word pairs: letter words, else any words, else normal tokens (a vocabulary
+    too small for the relabelling null, which maps every token the concepts use to its own row)."""
+    need = np.unique(np.concatenate([p.ravel() for p in pairs])).size
+    for kind, rows in (
+        ("letter words", lambda: null_word_rows(vocab)),
+        ("words", vocab.word_tokens),
+        ("normal tokens", lambda: np.asarray(normal, dtype=bool)),
+    ):
+        r = rows()
+        if r.sum() >= need:
+            return r, kind
+    raise InputError(f"the vocabulary has {int(r.sum())} normal tokens but the concepts use {need}")
 
 
 def _context_side(gamma, vocab, normal, concepts, vec, inner, contexts, scales, alphas, ls, o):

@@ -36,8 +36,8 @@ def add_statistics_section(rep, s: RealModelStatistics) -> None:
     rep.add_text(
         "The paper's prediction is about the Euclidean inner product; the causal inner product and "
         "a random one follow. Every summary is compared with the same summary of directions built "
-        f"from random single-token words ({s.n_word_rows:,} candidate rows: the concept pairs' own "
-        f"filter, letters only), {o.n_null_draws} draws: **random word pairs** (as many independent "
+        f"from random single-token words ({s.n_word_rows:,} candidate rows, {s.word_rows_kind}: "
+        f"the concept pairs' own filter), {o.n_null_draws} draws: **random word pairs** (as many independent "
         "pairs per concept as it has) and **shared words** (the concepts' own tokens relabelled "
         "into random words, so words shared within and between concepts stay shared: what the "
         "word lists force by themselves). Null columns show the null mean with its 2.5–97.5 % range."
