@@ -286,6 +286,12 @@ def test_compute_statistics_end_to_end_json_and_report(tmp_path):
     js = json.loads(json.dumps(res.to_json()))
     assert js["loo_test"]["causal"]["a"]["p_holm"] < 0.05
     assert set(res.null_mean_abs_offdiag()) == {"euclidean", "causal", "random"}
+    sm = js["summary"]
+    assert sm["pairs"] == {"total": 80, "min": 40, "min_concept": "a", "max": 40}
+    assert sm["causal"]["loo_n_holm"] == sum(t.p_holm < 0.05 for t in res.loo["causal"].values())
+    assert sm["euclidean"]["alignment_n"] == 1
+    lo, hi = sm["euclidean"]["random_word_pairs"]["ci"]
+    assert lo <= sm["euclidean"]["random_word_pairs"]["mean"] <= hi
     rep = Report("t")
     res.add_to_report(rep)
     paths = rep.write(tmp_path)

@@ -787,6 +787,7 @@ class RealModelStatistics:
         alignment: inner product → concept → :class:`AlignmentNull` (empty without contexts).
         contexts: inner product → concept → :class:`ContextIntervention` (empty without contexts).
         context_check: :class:`ContextCheck` or None.
+        pair_counts: kept pairs over the concepts: ``total``, ``min`` (and ``min_concept``), ``max``.
     """
 
     key = "statistics"
@@ -802,6 +803,7 @@ class RealModelStatistics:
     alignment: Mapping[str, Mapping[str, AlignmentNull]]
     contexts: Mapping[str, Mapping[str, ContextIntervention]]
     context_check: ContextCheck | None
+    pair_counts: Mapping[str, int | str]
 
     def null_mean_abs_offdiag(self) -> dict[str, dict]:
         """Inner product → observed mean |offdiag| vs random word-pair directions (results key)."""
@@ -824,7 +826,62 @@ class RealModelStatistics:
             "alignment_null": nested(self.alignment),
             "context_intervention": nested(self.contexts),
             "context_check": None if self.context_check is None else self.context_check.to_json(),
+            "summary": self.summary(),
         }
+
+    def summary(self) -> dict:
+        """Headline numbers, one JSON key each (what the README quotes): per inner product the
+        observed summaries with their nulls ({"mean", "ci"} = null mean and 2.5–97.5 % range), test
+        counts after Holm, and the cross-fitted intervention ratio."""
+
+        def band(t: geo.NullTest) -> dict:
+            return {"mean": float(t.null_mean), "ci": [float(t.q025), float(t.q975)]}
+
+        out: dict = {}
+        for ip, c in self.cross.items():
+            r, w = c.random_pairs, c.shared_words
+            e: dict = {
+                "mean_abs_offdiag": float(r.mean_abs_offdiag.observed),
+                "random_word_pairs": band(r.mean_abs_offdiag),
+                "shared_words": band(w.mean_abs_offdiag),
+                "within_abs": float(r.within_abs.observed),
+                "within_shared_words": band(w.within_abs),
+                "between_abs": float(r.between_abs.observed),
+                "between_random_word_pairs": band(r.between_abs),
+                "between_shared_words": band(w.between_abs),
+                "mean_abs_mean_gamma_cos": float(r.mean_abs_reference_cos.observed),
+                "mean_gamma_cos_random_word_pairs": band(r.mean_abs_reference_cos),
+                "n_mean_gamma_holm": int((c.mean_gamma_p_holm < 0.05).sum()),
+            }
+            if ip in self.loo:
+                z = {n: t.z for n, t in self.loo[ip].items()}
+                low = min(z, key=z.get)
+                e |= {
+                    "loo_n_holm": sum(t.p_holm < 0.05 for t in self.loo[ip].values()),
+                    "loo_median_z": float(np.median(list(z.values()))),
+                    "loo_min_z": float(z[low]),
+                    "loo_min_z_concept": low,
+                }
+            if self.alignment.get(ip):
+                al = list(self.alignment[ip].values())
+                e |= {
+                    "alignment_mean": float(np.mean([a.cosine for a in al])),
+                    "alignment_null_mean_abs": float(np.mean([a.null_mean_abs for a in al])),
+                    "alignment_max_null_q95": float(max(a.null_q95 for a in al)),
+                    "alignment_n_holm": sum(a.p_holm < 0.05 for a in al),
+                    "alignment_n": len(al),
+                }
+            if ip in self.interventions:
+                ratio = [x.ratio for x in self.interventions[ip].values()]
+                e["intervention_median_ratio"] = float(np.nanmedian(ratio))
+            out[ip] = e
+        ri = self.random_inner.mean_abs_offdiag
+        out["random_inner_products"] = {
+            "mean": float(ri.mean()),
+            "ci": [float(q) for q in np.quantile(ri, [0.025, 0.975])],
+        }
+        out["pairs"] = dict(self.pair_counts)
+        return out
 
     def add_to_report(self, rep) -> None:
         from .statistics_report import add_statistics_section
@@ -919,7 +976,19 @@ def _compute(
         alignment,
         ctx,
         check,
+        _pair_counts(vec),
     )
+
+
+def _pair_counts(vec: ConceptVectors) -> dict[str, int | str]:
+    sizes = {n: int(p.shape[0]) for n, p in zip(vec.names, vec.pairs, strict=True)}
+    low = min(sizes, key=sizes.get)
+    return {
+        "total": sum(sizes.values()),
+        "min": sizes[low],
+        "min_concept": low,
+        "max": max(sizes.values()),
+    }
 
 
 def _candidate_rows(vocab: Vocabulary, normal: np.ndarray, pairs: Sequence[np.ndarray]):
