@@ -388,3 +388,14 @@ def test_interrupt_and_sigterm_name_resume_and_resume_works(work, sig, status):
     else:
         assert res.returncode == 0, res.stderr
         assert (work / "a" / "params.safetensors").is_file()
+
+
+def test_reproduce_resume_keeps_finished_experiments(work):
+    code, _, err = call(["reproduce", "E7", "--quick", "--out", "r", "--quiet"])
+    assert code == 0, err
+    kept = (work / "r" / "e7_theory" / "results.json").read_bytes()
+    code, out, err = call(["reproduce", "E7", "--quick", "--out", "r", "--quiet", "--resume"])
+    assert code == 0, err
+    assert (work / "r" / "e7_theory" / "results.json").read_bytes() == kept  # not re-run
+    code, _, err = call(["reproduce", "E7", "--out", "r", "--quiet", "--resume", "--overwrite"])
+    assert code == 2 and "not allowed with" in err

@@ -313,7 +313,9 @@ def _run_reproduce(args: argparse.Namespace) -> None:
     from .experiments import reproduce
     from .experiments.index import headline_text
 
-    summaries = reproduce(args.experiments, args.out, quick=args.quick, progress=not args.quiet)
+    summaries = reproduce(
+        args.experiments, args.out, quick=args.quick, progress=not args.quiet, resume=args.resume
+    )
     for s in summaries:
         print(f"{s.name} {s.title} ({s.wall_time_s:.0f} s): {headline_text(s.headline)}")
     print(f"wrote {args.final_out}/report.html")

@@ -138,12 +138,31 @@ def run_experiment(
     return ExperimentRun(mod.NAME, mod.TITLE, headline, str(out), wall, figures, mode)
 
 
+def _finished(mod, folder: Path, quick: bool) -> ExperimentRun | None:
+    """The run already in ``folder`` if it used this mode and this resolved config, else None."""
+    from ..io import read_json, to_jsonable
+    from .config import experiment_config_path, load_config
+
+    if not (folder / "results.json").is_file():
+        return None
+    doc = read_json(folder / "results.json", "results file")
+    mode = "quick" if quick else "full"
+    cfg = load_config(experiment_config_path(mod.STEM), mod.Settings, quick=quick)
+    meta = doc.get("metadata", {}) if isinstance(doc, dict) else {}
+    if meta.get("mode") != mode or doc.get("config") != to_jsonable(cfg.to_json()):
+        return None
+    headline = doc.get("results", {}).get("headline", {})
+    wall = float(meta.get("wall_time_s", 0.0))
+    return ExperimentRun(mod.NAME, mod.TITLE, headline, str(folder), wall, doc["figures"], mode)
+
+
 def reproduce(
     names: Sequence[str],
     out_dir: str | os.PathLike,
     *,
     quick: bool = False,
     progress: bool = True,
+    resume: bool = False,
 ) -> list[ExperimentRun]:
     """Run several experiments into ``out_dir/<stem>/`` and write an index report in ``out_dir``.
 
@@ -152,6 +171,8 @@ def reproduce(
         out_dir: output folder.
         quick: quick mode for every experiment.
         progress: show progress bars and a one-line summary per experiment.
+        resume: keep an experiment already in ``out_dir/<stem>/`` when its results were made with
+            the same mode and resolved config (an interrupted ``reproduce all`` continues there).
 
     Returns:
         The :func:`run_experiment` summaries, in order.
@@ -167,7 +188,8 @@ def reproduce(
     t0 = time.perf_counter()
     summaries = []
     for mod in mods:
-        s = run_experiment(mod.NAME, out / mod.STEM, quick=quick, progress=progress)
+        s = _finished(mod, out / mod.STEM, quick) if resume else None
+        s = s or run_experiment(mod.NAME, out / mod.STEM, quick=quick, progress=progress)
         summaries.append(s)
         if progress:
             print(f"{mod.NAME} done in {s.wall_time_s:.1f} s -> {Path(s.out) / 'report.html'}")
