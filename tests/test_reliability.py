@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -20,13 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from faultkit import run, start
 from linrep.cli import COMMANDS
 from linrep.errors import InputError
 from linrep.io import atomic_write_text, write_json
 from linrep.sweep import ResultsTable, read_results
-
-LINREP = [sys.executable, "-m", "linrep"]
-ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONWARNINGS": "ignore"}
 
 
 def _session_pids(sid: int) -> list[int]:
@@ -55,23 +52,6 @@ def kill_session(proc: subprocess.Popen) -> None:
             except ProcessLookupError:
                 pass
         time.sleep(0.2)
-
-
-def start(args: list[str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [*LINREP, *args],
-        cwd=cwd,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-
-
-def run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*LINREP, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout
-    )
 
 
 # ------------------------------------------------------------------ training
@@ -103,7 +83,7 @@ def test_kill_train_midway_then_resume_equals_uninterrupted(tmp_path):
         still_running = proc.poll() is None
     finally:
         kill_session(proc)
-    assert still_running and proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    assert still_running and proc.returncode == -signal.SIGKILL, proc.stderr.read()[-2000:]
     assert not (tmp_path / "a").exists(), "training finished before the kill"
 
     res = run(["train", "t.toml", "--out", "a", "--resume", "--quiet", "--seeds", "0-1"], tmp_path)
@@ -159,7 +139,7 @@ def test_kill_sweep_midway_then_rerun_gives_every_run_exactly_once(tmp_path):
             time.sleep(0.05)
     finally:
         kill_session(proc)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-2000:]
     rows = read_results(table)
     assert 2 <= len(rows) < 16, "the sweep was not killed mid-way"
     assert all(r["status"] == "ok" for r in rows)

@@ -11,6 +11,7 @@ from .files import (
     atomic_write_bytes,
     atomic_write_text,
     ensure_out_dir,
+    make_folder,
     read_bytes,
     read_json,
     read_text,
@@ -25,6 +26,7 @@ from .staging import MARKER, Stage, resolve_out, staged_output
 
 __all__ = [
     "ensure_out_dir",
+    "make_folder",
     "read_bytes",
     "read_text",
     "atomic_write_bytes",

@@ -30,6 +30,7 @@ from ..errors import InputError, OutputError
 
 __all__ = [
     "ensure_out_dir",
+    "make_folder",
     "show",
     "read_bytes",
     "read_text",
@@ -52,19 +53,25 @@ def show(path: str | os.PathLike) -> str:
         return str(p)
 
 
+def make_folder(
+    path: str | os.PathLike, what: str = "output folder", fix: str = "choose a writable --out path"
+) -> Path:
+    """``mkdir -p path``; a failure is one :class:`InputError` line naming ``what`` and ``fix``."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create {what} '{folder}': {e.strerror or e}; {fix}") from None
+    return folder
+
+
 def ensure_out_dir(path: str | os.PathLike) -> Path:
     """Create ``path`` (and parents) and check it is writable.
 
     Raises:
         InputError: if the folder cannot be created or written to.
     """
-    out = Path(path)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(
-            f"cannot create output folder '{out}': {e.strerror}; choose a writable --out path"
-        ) from None
+    out = make_folder(path)
     if not out.is_dir():
         raise InputError(f"output path '{out}' is a file, not a folder; choose another --out path")
     if not os.access(out, os.W_OK | os.X_OK):

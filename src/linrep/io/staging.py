@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError, OutputError
-from .files import read_json, show, write_json
+from .files import make_folder, read_json, show, write_json
 from .lock import FolderLock, is_locked
 
 __all__ = ["Stage", "staged_output", "resolve_out", "MARKER"]
@@ -130,12 +130,7 @@ def _partial(final: Path) -> Path:
 def _make_parents(folder: Path) -> list[Path]:
     """Create ``folder`` and its missing parents; return the ones created (outermost first)."""
     missing = [p for p in (folder, *folder.parents) if not p.exists()][::-1]
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(
-            f"cannot create folder '{show(folder)}': {e.strerror or e}; choose a writable --out"
-        ) from None
+    make_folder(folder, "folder", "choose a writable --out")
     return missing
 
 
