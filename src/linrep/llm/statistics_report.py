@@ -122,27 +122,39 @@ def _cross_tables(rep, s: RealModelStatistics) -> None:
 
 
 def _cross_figure(rep, s: RealModelStatistics) -> None:
+    """Observed vs both nulls: all concept pairs, related pairs, unrelated pairs, per inner product."""
     from ..report import figures
 
-    ips = list(s.cross)
-    series = {}
-    obs = np.array([float(s.cross[i].random_pairs.mean_abs_offdiag.observed) for i in ips])
-    series["observed"] = (obs, obs, obs)
-    for label, attr in (("random word pairs", "random_pairs"), ("shared words", "shared_words")):
-        t = [getattr(s.cross[i], attr).mean_abs_offdiag for i in ips]
-        series[label] = tuple(
-            np.array([float(getattr(x, a)) for x in t]) for a in ("null_mean", "q025", "q975")
+    cells = [
+        (ip, key, f"{_label(ip)}\n{what}")
+        for ip in s.cross
+        for key, what in (
+            ("mean_abs_offdiag", "all"),
+            ("within_abs", "related"),
+            ("between_abs", "unrelated"),
         )
+    ]
+
+    def pick(attr: str, field: str) -> np.ndarray:
+        return np.array(
+            [float(getattr(getattr(getattr(s.cross[ip], attr), k), field)) for ip, k, _ in cells]
+        )
+
+    obs = pick("random_pairs", "observed")
+    series = {"observed": (obs, obs, obs)}
+    for label, attr in (("random word pairs", "random_pairs"), ("shared words", "shared_words")):
+        series[label] = (pick(attr, "null_mean"), pick(attr, "q025"), pick(attr, "q975"))
     rep.add_figure(
         figures.point_intervals(
-            [_label(i) for i in ips],
+            [c[2] for c in cells],
             series,
             ylabel="mean |cos| between concepts",
             title="Observed vs nulls (2.5–97.5 % of null draws)",
         ),
         "statistics_offdiag_vs_null",
-        caption="Mean |cos| between different concepts' directions, observed and under the two "
-        "random word-pair nulls, per inner product.",
+        caption="Mean |cos| between different concepts' directions (all pairs of concepts, related "
+        "pairs, unrelated pairs), observed and under the two random word-pair nulls, per inner "
+        "product.",
     )
 
 
