@@ -240,3 +240,14 @@ def test_non_finite_synonym_weights_are_blamed_on_synonyms(work):
     code, _, err = call(["latent", "syn.toml", "--out", "out2"])
     msg = assert_one_line_error(code, err, "latent.synonyms")
     assert "min_known" not in msg and "max_known" not in msg
+
+
+def test_random_pair_count_is_checked_against_memory_before_drawing():
+    import numpy as np
+
+    from linrep.geometry import random_pair_null
+
+    g = np.random.default_rng(0).normal(size=(10, 4))
+    with pytest.raises(ConfigError, match="random pairs"):
+        random_pair_null(g, np.ones(4), n=10**13)
+    assert random_pair_null(g, np.ones(4), n=7).shape == (7,)

@@ -179,6 +179,7 @@ def _run_sweep(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         report=not args.no_report,
         connect_timeout=args.connect_timeout,
+        log=lambda line: print(args.stage.describe(line), file=sys.stderr, flush=True),
     )
     print(
         f"{res.n_runs} runs: {res.n_ok} ok, {res.n_failed} failed, {res.n_skipped} skipped as done "

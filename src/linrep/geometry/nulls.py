@@ -81,6 +81,13 @@ def random_pair_null(
     R = g.shape[0] if idx is None else idx.size
     if R < 2 or n < 1:
         raise InputError(f"random-pair null needs ≥ 2 candidate rows and n ≥ 1 (got {R}, {n})")
+    from ..limits import check_memory
+
+    check_memory(  # the (n, k) result and the pair indices, before drawing them
+        8.0 * n * (u.shape[0] + 3),
+        f"a random-pair null of {n:,} pairs",
+        "the number of random pairs (llm.n_random_pairs)",
+    )
     rng = np.random.default_rng(seed)
     ia = rng.integers(0, R, size=n)
     ib = (ia + rng.integers(1, R, size=n)) % R  # uniform over b ≠ a
