@@ -359,3 +359,14 @@ def test_sweep_file_named_with_markup_gives_a_safe_title(tmp_path, monkeypatch):
     _assert_safe_html((tmp_path / "o" / "report.html").read_text())
     code, _, err = call(["sweep", name, "--out", "o", "--serial", "--quiet"])
     assert_one_line_error(code, err, "--resume")
+
+
+def test_dollar_in_a_name_is_literal_but_log_axis_ticks_stay_math():
+    steps = np.array([1, 10, 100, 1000])
+    band = (steps * 1.0, steps * 0.9, steps * 1.1)
+    fig = figures.lines_vs_step(steps, {"a$\\frac{$": {"s": band}})
+    fig.draw_without_rendering()  # would raise on the unbalanced $…$ if it were parsed
+    ax = fig.axes[0]
+    assert not ax.title.get_parse_math()
+    ticks = [t for t in ax.get_xticklabels() if t.get_text()]
+    assert ticks and all(t.get_parse_math() and "$" in t.get_text() for t in ticks)

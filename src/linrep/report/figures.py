@@ -11,12 +11,11 @@ Pass the returned figure to :meth:`linrep.report.Report.add_figure`, which saves
 Every helper sizes its figure for the report page (:func:`linrep.report.layout.page_inches`): panels
 that do not fit side by side wrap onto more rows, and heatmaps shrink their cells and fonts with the
 number of labels, so the HTML shows each figure at full size (the PNG/SVG link gives the original).
-Text is literal: a ``$`` in a label is a dollar sign, not mathtext (labels carry user strings).
+A label whose ``$…$`` is not valid mathtext (a user string with dollar signs) is shown literally.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,21 +37,12 @@ Band = tuple[Any, Any, Any]
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f"]
 
 
-def _literal_text(fn):
-    """Run a figure helper with matplotlib's mathtext off: every text it creates is shown literally.
+def _tight_layout(fig) -> None:
+    """``fig.tight_layout()`` after making unparsable ``$…$`` labels literal (see layout.literal_text)."""
+    from .layout import literal_text
 
-    Labels carry user strings (concept, case, model names); a ``$`` in one must not be parsed as
-    mathtext (an unbalanced ``$\\frac{$`` makes matplotlib raise while drawing).
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        import matplotlib
-
-        with matplotlib.rc_context({"text.parse_math": False}):
-            return fn(*args, **kwargs)
-
-    return wrapper
+    literal_text(fig)
+    fig.tight_layout()
 
 
 def _plt():
@@ -75,7 +65,6 @@ def _grid(n: int, panel_w: float, panel_h: float, extra_w: float = 0.0):
     return rows, cols, (min(page, cols * panel_w + extra_w), rows * panel_h)
 
 
-@_literal_text
 def cosine_histograms(
     panels: Mapping[str, Mapping[str, np.ndarray]],
     *,
@@ -124,11 +113,10 @@ def cosine_histograms(
         row[0].set_ylabel("density")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    _tight_layout(fig)
     return fig
 
 
-@_literal_text
 def heatmaps(
     matrices: Mapping[str, np.ndarray],
     labels: Sequence[str],
@@ -227,7 +215,6 @@ def _heatmap_cells(
     raise AssertionError  # unreachable: cols == 1 returns
 
 
-@_literal_text
 def lines_vs_step(
     steps: np.ndarray,
     panels: Mapping[str, Mapping[str, Band]],
@@ -293,11 +280,10 @@ def lines_vs_step(
         ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    _tight_layout(fig)
     return fig
 
 
-@_literal_text
 def point_intervals(
     groups: Sequence[str],
     series: Mapping[str, Band],
@@ -367,7 +353,7 @@ def _finish_intervals(ax, fig, ylabel, title, hlines, xlabel, ylim) -> None:
     ax.grid(alpha=0.3, axis="y")
     ax.margins(y=0.08)
     _outside_legend(ax)
-    fig.tight_layout()
+    _tight_layout(fig)
 
 
 def _outside_legend(ax) -> None:
@@ -379,7 +365,6 @@ def _outside_legend(ax) -> None:
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
 
 
-@_literal_text
 def intervals_vs_value(
     values: Sequence[float],
     series: Mapping[str, Band],
@@ -433,7 +418,6 @@ def intervals_vs_value(
     return fig
 
 
-@_literal_text
 def scatter(
     series: Mapping[str, tuple[np.ndarray, np.ndarray]],
     *,
@@ -469,5 +453,5 @@ def scatter(
     ax.grid(alpha=0.3)
     if len(series) > 1:
         ax.legend(fontsize=8)
-    fig.tight_layout()
+    _tight_layout(fig)
     return fig

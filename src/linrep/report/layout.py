@@ -26,16 +26,21 @@ def page_inches(dpi: int = DPI) -> float:
 
 
 def literal_text(fig: Any) -> None:
-    """Draw ``fig`` once; if a label's ``$…$`` is not valid mathtext (a concept or case name that
-    happens to contain dollar signs), show every text of the figure literally instead of failing."""
+    """Show literally every text of ``fig`` whose ``$…$`` is not valid mathtext.
+
+    Labels carry user strings (concept, case, model names); an unbalanced ``$\\frac{$`` in one
+    would make matplotlib raise while drawing. Each text containing ``$`` is measured on its own;
+    only those that fail lose math parsing, so real mathtext (log-axis tick labels) is kept.
+    """
     from matplotlib.text import Text
 
-    try:
-        fig.draw_without_rendering()
-    except ValueError:
-        for t in fig.findobj(Text):
-            t.set_parse_math(False)
-        fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    for t in fig.findobj(Text):
+        if "$" in t.get_text():
+            try:
+                t.get_window_extent(renderer)
+            except ValueError:
+                t.set_parse_math(False)
 
 
 def _extents(labels: list[Any], renderer: Any) -> list[tuple[float, float, float]]:
@@ -76,6 +81,7 @@ def _set_angle(labels: list[Any], angle: float) -> None:
 def declutter_ticks(fig: Any) -> None:
     """Rotate overlapping x tick labels (30°, 45°, 90°), thinning them if even 90° is too dense."""
     literal_text(fig)
+    fig.draw_without_rendering()
     renderer = fig.canvas.get_renderer()
     for ax in fig.axes:
         labels = [t for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
