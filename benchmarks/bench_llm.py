@@ -76,9 +76,9 @@ def main() -> None:
         res = analyze_model(core, progress=False)
         cold = time.perf_counter() - t0
         print(
-            f"{args.model}: {len(res['concepts'])} concepts, {sum(res['per_concept'][n]['n_pairs'] for n in res['concepts'])} pairs"
+            f"{args.model}: {len(res.concepts)} concepts, {sum(c.n_pairs for c in res.concepts)} pairs"
         )
-        print(f"cold (empty cache), core analysis:       {cold:6.1f} s   {res['timings']}")
+        print(f"cold (empty cache), core analysis:       {cold:6.1f} s   {dict(res.timings)}")
         warm = []
         for _ in range(2):
             t0 = time.perf_counter()
@@ -99,12 +99,14 @@ def main() -> None:
         print(f"peak memory of the linrep runs (max RSS so far): {peak_linrep:.2f} GB")
 
         # the Park-style reference on the same γ (already in memory: its load is not counted)
+        from linrep.llm.cache import ModelCache
         from linrep.llm.concepts import load_concepts, select_pairs
         from linrep.llm.registry import resolve_model
         from linrep.llm.unembedding import load_unembedding
 
-        unemb = load_unembedding(resolve_model(args.model, cache), cache, progress=False)
-        names = res["concepts"]
+        mc = ModelCache.open(cache)
+        unemb = load_unembedding(resolve_model(args.model, mc), mc, progress=False)
+        names = list(res.concept_names)
         by_name = {
             c.name: c for c in (select_pairs(c, unemb.vocab) for c in load_concepts("builtin"))
         }
@@ -114,9 +116,9 @@ def main() -> None:
             ref = park_recipe(unemb.gamma, unemb.normal, pairs, core.n_random_pairs, core.seed)
             naive = time.perf_counter() - t0
         for ip in ("euclidean", "causal"):
-            mine = [res["per_concept"][n]["loo_cosine"][ip] for n in names]
+            mine = [c.loo_cosine[ip] for c in res.concepts]
             err = float(np.max(np.abs(np.subtract(mine, ref[ip]["loo"]))))
-            cerr = float(np.max(np.abs(np.asarray(res["cosine_matrix"][ip]) - ref[ip]["cos"])))
+            cerr = float(np.max(np.abs(res.cross[ip].cosine_matrix - ref[ip]["cos"])))
             print(
                 f"  agreement with the reference ({ip}): max |Δ LOO| = {err:.1e}, max |Δ cos| = {cerr:.1e}"
             )

@@ -18,16 +18,16 @@ from linrep.errors import InputError
 from linrep.geometry import analogy_accuracy
 from linrep.llm import analysis as an
 from linrep.llm import registry
-from linrep.llm.cache import file_sha256
+from linrep.llm.cache import ModelCache, file_sha256
 from linrep.llm.concepts import load_concepts, parse_concept_file, select_pairs
 from linrep.llm.contexts import load_contexts, parse_context_file
-from linrep.llm.hf_model import resolve_layer
 from linrep.llm.intervention import (
     embedding_vector,
     intervention_effects,
     topk_table,
     word_probabilities,
 )
+from linrep.llm.model import resolve_layer
 from linrep.llm.unembedding import Unembedding, load_unembedding
 from linrep.llm.vocab import Vocabulary, byte_to_unicode, detect_convention
 
@@ -188,14 +188,14 @@ def test_single_token_filter_reasons(tmp_path, conv, marker):
     ct = select_pairs(parse_concept_file(p), vocab)
     assert ct.pairs.tolist() == [[0, 1], [2, 3]]
     assert ct.words == [("king", "queen"), ("man", "woman")]
-    assert [(d["line"], d["reason"]) for d in ct.dropped] == [
+    assert [(d.line, d.reason) for d in ct.dropped] == [
         (2, "base_multi_token"),
         (3, "target_multi_token"),
         (4, "both_multi_token"),
         (5, "same_token"),
         (6, "duplicate"),
     ]
-    r = ct.report()
+    r = ct.filter_report().to_json()
     assert r["n_lines"] == 7 and r["n_pairs"] == 2 and r["n_dropped"] == 5
 
 
@@ -247,7 +247,7 @@ def _analyze(tokens, types, gamma, concepts, tmp_path, **kw):
     for name, pairs in concepts.items():
         p = write_pairs(tmp_path / "pairs", name, pairs)
         cts.append(select_pairs(parse_concept_file(p), unemb.vocab))
-    inner = an.fitted_inner_products(unemb, use_cache=False)
+    inner = an.fitted_inner_products(unemb)
     opts = dict(n_random_pairs=2000, n_shuffles=5, n_boot=200, analogy_queries=10, progress=False)
     opts.update(kw)
     return unemb, cts, inner, an.analyze_unembedding(unemb, cts, inner, **opts)
@@ -256,26 +256,27 @@ def _analyze(tokens, types, gamma, concepts, tmp_path, **kw):
 def test_planted_directions_are_recovered(tmp_path):
     tokens, types, gamma, concepts, u = planted_model()
     _, _, _, res = _analyze(tokens, types, gamma, concepts, tmp_path)
-    names = res["concepts"]
-    D = res["directions"]["euclidean"]
+    names = [c.name for c in res.concepts]
+    D = res.directions["euclidean"]
     for j, n in enumerate(names):
         assert abs(D[j] @ u[n]) > 0.99
-        e = res["per_concept"][n]
-        assert e["n_pairs"] == 12 and e["loo_cosine"]["euclidean"] > 0.95
+        e = res.concepts[j]
+        assert e.n_pairs == 12 and e.loo_cosine["euclidean"] > 0.95
         # LOO projection ≈ 3 (the planted offset). Over all ordered pairs a ≠ b of normal
         # tokens, x_b − x_a (x = projection of a row on ḡ) has mean 0 and variance
         # 2 n Var(x) / (n − 1): the random-pair null estimates exactly that.
         x = gamma[types == 1].astype(np.float64) @ D[j]
         sd = np.sqrt(2 * x.var() * x.size / (x.size - 1))
-        assert e["loo_projection"]["euclidean"]["z"] == pytest.approx(3 / sd, rel=0.1)
-        assert e["analogy_accuracy"] == 1.0  # the offset is exact up to 0.02 noise
-    C = np.asarray(res["cosine_matrix"]["euclidean"])
+        assert e.loo_projection["euclidean"].z == pytest.approx(3 / sd, rel=0.1)
+        assert e.analogy_accuracy == 1.0  # the offset is exact up to 0.02 noise
+    C = res.cross["euclidean"].cosine_matrix
     i, j, k = names.index("male - female"), names.index("verb - Ved"), names.index("verb - Ving")
     assert abs(C[i, j]) < 0.02 and abs(C[i, k]) < 0.02
     assert C[j, k] == pytest.approx(1 / np.sqrt(1 + 0.8**2), abs=0.02)
-    b = res["block_structure"]["euclidean"]
-    assert res["groups"]["verb - Ved"] == res["groups"]["verb - Ving"] == "verb inflections"
-    assert b["within_abs_cosine"] > 10 * b["between_abs_cosine"]
+    b = res.cross["euclidean"].block_structure
+    groups = {c.name: c.group for c in res.concepts}
+    assert groups["verb - Ved"] == groups["verb - Ving"] == "verb inflections"
+    assert b.within_abs_cosine > 10 * b.between_abs_cosine
 
 
 def test_causal_numbers_invariant_under_gamma_times_A(tmp_path):
@@ -285,26 +286,20 @@ def test_causal_numbers_invariant_under_gamma_times_A(tmp_path):
     t1 = planted_model(seed=1, A=A)
     r0 = _analyze(*t0[:4], tmp_path / "0")[3]
     r1 = _analyze(*t1[:4], tmp_path / "1")[3]
-    for n in r0["concepts"]:
-        a, b = r0["per_concept"][n], r1["per_concept"][n]
-        assert a["loo_cosine"]["causal"] == pytest.approx(b["loo_cosine"]["causal"], abs=1e-4)
+    for a, b in zip(r0.concepts, r1.concepts):
+        assert a.loo_cosine["causal"] == pytest.approx(b.loo_cosine["causal"], abs=1e-4)
     np.testing.assert_allclose(
-        r0["cosine_matrix"]["causal"], r1["cosine_matrix"]["causal"], atol=1e-4
+        r0.cross["causal"].cosine_matrix, r1.cross["causal"].cosine_matrix, atol=1e-4
     )
     # the Euclidean matrix does change under A (so the check above is not vacuous)
-    assert (
-        np.abs(
-            np.subtract(r0["cosine_matrix"]["euclidean"], r1["cosine_matrix"]["euclidean"])
-        ).max()
-        > 0.05
-    )
+    diff = r0.cross["euclidean"].cosine_matrix - r1.cross["euclidean"].cosine_matrix
+    assert np.abs(diff).max() > 0.05
 
 
 def test_causal_covariance_uses_normal_tokens_only_and_is_cached(tmp_path, monkeypatch):
     tokens, types, gamma, _, _ = planted_model(seed=2)
     unemb = make_unemb(tokens, types, gamma)
-    (tmp_path / "unembedding" / unemb.sha256).mkdir(parents=True)
-    ip = an.fitted_inner_products(unemb, ["causal"], cache=tmp_path)["causal"]
+    ip = an.fitted_inner_products(unemb, ["causal"], cache=ModelCache(tmp_path))["causal"]
     rows = gamma[types == 1].astype(np.float64)
     np.testing.assert_allclose(ip.cov_, np.cov(rows, rowvar=False), rtol=1e-6, atol=1e-9)
     w = rows @ ip.whiten_
@@ -314,7 +309,7 @@ def test_causal_covariance_uses_normal_tokens_only_and_is_cached(tmp_path, monke
         raise AssertionError("the covariance should come from the cache")
 
     monkeypatch.setattr(an.geo.CausalInnerProduct, "fit", boom)
-    ip2 = an.fitted_inner_products(unemb, ["causal"], cache=tmp_path)["causal"]
+    ip2 = an.fitted_inner_products(unemb, ["causal"], cache=ModelCache(tmp_path))["causal"]
     np.testing.assert_allclose(ip2.whiten_, ip.whiten_)
 
 
@@ -346,11 +341,10 @@ def test_intervention_effects_match_logits_recomputed(tmp_path):
     tokens, types, gamma, concepts, _ = planted_model(seed=4)
     unemb, cts, inner, res = _analyze(tokens, types, gamma, concepts, tmp_path, n_shuffles=0)
     ip = inner["causal"]
-    D = res["directions"]["causal"]
+    D = res.directions["causal"]
     deltas = [geo.steering_vectors(unemb.gamma, c.pairs, inner=ip) for c in cts]
     s, alpha = 2.5, 0.3
-    iv = intervention_effects(deltas, D, res["concepts"], scale=s)
-    M = np.asarray(iv["matrix"])
+    M, per = intervention_effects(deltas, D, [c.name for c in cts], scale=s)
     f = np.random.default_rng(0).standard_normal(16)
     g64 = gamma.astype(np.float64)
     for w in range(len(cts)):
@@ -365,7 +359,7 @@ def test_intervention_effects_match_logits_recomputed(tmp_path):
             else:  # diagonal is the leave-one-out version: close to the plain mean here
                 assert change.mean() == pytest.approx(alpha * M[w, w], rel=0.05)
     # male - female is unrelated to both verb concepts (which are related to each other)
-    assert iv["per_concept"]["male - female"]["ratio"] > 5
+    assert per["male - female"].ratio > 5
 
 
 def test_word_probabilities_and_topk_against_softmax():
@@ -386,8 +380,8 @@ def test_word_probabilities_and_topk_against_softmax():
         np.testing.assert_allclose(lp[a_i], np.take_along_axis(ref, toks, axis=1), rtol=1e-5)
     rows = topk_table(f[0], g, v, [0.0, 1.0], str, normal, k=3)
     ref = log_softmax(np.where(normal, (f[0] + v) @ g.T.astype(np.float64), -np.inf))
-    assert rows[1]["tokens"] == [str(t) for t in np.argsort(-ref)[:3]]
-    assert rows[1]["probs"][0] == pytest.approx(np.exp(ref.max()), rel=1e-5)
+    assert list(rows[1].tokens) == [str(t) for t in np.argsort(-ref)[:3]]
+    assert rows[1].probs[0] == pytest.approx(np.exp(ref.max()), rel=1e-5)
 
 
 def test_resolve_layer():
@@ -434,6 +428,7 @@ def test_builtin_assembly_and_checksum(tmp_path, monkeypatch):
     digest = hashlib.sha256(b"".join(parts)).hexdigest()
     fake = registry.BuiltinModel(
         "fake",
+        "Fake 1B",
         "d",
         "pip install fake==1",
         digest,
@@ -444,7 +439,9 @@ def test_builtin_assembly_and_checksum(tmp_path, monkeypatch):
     monkeypatch.setitem(registry.BUILTIN_MODELS, "fake", fake)
     src = registry.resolve_model("fake", tmp_path / "cache")
     assert src.path.read_bytes() == b"".join(parts) and src.sha256 == digest
-    bad = registry.BuiltinModel("bad", "d", "pip install bad==1", "0" * 64, "bad.gguf", fake.parts)
+    bad = registry.BuiltinModel(
+        "bad", "Bad 1B", "d", "pip install bad==1", "0" * 64, "bad.gguf", fake.parts
+    )
     monkeypatch.setitem(registry.BUILTIN_MODELS, "bad", bad)
     with pytest.raises(InputError, match="reinstall with: pip install bad==1"):
         registry.resolve_model("bad", tmp_path / "cache")
@@ -455,21 +452,21 @@ def test_gguf_unembedding_roundtrip_cache_and_corruption(tmp_path, monkeypatch):
     tokens, types, gamma, _, _ = planted_model(seed=6, n_filler=40)
     path = write_gguf(tmp_path / "toy.gguf", tokens, types, gamma)
     src = registry.resolve_model(path, tmp_path / "c")
-    u = load_unembedding(src, tmp_path / "c", progress=False)
+    u = load_unembedding(src, ModelCache(tmp_path / "c"), progress=False)
     np.testing.assert_array_equal(u.gamma, gamma)
     assert u.tokens == tokens and u.token_type.tolist() == types.tolist()
     assert u.vocab.convention == "byte_bpe"
     from linrep.llm import unembedding as um
 
     monkeypatch.setattr(um, "read_gguf_unembedding", lambda *a, **k: 1 / 0)
-    np.testing.assert_array_equal(load_unembedding(src, tmp_path / "c").gamma, gamma)
+    np.testing.assert_array_equal(load_unembedding(src, ModelCache(tmp_path / "c")).gamma, gamma)
     monkeypatch.undo()
     data = path.read_bytes()
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError, match="truncated or corrupted"):
         load_unembedding(
-            registry.resolve_model(cut, tmp_path / "c"), use_cache=False, progress=False
+            registry.resolve_model(cut, tmp_path / "c"), ModelCache(None), progress=False
         )
 
 
@@ -502,7 +499,7 @@ def test_cli_unembedding_only_on_a_gguf_file(tmp_path):
     for name, pairs in concepts.items():
         write_pairs(tmp_path / "pairs", name, pairs)
     assert _cli(tmp_path, "--model", str(path), "--concepts", str(tmp_path / "pairs")) == 0
-    r = json.loads((tmp_path / "out" / "results.json").read_text())
+    r = json.loads((tmp_path / "out" / "results.json").read_text())["results"]
     assert r["model"] == "toy.gguf"
     assert r["concepts"] == ["verb - Ved", "verb - Ving", "male - female"]  # related group first
     for n in r["concepts"]:
@@ -553,7 +550,7 @@ def test_cli_two_models_write_a_comparison(tmp_path):
         str(paths[1]),
     ]
     assert _cli(tmp_path, *argv) == 0
-    r = json.loads((tmp_path / "out" / "results.json").read_text())
+    r = json.loads((tmp_path / "out" / "results.json").read_text())["results"]
     assert r["models"] == ["m0.gguf", "m1.gguf"]
     assert {row["concept"] for row in r["loo_cosine"]} == set(concepts)
     for row in r["loo_cosine"]:
@@ -561,3 +558,189 @@ def test_cli_two_models_write_a_comparison(tmp_path):
     for m in ("m0.gguf", "m1.gguf"):
         assert (tmp_path / "out" / m / "report.html").is_file()
     assert (tmp_path / "out" / "report.html").is_file()
+
+
+# ----------------------------------------------------------------------------- cache integrity
+def test_corrupted_cache_entries_are_detected_and_rebuilt(tmp_path, monkeypatch):
+    from linrep.llm import unembedding as um
+
+    tokens, types, gamma, _, _ = planted_model(seed=12, n_filler=40)
+    path = write_gguf(tmp_path / "toy.gguf", tokens, types, gamma)
+    cache = ModelCache(tmp_path / "c")
+    src = registry.resolve_model(path, cache)
+    load_unembedding(src, cache, progress=False)
+    entry = tmp_path / "c" / "gamma" / src.sha256
+    manifest = json.loads((entry / "linrep_entry.json").read_text())
+    assert manifest["source"] == src.sha256
+    assert (
+        manifest["files"]["gamma.npy"]
+        == hashlib.sha256((entry / "gamma.npy").read_bytes()).hexdigest()
+    )
+    data = bytearray((entry / "gamma.npy").read_bytes())
+    data[-5] ^= 0xFF  # one flipped byte inside γ: still a loadable .npy
+    (entry / "gamma.npy").write_bytes(bytes(data))
+    reads = []
+    real = um.read_gguf_unembedding
+    monkeypatch.setattr(
+        um, "read_gguf_unembedding", lambda *a, **k: reads.append(1) or real(*a, **k)
+    )
+    cache2 = ModelCache(tmp_path / "c")
+    u = load_unembedding(src, cache2, progress=False)
+    np.testing.assert_array_equal(u.gamma, gamma)
+    assert reads == [1] and "gamma.npy: checksum mismatch" in cache2.notes[0]
+    # rebuilt: the next run trusts it again without re-reading the model file
+    cache3 = ModelCache(tmp_path / "c")
+    load_unembedding(src, cache3, progress=False)
+    assert reads == [1] and cache3.notes == []
+    # an entry claiming another source is not used either
+    manifest = json.loads((entry / "linrep_entry.json").read_text())
+    (entry / "linrep_entry.json").write_text(json.dumps({**manifest, "source": "0" * 64}))
+    cache4 = ModelCache(tmp_path / "c")
+    load_unembedding(src, cache4, progress=False)
+    assert reads == [1, 1] and "another source" in cache4.notes[0]
+
+
+def test_corrupted_covariance_entry_is_refitted(tmp_path):
+    tokens, types, gamma, _, _ = planted_model(seed=13)
+    unemb = make_unemb(tokens, types, gamma)
+    cache = ModelCache(tmp_path)
+    ip = an.fitted_inner_products(unemb, ["causal"], cache=cache)["causal"]
+    (npz,) = (tmp_path / "covariance").glob("*/covariance.npz")
+    np.savez(npz, mean=ip.mean_ + 1.0, cov=ip.cov_, n_rows=ip.n_rows_)  # plausible but wrong
+    cache2 = ModelCache(tmp_path)
+    ip2 = an.fitted_inner_products(unemb, ["causal"], cache=cache2)["causal"]
+    np.testing.assert_allclose(ip2.mean_, ip.mean_)
+    assert "covariance.npz: checksum mismatch" in cache2.notes[0]
+
+
+# ----------------------------------------------------------------------------- name collisions
+def test_concept_files_naming_the_same_concept_are_refused(tmp_path):
+    write_pairs(tmp_path, "male - female", [("king", "queen")])
+    write_pairs(tmp_path, "Male -  Female", [("man", "woman")])
+    with pytest.raises(InputError, match=r"'\[Male -  Female\]\.txt' and '\[male - female\]\.txt'"):
+        load_concepts(tmp_path)
+
+
+def test_model_paths_with_equal_folder_names_get_distinct_keys(tmp_path):
+    from linrep.llm.run import model_keys
+
+    for parent in ("a", "b"):
+        (tmp_path / parent / "model").mkdir(parents=True)
+    specs = [str(tmp_path / "a" / "model"), str(tmp_path / "b" / "model"), "smollm2-135m"]
+    assert model_keys(specs) == ["a_model", "b_model", "smollm2-135m"]
+    with pytest.raises(InputError, match="given twice"):
+        model_keys([specs[0], str(tmp_path / "a" / ".." / "a" / "model")])
+    (tmp_path / "x" / "a" / "model").mkdir(parents=True)
+    with pytest.raises(InputError, match="would share the output folder 'a_model'"):
+        model_keys([specs[0], str(tmp_path / "x" / "a" / "model")])
+
+
+def test_hf_folder_with_pickled_weights_only_is_refused(tmp_path):
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "pytorch_model.bin").write_bytes(b"\x80\x02}q\x00.")
+    with pytest.raises(InputError, match="only pickled weights .* safe_serialization=True"):
+        registry.resolve_model(folder, tmp_path / "c")
+
+
+# ----------------------------------------------------------------------------- Park's JSONL
+def test_park_paired_contexts_jsonl_is_read_as_is(tmp_path):
+    from linrep.llm.contexts import parse_paired_contexts
+
+    lines = [
+        {
+            "lang0": "en",
+            "lang1": "fr",
+            "word0": "house",
+            "word1": "maison",
+            "contexts0": ["I live in a house", "Progressive house"],
+            "contexts1": ["Parc dit la maison", "faite à la maison"],
+        },
+        {
+            "lang0": "en",
+            "lang1": "fr",
+            "word0": "With",
+            "word1": "Avec",
+            "contexts0": ["Love With"],
+            "contexts1": ["Avec"],
+        },
+    ]
+    p = tmp_path / "en-fr.jsonl"
+    p.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in lines) + "\n", "utf-8")
+    cs = parse_paired_contexts(p)
+    assert cs.name == "English - French"
+    assert cs.labels == [0, 0, 0, 1, 1, 1]
+    assert cs.words == ["house", "house", "With", "maison", "maison", "Avec"]
+    assert cs.texts == ["I live in a", "Progressive", "Love", "Parc dit la", "faite à la", ""]
+    bad = tmp_path / "x" / "en-de.jsonl"
+    bad.parent.mkdir()
+    bad.write_text('{"word0": "a"}\n')
+    with pytest.raises(InputError, match="line 1: expected a JSON object with word0"):
+        load_contexts(bad.parent)
+
+
+# ----------------------------------------------------------------------------- estimators
+def test_estimators_against_their_closed_forms():
+    from sklearn.covariance import ledoit_wolf
+
+    from linrep.llm.estimators import (
+        FirstPrincipalDifference,
+        LogisticProbe,
+        MeanDifference,
+        ShrunkLDA,
+    )
+
+    rng = np.random.default_rng(0)
+    d, n = 6, 400
+    A = rng.standard_normal((d, d))
+    delta = np.array([2.0, -1.0, 0, 0, 0.5, 0])
+    X0 = rng.standard_normal((n, d)) @ A
+    X1 = rng.standard_normal((n, d)) @ A + delta
+    X, y = np.vstack([X0, X1]), np.r_[np.zeros(n), np.ones(n)]
+    mu = X1.mean(0) - X0.mean(0)
+    u = lambda v: v / np.linalg.norm(v)  # noqa: E731
+    np.testing.assert_allclose(MeanDifference().fit(X, y).direction_, u(mu), atol=1e-12)
+    # LDA: Σ_w⁻¹ μ with the Ledoit–Wolf shrunk within-class covariance (pooled, centred per class)
+    within = np.vstack([X0 - X0.mean(0), X1 - X1.mean(0)])
+    S, _ = ledoit_wolf(within)
+    lda = ShrunkLDA().fit(X, y).direction_
+    assert abs(lda @ u(np.linalg.solve(S, mu))) > 0.999
+    # the logistic probe on this Gaussian problem points along Σ⁻¹ μ too (Bayes boundary)
+    assert abs(LogisticProbe(C=100.0).fit(X, y).direction_ @ u(np.linalg.solve(S, mu))) > 0.98
+    # first principal difference with pairs = first right singular vector of the differences
+    pairs = np.c_[np.arange(n), n + np.arange(n)]
+    D = X1 - X0
+    v1 = np.linalg.svd(D, full_matrices=False)[2][0]
+    pc = FirstPrincipalDifference().fit(X, y, pairs).direction_
+    assert abs(pc @ v1) == pytest.approx(1.0, abs=1e-9) and pc @ mu > 0
+    # without pairs: top eigenvector of E[(x1 − x0)(x1 − x0)ᵀ] over all combinations (brute force)
+    sub0, sub1 = X0[:40], X1[:40]
+    allD = (sub1[:, None, :] - sub0[None, :, :]).reshape(-1, d)
+    top = np.linalg.eigh(allD.T @ allD)[1][:, -1]
+    Xs, ys = np.vstack([sub0, sub1]), np.r_[np.zeros(40), np.ones(40)]
+    assert abs(FirstPrincipalDifference().fit(Xs, ys).direction_ @ top) == pytest.approx(
+        1, abs=1e-9
+    )
+
+
+def test_alignment_null_of_other_estimators_refits_each_permutation():
+    from linrep import geometry as geo
+    from linrep.llm.embedding import alignment_null
+    from linrep.llm.estimators import MeanDifference, ShrunkLDA
+
+    rng = np.random.default_rng(1)
+    F = rng.standard_normal((30, 5))
+    y = np.r_[np.zeros(12), np.ones(18)].astype(int)
+    g = rng.standard_normal(5)
+    mean = alignment_null(F, y, g, n_perm=25, seed=3)
+    np.testing.assert_array_equal(mean, geo.label_permutation_null(F, y, g, n_perm=25, seed=3))
+    # another estimator: refitted on relabellings with the same class sizes, written out here
+    order = np.argsort(np.random.default_rng(3).random((25, 30)), axis=1)
+    Y = (order < 18).astype(int)
+    assert (Y.sum(axis=1) == 18).all()
+    ref = [ShrunkLDA().fit(F, yy).direction_ @ (g / np.linalg.norm(g)) for yy in Y]
+    np.testing.assert_allclose(alignment_null(F, y, g, 25, 3, ShrunkLDA()), ref, atol=1e-12)
+    # and the refit path agrees with the vectorised one for the mean difference
+    refit = [MeanDifference().fit(F, yy).direction_ @ (g / np.linalg.norm(g)) for yy in Y]
+    np.testing.assert_allclose(mean, refit, atol=1e-12)

@@ -73,7 +73,7 @@ def run(tmp_path_factory):
         "llm.n_alignment_perms=300",
     ]
     rc = main(args)
-    res = json.loads((root / "out" / "results.json").read_text()) if rc == 0 else None
+    res = json.loads((root / "out" / "results.json").read_text())["results"] if rc == 0 else None
     return root, rc, res, args
 
 
@@ -191,14 +191,20 @@ def test_statistics_against_an_independent_computation(run):
 def test_gamma_and_hidden_state_give_the_models_logits(run):
     import torch
 
-    from linrep.llm import last_token_states, load_causal_lm, load_unembedding, resolve_model
+    from linrep.llm import LoadedLM, ModelCache, load_causal_lm, load_unembedding, resolve_model
 
     root = run[0]
-    src = resolve_model("smollm2-135m", root / "cache")
-    unemb = load_unembedding(src, root / "cache", progress=False)
-    model, tok = load_causal_lm(src, root / "cache", progress=False)  # the cached float32 copy
+    cache = ModelCache(root / "cache")
+    src = resolve_model("smollm2-135m", cache)
+    unemb = load_unembedding(src, cache, progress=False)
+    model, tok = load_causal_lm(src, cache, progress=False)  # the cached float32 copy
+    lm = LoadedLM(model, tok)
+
+    def last_token_states(texts, batch_size=16):
+        return lm.hidden_states(texts, [lm.n_layers], batch_size=batch_size)[0]
+
     text = "The capital of France is"
-    f = last_token_states(model, tok, [text], progress=False)[0]
+    f = last_token_states([text])[0]
     with torch.inference_mode():
         logits = model(**tok([text], return_tensors="pt")).logits[0, -1].double().numpy()
     mine = unemb.gamma.astype(np.float64) @ f
@@ -207,15 +213,13 @@ def test_gamma_and_hidden_state_give_the_models_logits(run):
     assert " Paris" in top3
     # batching (length-sorted, right-padded) returns each text's own last-token state, in order
     texts = ["My father's brother is my", "Hi", text, "One"]
-    F = last_token_states(model, tok, texts, batch_size=2, progress=False)
+    F = last_token_states(texts, batch_size=2)
     for i, t in enumerate(texts):
-        np.testing.assert_allclose(
-            F[i], last_token_states(model, tok, [t], progress=False)[0], atol=1e-3
-        )
+        np.testing.assert_allclose(F[i], last_token_states([t])[0], atol=1e-3)
     # the float32 copy is a Hugging Face folder: its γ and vocabulary read back the same
-    hf = resolve_model(root / "cache" / "hf" / src.sha256, root / "cache")
+    hf = resolve_model(root / "cache" / "hf-float32" / src.sha256, root / "cache")
     assert hf.kind == "hf"
-    u2 = load_unembedding(hf, use_cache=False, progress=False)
+    u2 = load_unembedding(hf, ModelCache(None), progress=False)
     np.testing.assert_array_equal(u2.gamma, unemb.gamma)
     same = [
         a == b for a, b, t in zip(u2.tokens, unemb.tokens, unemb.token_type, strict=True) if t == 1

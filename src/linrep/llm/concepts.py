@@ -17,6 +17,7 @@ import os
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -24,11 +25,17 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .records import Record
 from .vocab import Vocabulary
 
 __all__ = [
     "ConceptPairs",
     "ConceptTokens",
+    "TokenFilter",
+    "DroppedPair",
+    "EncodeMismatch",
+    "encode_mismatches",
+    "normalized_name",
     "builtin_concepts_dir",
     "load_concepts",
     "parse_concept_file",
@@ -69,6 +76,60 @@ class ConceptPairs:
     path: Path | None = None
 
 
+@dataclass(frozen=True)
+class DroppedPair(Record):
+    """A pair the single-token filter dropped: its line in the file and the reason
+    (a key of :data:`DROP_REASONS`)."""
+
+    line: int
+    base: str
+    target: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class EncodeMismatch(Record):
+    """A word on which the vocabulary lookup and ``tokenizer.encode`` disagree.
+
+    Attributes:
+        word: the word (spelled with the leading space the analysis uses).
+        vocab_id: the single normal token the lookup found (None: not a single token).
+        encode_ids: what ``tokenizer.encode(" " + word, add_special_tokens=False)`` returned.
+    """
+
+    word: str
+    vocab_id: int | None
+    encode_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TokenFilter(Record):
+    """What the single-token filter did to one concept's file.
+
+    Attributes:
+        n_lines: pairs in the file. n_pairs: pairs kept.
+        dropped: the dropped pairs with their reasons.
+        encode_mismatches: words where ``tokenizer.encode`` disagrees with the lookup (empty when
+            no tokenizer was available to check).
+    """
+
+    n_lines: int
+    n_pairs: int
+    dropped: tuple[DroppedPair, ...] = ()
+    encode_mismatches: tuple[EncodeMismatch, ...] = ()
+
+    @property
+    def dropped_by_reason(self) -> dict[str, int]:
+        return dict(Counter(d.reason for d in self.dropped))
+
+    def to_json(self) -> dict:
+        return {
+            **super().to_json(),
+            "n_dropped": len(self.dropped),
+            "dropped_by_reason": self.dropped_by_reason,
+        }
+
+
 @dataclass
 class ConceptTokens:
     """The usable pairs of one concept for one vocabulary, with the filter's report.
@@ -77,29 +138,25 @@ class ConceptTokens:
         name: concept name.
         pairs: ``(P, 2)`` int64 token ids (base y0, target y1).
         words: the P kept ``(base, target)`` word pairs.
-        dropped: list of dicts ``{line, base, target, reason}``.
+        dropped: the dropped pairs.
         n_lines: number of pairs in the file.
+        mismatches: encode disagreements found by :func:`encode_mismatches` (set by the pipeline).
     """
 
     name: str
     pairs: np.ndarray
     words: list[tuple[str, str]]
-    dropped: list[dict] = field(default_factory=list)
+    dropped: list[DroppedPair] = field(default_factory=list)
     n_lines: int = 0
+    mismatches: tuple[EncodeMismatch, ...] = ()
 
     @property
     def n_pairs(self) -> int:
         return int(self.pairs.shape[0])
 
-    def report(self) -> dict:
-        """``{n_lines, n_pairs, n_dropped, dropped_by_reason, dropped}`` for results.json."""
-        return {
-            "n_lines": self.n_lines,
-            "n_pairs": self.n_pairs,
-            "n_dropped": len(self.dropped),
-            "dropped_by_reason": dict(Counter(d["reason"] for d in self.dropped)),
-            "dropped": self.dropped,
-        }
+    def filter_report(self) -> TokenFilter:
+        """The typed :class:`TokenFilter` of this concept."""
+        return TokenFilter(self.n_lines, self.n_pairs, tuple(self.dropped), self.mismatches)
 
 
 def builtin_concepts_dir() -> Path:
@@ -182,7 +239,53 @@ def load_concepts(source: str | os.PathLike | None = "builtin") -> list[ConceptP
             f"concept folder '{folder}' has no '[<base> - <target>].txt' files; pass Park et al.'s "
             "word_pairs folder or your own"
         )
-    return [parse_concept_file(p) for p in files]
+    return _refuse_collisions([parse_concept_file(p) for p in files])
+
+
+def normalized_name(name: str) -> str:
+    """The form under which two concept names count as the same concept (NFKC, case, spaces)."""
+    return "".join(unicodedata.normalize("NFKC", name).casefold().split())
+
+
+def _refuse_collisions(concepts: list[ConceptPairs]) -> list[ConceptPairs]:
+    seen: dict[str, ConceptPairs] = {}
+    for c in concepts:
+        key = normalized_name(c.name)
+        if key in seen:
+            a, b = seen[key].path, c.path
+            raise InputError(
+                f"concept files '{a.name if a else seen[key].name}' and '{b.name if b else c.name}' "
+                "name the same concept (names differ only in case, spacing or Unicode form); "
+                "merge them or rename one"
+            )
+        seen[key] = c
+    return concepts
+
+
+def encode_mismatches(
+    concept: ConceptPairs,
+    vocab: Vocabulary,
+    encode: Callable[[Sequence[str]], list[list[int]]],
+    leading_space: bool = True,
+) -> tuple[EncodeMismatch, ...]:
+    """Words of a concept on which the vocabulary lookup and the tokenizer disagree.
+
+    Args:
+        concept: the word pairs.
+        vocab: the model's vocabulary (string lookup).
+        encode: texts → token ids without special tokens (``tokenizer(texts,
+            add_special_tokens=False)["input_ids"]``).
+        leading_space: spell words with a leading space.
+    """
+    words = sorted({w for pair in concept.words for w in pair})
+    texts = [(" " + w) if leading_space else w for w in words]
+    out = []
+    for w, text, ids in zip(words, texts, encode(texts), strict=True):
+        lookup = vocab.token_id(w, leading_space)
+        single = ids[0] if len(ids) == 1 else None
+        if lookup != single:
+            out.append(EncodeMismatch(text, lookup, tuple(int(i) for i in ids)))
+    return tuple(out)
 
 
 def select_pairs(
@@ -213,7 +316,7 @@ def select_pairs(
         elif (ib, it) in seen:
             reason = "duplicate"
         if reason is not None:
-            dropped.append({"line": line, "base": b, "target": t, "reason": reason})
+            dropped.append(DroppedPair(line, b, t, reason))
             continue
         seen.add((ib, it))
         kept.append((ib, it))

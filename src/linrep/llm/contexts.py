@@ -1,23 +1,44 @@
 """Paired contexts: sentences whose natural next word is the base word vs the target word.
 
-A contexts folder holds one UTF-8 file per concept, ``[<base> - <target>].tsv``, with the header line
-``side<TAB>word<TAB>context`` and one row per context; ``side`` is ``base`` or ``target`` and the
-context text ends where ``word`` would follow after a space. These give the embedding side λ(x) = f(x)
-of a concept: the last-token hidden state of each context.
+A contexts folder holds one UTF-8 file per concept in either of two formats:
+
+* linrep's ``[<base> - <target>].tsv``: the header line ``side<TAB>word<TAB>context`` and one row per
+  context; ``side`` is ``base`` or ``target`` and the context text ends where ``word`` would follow
+  after a space;
+* Park et al.'s ``paired_contexts/<lang0>-<lang1>.jsonl``, read as-is: one JSON object per line with
+  ``word0``, ``word1``, ``contexts0`` and ``contexts1`` (texts that end with that word, which is cut
+  off so the text ends where the word would follow). ``en-fr.jsonl`` is the concept
+  "English - French" (ISO codes of :data:`LANGUAGES` are spelled out; others are kept).
+
+These give the embedding side λ(x) = f(x) of a concept: the hidden state of each context (its last
+token, or the mean over its tokens).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from ..errors import InputError
 
-__all__ = ["ContextSet", "load_contexts", "parse_context_file", "builtin_contexts_dir"]
+__all__ = [
+    "ContextSet",
+    "load_contexts",
+    "parse_context_file",
+    "parse_paired_contexts",
+    "builtin_contexts_dir",
+    "match_contexts",
+    "LANGUAGES",
+]
+
+#: ISO 639-1 codes of Park et al.'s paired-context files → the concept names of the word pairs.
+LANGUAGES = {"en": "English", "fr": "French", "de": "German", "es": "Spanish"}
 
 _NAME = re.compile(r"^\[(?P<base>.+?) - (?P<target>.+)\]$")
 _HEADER = ["side", "word", "context"]
@@ -99,6 +120,61 @@ def parse_context_file(path: str | os.PathLike, min_per_side: int = 2) -> Contex
         word = unicodedata.normalize("NFC", parts[1].strip())
         text = unicodedata.normalize("NFC", parts[2].rstrip())
         rows[side].append((word, text))
+    base, target = m["base"].strip(), m["target"].strip()
+    return _context_set(path, f"{base} - {target}", rows, min_per_side)
+
+
+def _strip_word(text: str, word: str) -> str:
+    """The context without its final word (Park et al.'s texts end with it)."""
+    text = unicodedata.normalize("NFC", text).rstrip()
+    return text[: -len(word)].rstrip() if word and text.endswith(word) else text
+
+
+def parse_paired_contexts(path: str | os.PathLike, min_per_side: int = 2) -> ContextSet:
+    """Read one of Park et al.'s ``paired_contexts/<lang0>-<lang1>.jsonl`` files as-is.
+
+    Each line ``{"word0", "word1", "contexts0": [...], "contexts1": [...]}`` gives base-side contexts
+    (``contexts0``, next word ``word0``) and target-side contexts (``contexts1``, ``word1``).
+
+    Raises:
+        InputError: a line that is not such an object (naming the file and line), or too few contexts.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    rows: dict[int, list[tuple[str, str]]] = {0: [], 1: []}
+    for i, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+            for side in (0, 1):
+                word = unicodedata.normalize("NFC", str(obj[f"word{side}"]).strip())
+                texts = obj[f"contexts{side}"]
+                if not isinstance(texts, list):
+                    raise TypeError
+                rows[side] += [(word, _strip_word(str(t), word)) for t in texts if str(t).strip()]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise InputError(
+                f"{path}: line {i}: expected a JSON object with word0, word1, contexts0, "
+                "contexts1 (Park et al.'s paired_contexts format); fix or delete the line"
+            ) from None
+    return _context_set(path, _jsonl_name(path), rows, min_per_side)
+
+
+def _jsonl_name(path: Path) -> str:
+    parts = path.stem.split("-")
+    if len(parts) != 2 or not all(parts):
+        raise InputError(
+            f"paired-contexts file '{path.name}' is not named '<lang0>-<lang1>.jsonl'; rename it "
+            "(e.g. 'en-fr.jsonl')"
+        )
+    return " - ".join(LANGUAGES.get(x.lower(), x) for x in parts)
+
+
+def _context_set(path: Path, name: str, rows, min_per_side: int) -> ContextSet:
     for side, label in ((0, "base"), (1, "target")):
         if len(rows[side]) < min_per_side:
             raise InputError(
@@ -106,9 +182,8 @@ def parse_context_file(path: str | os.PathLike, min_per_side: int = 2) -> Contex
                 "add more rows"
             )
     both = rows[0] + rows[1]
-    base, target = m["base"].strip(), m["target"].strip()
     return ContextSet(
-        f"{base} - {target}",
+        name,
         [t for _, t in both],
         [w for w, _ in both],
         [0] * len(rows[0]) + [1] * len(rows[1]),
@@ -116,8 +191,17 @@ def parse_context_file(path: str | os.PathLike, min_per_side: int = 2) -> Contex
     )
 
 
+def match_contexts(contexts: dict[str, ContextSet], names: Sequence[str]) -> dict[str, ContextSet]:
+    """Context sets keyed by the concept they belong to (names compared as
+    :func:`~linrep.llm.concepts.normalized_name`); sets of no concept keep their own name."""
+    from .concepts import normalized_name
+
+    by_norm = {normalized_name(n): n for n in names}
+    return {by_norm.get(normalized_name(k), k): v for k, v in contexts.items()}
+
+
 def load_contexts(source: str | os.PathLike | None = "builtin") -> dict[str, ContextSet]:
-    """Load every ``[base - target].tsv`` of a folder.
+    """Load every ``[base - target].tsv`` and ``<lang0>-<lang1>.jsonl`` of a folder.
 
     Args:
         source: ``"builtin"``/``None`` for linrep's own contexts, or a folder.
@@ -137,11 +221,29 @@ def load_contexts(source: str | os.PathLike | None = "builtin") -> dict[str, Con
             f"contexts folder '{folder}' does not exist; pass a folder of '[base - target].tsv' "
             "files or --contexts none"
         )
-    files = sorted(p for p in folder.glob("*.tsv") if p.name.startswith("["))
-    if not files:
+    tsv = sorted(p for p in folder.glob("*.tsv") if p.name.startswith("["))
+    jsonl = sorted(folder.glob("*.jsonl"))
+    if not tsv and not jsonl:
         raise InputError(
-            f"contexts folder '{folder}' has no '[<base> - <target>].tsv' files; pass another "
-            "folder or --contexts none"
+            f"contexts folder '{folder}' has no '[<base> - <target>].tsv' or paired-contexts "
+            "'.jsonl' files; pass another folder or --contexts none"
         )
-    sets = [parse_context_file(p) for p in files]
+    sets = [parse_context_file(p) for p in tsv] + [parse_paired_contexts(p) for p in jsonl]
+    return _refuse_collisions(sets)
+
+
+def _refuse_collisions(sets: list[ContextSet]) -> dict[str, ContextSet]:
+    from .concepts import normalized_name
+
+    seen: dict[str, ContextSet] = {}
+    for s in sets:
+        key = normalized_name(s.name)
+        if key in seen:
+            a, b = seen[key].path, s.path
+            raise InputError(
+                f"context files '{a.name if a else seen[key].name}' and "
+                f"'{b.name if b else s.name}' are for the same concept '{s.name}'; merge them or "
+                "remove one"
+            )
+        seen[key] = s
     return {s.name: s for s in sets}

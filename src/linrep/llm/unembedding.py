@@ -2,32 +2,59 @@
 
 For a GGUF file, ``gguf`` + numpy read the tensor ``output.weight`` (untied models) or
 ``token_embd.weight`` (tied models) and dequantize it to float32; token strings and types come from
-the GGUF fields ``tokenizer.ggml.tokens`` / ``tokenizer.ggml.token_type``. For a Hugging Face folder,
-``lm_head.weight`` (or the tied ``model.embed_tokens.weight``) is read from the safetensors files and
-the vocabulary from ``tokenizer.json``.
+the GGUF fields ``tokenizer.ggml.tokens`` / ``tokenizer.ggml.token_type``, and what the file says about
+itself (``general.name``, the quantisation from ``general.file_type``) is kept as a
+:class:`FileLabel`. For a Hugging Face folder, ``lm_head.weight`` (or the tied
+``model.embed_tokens.weight``) is read from the safetensors files and the vocabulary from
+``tokenizer.json``. A model already in memory gives its γ through :mod:`linrep.llm.model`.
 
-The result is cached as float32 ``.npy`` per model checksum, so only the first run pays for parsing
-and dequantizing (Gemma 3 270M: ≈15 s cold, <1 s warm).
+The result is cached as float32 ``.npy`` per model checksum (a checksummed
+:class:`~linrep.llm.cache.ModelCache` entry), so only the first run pays for parsing and
+dequantizing (Gemma 3 270M: ≈15 s cold, <1 s warm).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-from .cache import cache_dir
+from .cache import ModelCache
 from .registry import ModelSource
 from .vocab import NORMAL, Vocabulary, detect_convention
 
-__all__ = ["Unembedding", "load_unembedding", "read_gguf_unembedding", "read_hf_unembedding"]
+__all__ = [
+    "FileLabel",
+    "Unembedding",
+    "load_unembedding",
+    "read_gguf_unembedding",
+    "read_hf_unembedding",
+    "quantization_name",
+]
 
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
+
+
+@dataclass(frozen=True)
+class FileLabel:
+    """What a model file says about itself (empty strings when it does not say).
+
+    Attributes:
+        name: ``general.name`` (GGUF) or the config's ``_name_or_path``.
+        architecture: ``general.architecture`` or the config's ``model_type``.
+        quantization: the file's quantisation (``general.file_type``: ``"Q4_K_M"``, ``"Q4_1"`` …) or
+            the dtype of an unquantised model (``"float32"``).
+        unembedding_storage: storage type of the γ tensor itself (e.g. ``"Q8_0"``).
+    """
+
+    name: str = ""
+    architecture: str = ""
+    quantization: str = ""
+    unembedding_storage: str = ""
 
 
 @dataclass
@@ -40,9 +67,10 @@ class Unembedding:
         token_type: ``(V,)`` int32 types; 1 = normal (the only rows used for covariances and nulls).
         tokenizer_model: GGUF ``tokenizer.ggml.model`` or the tokenizer.json model type.
         model: model name.
-        sha256: checksum of the weights.
+        sha256: checksum identifying the weights (of the file, or of γ for an in-memory model).
         n_layers: number of transformer blocks from the file's metadata (None if unknown); lets a
             bad ``--layer`` fail before the full model is loaded.
+        label: what the file says about itself.
     """
 
     gamma: np.ndarray
@@ -52,6 +80,7 @@ class Unembedding:
     model: str
     sha256: str
     n_layers: int | None = None
+    label: FileLabel = field(default_factory=FileLabel)
     _vocab: Vocabulary | None = field(default=None, repr=False)
 
     @property
@@ -72,6 +101,16 @@ class Unembedding:
         return tuple(self.gamma.shape)  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class _Read:
+    gamma: np.ndarray
+    tokens: list[str]
+    token_type: np.ndarray
+    tokenizer_model: str
+    n_layers: int | None
+    label: FileLabel
+
+
 def _bad_gguf(path: Path, why: str) -> InputError:
     return InputError(
         f"'{path}' is not a readable GGUF model ({why}); the file is truncated or corrupted: "
@@ -79,39 +118,38 @@ def _bad_gguf(path: Path, why: str) -> InputError:
     )
 
 
-def read_gguf_unembedding(
-    path: str | os.PathLike, progress: bool = True
-) -> tuple[np.ndarray, list[str], np.ndarray, str, int | None]:
-    """Read γ and the vocabulary from a GGUF file with ``gguf`` + numpy.
-
-    Args:
-        path: the ``.gguf`` file.
-        progress: show a progress bar while dequantizing.
-
-    Returns:
-        ``(gamma (V, d) float32, tokens, token_type (V,) int32, tokenizer_model, n_layers)``.
-
-    Raises:
-        InputError: if the file is not a complete GGUF model with a vocabulary.
-    """
+def quantization_name(file_type: int) -> str:
+    """``general.file_type`` → ``"Q4_K_M"`` (gguf's ``LlamaFileType`` without ``MOSTLY_``)."""
     import gguf
-    from tqdm.auto import tqdm
 
-    path = Path(path)
-    from .registry import gguf_header_problem
-
-    problem = gguf_header_problem(path)
-    if problem:
-        raise _bad_gguf(path, problem)
-    if progress:
-        print(f"reading {path.name} (GGUF header and vocabulary) ...", flush=True)
     try:
-        reader = gguf.GGUFReader(path)
-    except Exception as e:  # gguf raises ValueError/IndexError/struct errors on damaged files
-        raise _bad_gguf(
-            path, f"{type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''}"
-        ) from None
-    fields = reader.fields
+        name = gguf.LlamaFileType(int(file_type)).name
+    except ValueError:
+        return f"file_type {file_type}"
+    return {"ALL_F32": "F32"}.get(name, name.removeprefix("MOSTLY_"))
+
+
+def _field(fields, key: str, default=None):
+    try:
+        return fields[key].contents()
+    except Exception:  # optional metadata, absent or unreadable
+        return default
+
+
+def _gguf_label(fields, gamma_tensor) -> tuple[FileLabel, int | None]:
+    arch = str(_field(fields, "general.architecture", ""))
+    n_layers = _field(fields, f"{arch}.block_count")
+    file_type = _field(fields, "general.file_type")
+    label = FileLabel(
+        name=str(_field(fields, "general.name", "")),
+        architecture=arch,
+        quantization=quantization_name(file_type) if file_type is not None else "",
+        unembedding_storage=gamma_tensor.tensor_type.name,
+    )
+    return label, int(n_layers) if n_layers is not None else None
+
+
+def _gguf_vocab(path: Path, fields) -> tuple[list[str], np.ndarray, str]:
     if "tokenizer.ggml.tokens" not in fields:
         raise _bad_gguf(path, "no tokenizer.ggml.tokens field")
     tok_field = fields["tokenizer.ggml.tokens"]
@@ -126,31 +164,20 @@ def read_gguf_unembedding(
         token_type = np.array([tt.parts[i][0] for i in tt.data], dtype=np.int32)
     else:
         token_type = np.full(len(tokens), NORMAL, dtype=np.int32)
-    tok_model = ""
-    if "tokenizer.ggml.model" in fields:
-        try:
-            tok_model = str(fields["tokenizer.ggml.model"].contents())
-        except Exception:
-            tok_model = ""
-    n_layers = None
-    try:
-        arch = str(fields["general.architecture"].contents())
-        n_layers = int(fields[f"{arch}.block_count"].contents())
-    except Exception:  # optional metadata
-        n_layers = None
-    tensors = {t.name: t for t in reader.tensors}
-    t = tensors.get("output.weight") or tensors.get("token_embd.weight")
-    if t is None:
-        raise _bad_gguf(path, "neither output.weight nor token_embd.weight is present")
-    data = t.data
-    n_rows = data.shape[0]
-    if n_rows != len(tokens):
-        raise _bad_gguf(path, f"{t.name} has {n_rows} rows but the vocabulary has {len(tokens)}")
-    chunk = 16384
-    blocks = []
+    return tokens, token_type, str(_field(fields, "tokenizer.ggml.model", ""))
+
+
+def _dequantize(path: Path, t, progress: bool) -> np.ndarray:
+    import gguf
+    from tqdm.auto import tqdm
+
+    data, chunk, blocks = t.data, 16384, []
     try:
         for start in tqdm(
-            range(0, n_rows, chunk), desc=f"dequantize {t.name}", unit="chunk", disable=not progress
+            range(0, data.shape[0], chunk),
+            desc=f"dequantize {t.name}",
+            unit="chunk",
+            disable=not progress,
         ):
             blocks.append(
                 np.asarray(gguf.quants.dequantize(data[start : start + chunk], t.tensor_type))
@@ -160,25 +187,45 @@ def read_gguf_unembedding(
     gamma = np.ascontiguousarray(np.concatenate(blocks, axis=0), dtype=np.float32)
     if gamma.ndim != 2 or not np.isfinite(gamma).all():
         raise _bad_gguf(path, f"{t.name} dequantizes to non-finite values or a bad shape")
-    return gamma, tokens, token_type, tok_model, n_layers
+    return gamma
 
 
-def read_hf_unembedding(
-    folder: str | os.PathLike,
-) -> tuple[np.ndarray, list[str], np.ndarray, str, int | None]:
-    """Read γ and the vocabulary from a Hugging Face model folder (safetensors + tokenizer.json).
+def read_gguf_unembedding(path: str | os.PathLike, progress: bool = True) -> _Read:
+    """Read γ, the vocabulary and the file's label from a GGUF file with ``gguf`` + numpy.
 
-    Rows of γ beyond the tokenizer's vocabulary (padding rows) get token type 0 and are never used.
-
-    Args:
-        folder: a folder with ``config.json``, ``*.safetensors`` and ``tokenizer.json``.
-
-    Returns:
-        ``(gamma (V, d) float32, tokens, token_type (V,) int32, tokenizer_model, n_layers)``.
+    Raises:
+        InputError: if the file is not a complete GGUF model with a vocabulary.
     """
-    from safetensors import safe_open
+    import gguf
 
-    folder = Path(folder)
+    from .registry import gguf_header_problem
+
+    path = Path(path)
+    problem = gguf_header_problem(path)
+    if problem:
+        raise _bad_gguf(path, problem)
+    if progress:
+        print(f"reading {path.name} (GGUF header and vocabulary) ...", flush=True)
+    try:
+        reader = gguf.GGUFReader(path)
+    except Exception as e:  # gguf raises ValueError/IndexError/struct errors on damaged files
+        first = str(e).splitlines()[0][:80] if str(e) else ""
+        raise _bad_gguf(path, f"{type(e).__name__}: {first}") from None
+    tokens, token_type, tok_model = _gguf_vocab(path, reader.fields)
+    tensors = {t.name: t for t in reader.tensors}
+    t = tensors.get("output.weight") or tensors.get("token_embd.weight")
+    if t is None:
+        raise _bad_gguf(path, "neither output.weight nor token_embd.weight is present")
+    if t.data.shape[0] != len(tokens):
+        raise _bad_gguf(
+            path, f"{t.name} has {t.data.shape[0]} rows but the vocabulary has {len(tokens)}"
+        )
+    label, n_layers = _gguf_label(reader.fields, t)
+    return _Read(_dequantize(path, t, progress), tokens, token_type, tok_model, n_layers, label)
+
+
+def _hf_vocab(folder: Path) -> tuple[dict[int, str], set[int], str]:
+    """id → token string, the special ids and the tokenizer model type of ``tokenizer.json``."""
     tj = folder / "tokenizer.json"
     if not tj.is_file():
         raise InputError(
@@ -187,19 +234,27 @@ def read_hf_unembedding(
     try:
         spec = json.loads(tj.read_text(encoding="utf-8"))
         model = spec["model"]
-    except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
+    except (json.JSONDecodeError, KeyError, UnicodeDecodeError, TypeError):
         raise InputError(f"'{tj}' is not a valid tokenizer.json; re-save the tokenizer") from None
     vocab = model.get("vocab", {})
-    id_to_tok: dict[int, str] = {}
     if isinstance(vocab, dict):
-        id_to_tok.update({int(i): t for t, i in vocab.items()})
+        id_to_tok = {int(i): t for t, i in vocab.items()}
     else:  # Unigram: list of [piece, score]
-        id_to_tok.update({i: entry[0] for i, entry in enumerate(vocab)})
+        id_to_tok = {i: entry[0] for i, entry in enumerate(vocab)}
     special = set()
     for added in spec.get("added_tokens", []):
         id_to_tok[int(added["id"])] = added["content"]
         if added.get("special", False):
             special.add(int(added["id"]))
+    kind = str(model.get("type", ""))
+    if kind == "BPE":
+        kind = "gpt2" if any(t.startswith("Ġ") for t in list(id_to_tok.values())[:5000]) else "bpe"
+    return id_to_tok, special, kind.lower()
+
+
+def _hf_gamma(folder: Path) -> np.ndarray:
+    from safetensors import safe_open
+
     names = ("lm_head.weight", "model.embed_tokens.weight", "embed_tokens.weight")
     gamma = None
     for st in sorted(folder.glob("*.safetensors")):
@@ -216,98 +271,117 @@ def read_hf_unembedding(
             f"model folder '{folder}' has no lm_head.weight or embed_tokens.weight in its "
             "safetensors; pass a causal-LM folder"
         )
+    return np.ascontiguousarray(gamma, dtype=np.float32)
+
+
+def _hf_config(folder: Path) -> dict:
+    try:
+        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        return cfg if isinstance(cfg, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def read_hf_unembedding(folder: str | os.PathLike) -> _Read:
+    """Read γ and the vocabulary from a Hugging Face model folder (safetensors + tokenizer.json).
+
+    Rows of γ beyond the tokenizer's vocabulary (padding rows) get token type 0 and are never used.
+    """
+    folder = Path(folder)
+    id_to_tok, special, tok_model = _hf_vocab(folder)
+    gamma = _hf_gamma(folder)
     n = gamma.shape[0]
     tokens = [id_to_tok.get(i, "") for i in range(n)]
     token_type = np.array(
         [0 if i not in id_to_tok else (3 if i in special else NORMAL) for i in range(n)],
         dtype=np.int32,
     )
-    tok_model = {"BPE": "gpt2" if any(t.startswith("Ġ") for t in tokens[:5000]) else "bpe"}.get(
-        model.get("type", ""), str(model.get("type", "")).lower()
+    cfg = _hf_config(folder)
+    text = cfg.get("text_config") if isinstance(cfg.get("text_config"), dict) else {}
+    n_layers = cfg.get("num_hidden_layers") or text.get("num_hidden_layers")
+    label = FileLabel(
+        name=str(cfg.get("_name_or_path", "")) or folder.name,
+        architecture=str(cfg.get("model_type", "")),
+        quantization=str(cfg.get("torch_dtype") or cfg.get("dtype") or ""),
     )
-    n_layers = None
+    n_layers = int(n_layers) if isinstance(n_layers, int) else None
+    return _Read(gamma, tokens, token_type, tok_model, n_layers, label)
+
+
+def _from_entry(entry: Path, source: ModelSource) -> Unembedding | None:
     try:
-        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        n_layers = cfg.get("num_hidden_layers") or cfg.get("text_config", {}).get(
-            "num_hidden_layers"
+        meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+        if meta.get("version") != _CACHE_VERSION:
+            return None
+        gamma = np.load(entry / "gamma.npy")
+        token_type = np.load(entry / "token_type.npy")
+        tokens = json.loads((entry / "tokens.json").read_text(encoding="utf-8"))
+        label = FileLabel(**meta["label"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not gamma.shape[0] == len(tokens) == token_type.shape[0]:
+        return None
+    return Unembedding(
+        gamma,
+        tokens,
+        token_type,
+        meta["tokenizer_model"],
+        source.name,
+        source.sha256,
+        meta.get("n_layers"),
+        label,
+    )
+
+
+def _fill_entry(read: _Read, source: ModelSource):
+    def fill(folder: Path) -> None:
+        np.save(folder / "gamma.npy", read.gamma)
+        np.save(folder / "token_type.npy", read.token_type)
+        (folder / "tokens.json").write_text(
+            json.dumps(read.tokens, ensure_ascii=False), encoding="utf-8"
         )
-        n_layers = int(n_layers) if n_layers is not None else None
-    except (OSError, ValueError, AttributeError):
-        n_layers = None
-    return np.ascontiguousarray(gamma, dtype=np.float32), tokens, token_type, tok_model, n_layers
-
-
-def load_unembedding(
-    source: ModelSource,
-    cache: str | os.PathLike | None = None,
-    *,
-    use_cache: bool = True,
-    progress: bool = True,
-) -> Unembedding:
-    """γ and vocabulary of a model, from the float32 cache when present (keyed by checksum).
-
-    Args:
-        source: the model (see :func:`linrep.llm.resolve_model`).
-        cache: cache folder; ``None`` = ``$LINREP_CACHE`` or the user cache folder.
-        use_cache: read and write the cache (``False`` always re-reads the model file).
-        progress: progress bars and messages.
-
-    Returns:
-        The :class:`Unembedding`.
-    """
-    entry = cache_dir(cache) / "unembedding" / source.sha256 if use_cache else None
-    if entry is not None and (entry / "meta.json").is_file():
-        try:
-            meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
-            if meta.get("version") == _CACHE_VERSION:
-                gamma = np.load(entry / "gamma.npy")
-                token_type = np.load(entry / "token_type.npy")
-                tokens = json.loads((entry / "tokens.json").read_text(encoding="utf-8"))
-                if gamma.shape[0] == len(tokens) == token_type.shape[0]:
-                    return Unembedding(
-                        gamma,
-                        tokens,
-                        token_type,
-                        meta["tokenizer_model"],
-                        source.name,
-                        source.sha256,
-                        meta.get("n_layers"),
-                    )
-        except (OSError, ValueError, KeyError, json.JSONDecodeError):
-            pass  # damaged entry: rebuild below
-    if source.kind == "gguf":
-        gamma, tokens, token_type, tok_model, n_layers = read_gguf_unembedding(
-            source.path, progress
-        )
-    else:
-        gamma, tokens, token_type, tok_model, n_layers = read_hf_unembedding(source.path)
-    if entry is not None:
-        _write_entry(entry, gamma, tokens, token_type, tok_model, n_layers, source)
-    return Unembedding(gamma, tokens, token_type, tok_model, source.name, source.sha256, n_layers)
-
-
-def _write_entry(
-    entry: Path, gamma, tokens, token_type, tok_model, n_layers, source: ModelSource
-) -> None:
-    tmp = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir(parents=True)
-        np.save(tmp / "gamma.npy", gamma)
-        np.save(tmp / "token_type.npy", token_type)
-        (tmp / "tokens.json").write_text(json.dumps(tokens, ensure_ascii=False), encoding="utf-8")
         meta = {
             "version": _CACHE_VERSION,
             "model": source.name,
             "sha256": source.sha256,
-            "shape": list(gamma.shape),
-            "tokenizer_model": tok_model,
-            "n_layers": n_layers,
+            "shape": list(read.gamma.shape),
+            "tokenizer_model": read.tokenizer_model,
+            "n_layers": read.n_layers,
+            "label": asdict(read.label),
         }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        shutil.rmtree(entry, ignore_errors=True)
-        os.replace(tmp, entry)
-    except OSError:  # a read-only cache only costs speed
-        pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        (folder / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+
+    return fill
+
+
+def load_unembedding(
+    source: ModelSource, cache: ModelCache | None = None, *, progress: bool = True
+) -> Unembedding:
+    """γ, vocabulary and file label of a model, from the checked cache entry when present.
+
+    Args:
+        source: the model (see :func:`linrep.llm.resolve_model`).
+        cache: the model cache (default: the user cache; ``ModelCache(None)`` = no cache).
+        progress: progress bars and messages.
+    """
+    cache = ModelCache.open() if cache is None else cache
+    entry = cache.load("gamma", source.sha256, source.sha256)
+    if entry is not None:
+        unemb = _from_entry(entry, source)
+        if unemb is not None:
+            return unemb
+    if source.kind == "gguf":
+        read = read_gguf_unembedding(source.path, progress)
+    else:
+        read = read_hf_unembedding(source.path)
+    cache.store("gamma", source.sha256, source.sha256, _fill_entry(read, source))
+    return Unembedding(
+        read.gamma,
+        read.tokens,
+        read.token_type,
+        read.tokenizer_model,
+        source.name,
+        source.sha256,
+        read.n_layers,
+        read.label,
+    )
