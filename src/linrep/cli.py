@@ -427,6 +427,7 @@ def _llm_table(args: argparse.Namespace) -> tuple[dict, list[str]]:
         "estimator": args.estimator,
         "steer": args.steer,
         "cache": args.cache,
+        "hierarchy": args.hierarchy,
     }
     table |= {k: v for k, v in flags.items() if v is not None}
     if args.layer is not None:
