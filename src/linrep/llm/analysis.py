@@ -213,8 +213,8 @@ def _causal(unemb: Unembedding, floor: float, cache: ModelCache) -> geo.CausalIn
             pass  # unreadable although its checksum matched: refit
     ip.fit(unemb.gamma, rows=unemb.normal)
 
-    def fill(folder) -> None:
-        np.savez(folder / "covariance.npz", mean=ip.mean_, cov=ip.cov_, n_rows=ip.n_rows_)
+    def fill(tmp) -> None:  # a temporary folder, published by ModelCache.store
+        np.savez(tmp / "covariance.npz", mean=ip.mean_, cov=ip.cov_, n_rows=ip.n_rows_)
 
     cache.store("covariance", key, key, fill)
     return ip

@@ -78,9 +78,9 @@ def _load(source: ModelSource, cache: ModelCache, progress: bool) -> tuple[Any, 
     model, tok = _from_pretrained(source.path.parent, source.path.name, progress)
     if _detach_gguf_quantizer(model):
 
-        def fill(folder: Path) -> None:
-            model.save_pretrained(str(folder))
-            tok.save_pretrained(str(folder))
+        def fill(tmp: Path) -> None:  # a temporary folder, published by ModelCache.store
+            model.save_pretrained(str(tmp))
+            tok.save_pretrained(str(tmp))
 
         cache.store("hf-float32", source.sha256, source.sha256, fill)
     return model, tok

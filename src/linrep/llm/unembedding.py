@@ -334,10 +334,10 @@ def _from_entry(entry: Path, source: ModelSource) -> Unembedding | None:
 
 
 def _fill_entry(read: _Read, source: ModelSource):
-    def fill(folder: Path) -> None:
-        np.save(folder / "gamma.npy", read.gamma)
-        np.save(folder / "token_type.npy", read.token_type)
-        (folder / "tokens.json").write_text(
+    def fill(tmp: Path) -> None:  # a temporary folder, published by ModelCache.store
+        np.save(tmp / "gamma.npy", read.gamma)
+        np.save(tmp / "token_type.npy", read.token_type)
+        (tmp / "tokens.json").write_text(
             json.dumps(read.tokens, ensure_ascii=False), encoding="utf-8"
         )
         meta = {
@@ -349,7 +349,7 @@ def _fill_entry(read: _Read, source: ModelSource):
             "n_layers": read.n_layers,
             "label": asdict(read.label),
         }
-        (folder / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
     return fill
 
