@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LAZY_PACKAGES = ["linrep", "linrep.learn"]
+LAZY_PACKAGES = ["linrep", "linrep.learn", "linrep.llm"]
 
 
 def _exports_and_typed_names(package: str) -> tuple[dict[str, str], dict[str, str]]:

@@ -40,6 +40,8 @@ Modules, in the order data flows through them:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
@@ -76,7 +78,6 @@ _EXPORTS: dict[str, str] = {
     "load_contexts": "linrep.llm.contexts",
     "fitted_inner_products": "linrep.llm.analysis",
     "analyze_unembedding": "linrep.llm.analysis",
-    "analogy_accuracy": "linrep.geometry.analogy",
     "concept_groups": "linrep.llm.analysis",
     "load_causal_lm": "linrep.llm.hf_model",
     "embedding_alignment": "linrep.llm.embedding",
@@ -88,6 +89,137 @@ _EXPORTS: dict[str, str] = {
     "analyze_model": "linrep.llm.run",
     "run_llm": "linrep.llm.run",
 }
+
+if TYPE_CHECKING:  # the same names, visible to type checkers (kept equal by a test)
+    from .analysis import (
+        analyze_unembedding as analyze_unembedding,
+    )
+    from .analysis import (
+        concept_groups as concept_groups,
+    )
+    from .analysis import (
+        fitted_inner_products as fitted_inner_products,
+    )
+    from .api import (
+        AnalysisContext as AnalysisContext,
+    )
+    from .api import (
+        analyze as analyze,
+    )
+    from .api import (
+        analyze_source as analyze_source,
+    )
+    from .cache import (
+        ModelCache as ModelCache,
+    )
+    from .cache import (
+        cache_dir as cache_dir,
+    )
+    from .concepts import (
+        ConceptPairs as ConceptPairs,
+    )
+    from .concepts import (
+        ConceptTokens as ConceptTokens,
+    )
+    from .concepts import (
+        load_concepts as load_concepts,
+    )
+    from .concepts import (
+        select_pairs as select_pairs,
+    )
+    from .contexts import (
+        ContextSet as ContextSet,
+    )
+    from .contexts import (
+        load_contexts as load_contexts,
+    )
+    from .directions import (
+        DirectionSet as DirectionSet,
+    )
+    from .directions import (
+        load_directions as load_directions,
+    )
+    from .embedding import (
+        embedding_alignment as embedding_alignment,
+    )
+    from .estimators import (
+        FirstPrincipalDifference as FirstPrincipalDifference,
+    )
+    from .estimators import (
+        LogisticProbe as LogisticProbe,
+    )
+    from .estimators import (
+        MeanDifference as MeanDifference,
+    )
+    from .estimators import (
+        ShrunkLDA as ShrunkLDA,
+    )
+    from .hf_model import (
+        load_causal_lm as load_causal_lm,
+    )
+    from .hierarchy import (
+        HierarchyOptions as HierarchyOptions,
+    )
+    from .hierarchy import (
+        analyze_hierarchy as analyze_hierarchy,
+    )
+    from .hierarchy import (
+        hierarchy_extension as hierarchy_extension,
+    )
+    from .hierarchy import (
+        load_hierarchy as load_hierarchy,
+    )
+    from .intervention import (
+        intervention_effects as intervention_effects,
+    )
+    from .model import (
+        LoadedLM as LoadedLM,
+    )
+    from .options import (
+        AnalysisOptions as AnalysisOptions,
+    )
+    from .options import (
+        LLMConfig as LLMConfig,
+    )
+    from .registry import (
+        BUILTIN_MODELS as BUILTIN_MODELS,
+    )
+    from .registry import (
+        DEFAULT_MODEL as DEFAULT_MODEL,
+    )
+    from .registry import (
+        ModelSource as ModelSource,
+    )
+    from .registry import (
+        resolve_model as resolve_model,
+    )
+    from .result import (
+        AnalysisResult as AnalysisResult,
+    )
+    from .result import (
+        ModelInfo as ModelInfo,
+    )
+    from .run import (
+        analyze_model as analyze_model,
+    )
+    from .run import (
+        run_llm as run_llm,
+    )
+    from .steering import (
+        SteeringCurve as SteeringCurve,
+    )
+    from .steering import (
+        steer as steer,
+    )
+    from .unembedding import (
+        Unembedding as Unembedding,
+    )
+    from .unembedding import (
+        load_unembedding as load_unembedding,
+    )
+    from .vocab import (
+        Vocabulary as Vocabulary,
+    )
 
 __all__ = sorted(_EXPORTS)
 
