@@ -268,11 +268,15 @@ def embedding_alignment(
         directions: inner product → ``(k, d)`` unembedding directions ḡ' in its coordinates.
         concept_names: the k concept names (rows of ``directions``).
         inner: fitted inner products by name.
-        layer, n_layers, pooling: where the states come from (recorded).
+        layer: hidden-state index the states come from (recorded).
+        n_layers: the model's number of blocks (recorded).
+        pooling: how the states were pooled (recorded).
         estimator: direction estimator (default mean difference).
-        n_random: random directions of the random baseline. n_perm: label permutations.
+        n_random: random directions of the random baseline.
+        n_perm: label permutations.
         seed: seed of the random directions, permutations and probe folds.
-        probe_cv: folds of the logistic-regression probe. probes: compute the probes.
+        probe_cv: folds of the logistic-regression probe.
+        probes: compute the probes.
     """
     estimator = estimator or MeanDifference()
     index = {n: i for i, n in enumerate(concept_names)}

@@ -122,7 +122,10 @@ def text_pair_side(
         unembedding_directions: concept → ḡ'_W (unit, ``alignment_inner`` coordinates) for the
             alignment column; only used at the final layer.
         inner: fitted inner products (for ``alignment_inner``'s embedding map).
-        batch_size, n_boot, seed, progress: as elsewhere.
+        batch_size: texts per forward pass.
+        n_boot: bootstrap resamples of the LOO-cosine interval.
+        seed: seed of the bootstrap.
+        progress: show progress.
     """
     estimator = estimator or MeanDifference()
     use = [c for c in concepts if len(c.words) >= 2]
