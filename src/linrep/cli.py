@@ -457,22 +457,9 @@ def _run_llm(args: argparse.Namespace) -> None:
 
 
 def _print_llm_summary(res, out: Path) -> None:
-    off = ", ".join(f"{k} {v:.3f}" for k, v in res.mean_abs_offdiag.items())
-    print(f"{res.model.label}: {len(res.concepts)} concepts; mean |cos| between concepts: {off}")
-    for c in res.concepts:
-        loo = "  ".join(f"{k} {v:.3f}" for k, v in c.loo_cosine.items())
-        print(f"  {c.name:24s} pairs {c.n_pairs:4d}  LOO cos {loo}")
-    s = res.embedding.summary.get("causal") if res.embedding is not None else None
-    if s is not None:
-        print(
-            f"  alignment cos(f̄_W, ḡ_W) (causal): mean {s.mean_alignment:.3f}; above the "
-            f"permutation null's q95 for {s.n_above_perm_q95}/{s.n_concepts}; rank 1 for "
-            f"{s.n_rank1}/{s.n_concepts}"
-        )
-    for section in res.sections:
-        line = getattr(section, "summary_line", None)
-        if callable(line):
-            print(f"  {line()}")
+    from .llm.reporting import summary_lines
+
+    print("\n".join(summary_lines(res)))
     print(f"  total {res.timings['total_s']:.1f} s; wrote {out / 'report.html'} and results.json")
 
 

@@ -295,6 +295,10 @@ def _run(subject, raw, ctx, opts, cache, progress, extensions, builtin) -> Analy
             states, emb, prof = _embedding(lm, matched, kept, geom, inner, opts, progress)
     with timer("intervention"):
         iv = _intervention(unemb, kept, geom, inner, opts, matched, states, lm)
+    stats = None
+    if opts.statistics:
+        with timer("statistics"):
+            stats = _statistics(unemb, kept, geom, inner, opts, matched, states, emb, lm)
     directions = _direction_set(subject, unemb, geom, inner, emb, prof, opts)
     steering = ()
     if opts.steer:
@@ -317,6 +321,7 @@ def _run(subject, raw, ctx, opts, cache, progress, extensions, builtin) -> Analy
         skipped={c.name: c.filter_report() for c in skipped},
         embedding=emb,
         layers=prof,
+        statistics=stats,
         steering=tuple(steering),
         sections=sections,
         timings=dict(timer),
@@ -480,6 +485,42 @@ def _intervention(unemb, kept, geom, inner, opts, ctx, states, lm) -> Interventi
         else "log-odds change per unit step along the unit direction (no contexts)"
     )
     return InterventionSide(ip_name, scale, units, tuple(opts.alphas), M, per, topk, probs)
+
+
+# ----------------------------------------------------------------------------- statistics
+def _statistics(unemb, kept, geom, inner, opts, ctx, states, emb, lm):
+    """Every summary against its null (:func:`linrep.llm.statistics.compute_statistics`)."""
+    from .statistics import ContextInputs, StatisticsOptions, compute_statistics
+
+    o = StatisticsOptions(
+        opts.n_null_draws,
+        opts.n_random_inner,
+        opts.n_sign_flips,
+        opts.n_alignment_perms,
+        opts.n_boot,
+        opts.seed,
+    )
+    contexts = None
+    if states:
+        n, L = lm.n_layers, emb.layer
+        contexts = ContextInputs(
+            {k: st[L] for k, st in states.items()},
+            {k: st[n] for k, st in states.items()},
+            {k: np.asarray(c.labels) for k, c in ctx.items()},
+            {k: c.words for k, c in ctx.items()},
+        )
+    return compute_statistics(
+        unemb.gamma,
+        unemb.vocab,
+        unemb.normal,
+        kept,
+        inner,
+        [c.group for c in geom.concepts],
+        o,
+        contexts=contexts,
+        alphas=opts.alphas,
+        leading_space=opts.leading_space,
+    )
 
 
 # ----------------------------------------------------------------------------- directions, info

@@ -61,6 +61,11 @@ class AnalysisOptions:
         steer_layers: layers to steer at ([] = five layers spread over the depth, final included).
         steer_alphas: steering strengths, in units of the mean hidden-state norm at that layer.
         steer_folds: cross-fitting folds (direction from the other folds' pairs, ≥ 2).
+        statistics: every summary against its null (:mod:`linrep.llm.statistics`).
+        n_null_draws: random word-pair direction sets per null of the cross-concept summaries.
+        n_random_inner: random inner products of the random-inner-product distribution.
+        n_sign_flips: word-cluster sign flips of the leave-one-out test (per concept, inner product).
+        n_alignment_perms: label permutations of the statistics' alignment null.
     """
 
     inner_products: tuple[str, ...] = INNER_NAMES
@@ -89,6 +94,11 @@ class AnalysisOptions:
     steer_layers: tuple[int, ...] = ()
     steer_alphas: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.4)
     steer_folds: int = 2
+    statistics: bool = True
+    n_null_draws: int = 200
+    n_random_inner: int = 32
+    n_sign_flips: int = 2000
+    n_alignment_perms: int = 2000
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -122,6 +132,11 @@ class AnalysisOptions:
             raise ConfigError(
                 f"llm.estimator = {self.estimator!r} is unknown{did_you_mean(self.estimator, ESTIMATORS)}"
             )
+        for key in ("n_null_draws", "n_random_inner", "n_sign_flips", "n_alignment_perms"):
+            if getattr(self, key) < 2:
+                raise ConfigError(
+                    f"llm.{key} must be ≥ 2 (a null needs draws), got {getattr(self, key)}"
+                )
         if self.steer_folds < 2:
             raise ConfigError(f"llm.steer_folds = {self.steer_folds}: cross-fitting needs ≥ 2")
         for key in ("alphas", "steer_alphas"):

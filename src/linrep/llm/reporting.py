@@ -13,17 +13,42 @@ from typing import Any
 
 import numpy as np
 
+from ..report import escape
 from .records import TESTED_INNER, format_interval
 from .result import AnalysisResult
 
-__all__ = ["write_model_report", "write_comparison_report", "comparison_rows"]
+__all__ = [
+    "build_report",
+    "write_model_report",
+    "write_comparison_report",
+    "comparison_rows",
+    "summary_lines",
+]
+
+
+def offdiag_cells(res: AnalysisResult) -> list[str]:
+    """``"Euclidean 0.143 (random word pairs 0.059, shared words 0.088)"`` per inner product,
+    Euclidean first (the papers' claim), with the statistics' nulls when they were computed."""
+    from .statistics import ordered
+
+    cells = []
+    for k in ordered(list(res.mean_abs_offdiag)):
+        cell = f"{'Euclidean' if k == 'euclidean' else k} {res.mean_abs_offdiag[k]:.3f}"
+        if res.statistics is not None and k in res.statistics.cross:
+            c = res.statistics.cross[k]
+            cell += (
+                f" (random word pairs {float(c.random_pairs.mean_abs_offdiag.null_mean):.3f}, "
+                f"shared words {float(c.shared_words.mean_abs_offdiag.null_mean):.3f})"
+            )
+        cells.append(cell)
+    return cells
 
 
 def _summary(res: AnalysisResult) -> str:
     m = res.model
-    off = ", ".join(f"{k} {v:.3f}" for k, v in res.mean_abs_offdiag.items())
+    off = ", ".join(offdiag_cells(res))
     return (
-        f"Model: {m.label} ({m.name}; vocab {m.vocab:,}, d = {m.d}, "
+        f"Model: {escape(m.label)} ({escape(m.name)}; vocab {m.vocab:,}, d = {m.d}, "
         f"{m.tokenizer_convention} tokens), {len(res.concepts)} concepts. Mean |cos| between "
         f"different concepts' directions: {off}."
     )
@@ -96,7 +121,6 @@ def _concept_row(c) -> dict[str, Any]:
     for ip in TESTED_INNER:
         if ip in c.loo_cosine:
             row[f"LOO cos ({ip})"] = format_interval(c.loo_cosine[ip], *c.loo_cosine_ci[ip])
-            row[f"random-pair z ({ip})"] = c.loo_projection[ip].z
     if "causal" in c.shuffled_null:
         row["shuffled z (causal)"] = c.shuffled_null["causal"].z
     row["analogy top-1"] = c.analogy_accuracy
@@ -106,10 +130,10 @@ def _concept_row(c) -> dict[str, Any]:
 def _concept_caption(res: AnalysisResult) -> str:
     o = res.options
     return (
-        "LOO cosine with 95 % bootstrap interval over pairs; z of the mean LOO projection against "
-        f"{o.n_random_pairs:,} random normal-token pairs and of the mean LOO cosine against "
-        f"{o.n_shuffles} row-shuffled unembeddings; analogy (3CosAdd, Euclidean) top-1 accuracy "
-        f"over up to {o.analogy_queries} queries per concept."
+        "LOO cosine with 95 % bootstrap interval over pairs (the test over word clusters is in the "
+        f"observed-vs-null section); z of the mean LOO cosine against {o.n_shuffles} row-shuffled "
+        f"unembeddings; analogy (3CosAdd, Euclidean) top-1 accuracy over up to "
+        f"{o.analogy_queries} queries per concept."
     )
 
 
@@ -127,29 +151,12 @@ def _embedding_section(rep, res: AnalysisResult) -> None:
         f"label-permutation null refits the direction on the same contexts with base/target labels "
         f"permuted ({res.options.n_permutations} permutations)."
     )
-    rows = []
-    for c in emb.concepts:
-        a = (c.alignment or {}).get("causal") or next(iter((c.alignment or {}).values()), None)
-        rows.append(
-            {
-                "concept": c.name,
-                "contexts": f"{c.n_base} + {c.n_target}",
-                "alignment": a.cosine if a else None,
-                "perm. null q95": a.perm_null_q95 if a else None,
-                "perm. p": a.perm_p_value if a else None,
-                "other concepts |cos|": a.other_concepts_mean_abs if a else None,
-                "random |cos|": a.random_mean_abs if a else None,
-                "rank": a.rank_among_concepts if a else None,
-                "probe acc": c.probe_accuracy,
-                "ḡ-direction probe acc": c.unembedding_direction_probe_accuracy,
-            }
-        )
-    ip = "causal" if "causal" in emb.summary else next(iter(emb.summary), "")
     rep.add_table(
-        rows,
-        caption=f"Alignment cos(f̄_W, ḡ_W) ({ip} inner product) against the label-permutation "
-        "null, the other concepts' directions and 2,000 random directions; cross-validated "
-        "logistic probe; one-threshold probe on the unembedding direction.",
+        [_embedding_row(c) for c in emb.concepts],
+        caption="Alignment cos(f̄_W, ḡ_W) (Euclidean, then causal) against the label-permutation "
+        "null (95th percentile, Holm-adjusted p), the other concepts' directions and 2,000 random "
+        "directions; cross-validated logistic probe; one-threshold probe on the unembedding "
+        "direction.",
     )
     mats = {k: v for k, v in emb.alignment_matrix.items() if k != "random"}
     if mats:
@@ -169,6 +176,25 @@ def _embedding_section(rep, res: AnalysisResult) -> None:
             caption="Rows: concepts with paired contexts (embedding side); columns: unembedding "
             "directions of every concept. The matching entry should stand out.",
         )
+
+
+def _embedding_row(c) -> dict[str, Any]:
+    row: dict[str, Any] = {"concept": escape(c.name), "contexts": f"{c.n_base} + {c.n_target}"}
+    for ip in ("euclidean", "causal"):
+        a = (c.alignment or {}).get(ip)
+        if a is None:
+            continue
+        row[f"align ({ip})"] = a.cosine
+        row[f"perm. q95 ({ip})"] = a.perm_null_q95
+        row[f"Holm p ({ip})"] = a.perm_p_holm
+    a = (c.alignment or {}).get("causal")
+    if a is not None:
+        row["other concepts |cos| (causal)"] = a.other_concepts_mean_abs
+        row["random |cos| (causal)"] = a.random_mean_abs
+        row["rank (causal)"] = a.rank_among_concepts
+    row["probe acc"] = c.probe_accuracy
+    row["ḡ-direction probe acc"] = c.unembedding_direction_probe_accuracy
+    return row
 
 
 def _layers_section(rep, res: AnalysisResult) -> None:
@@ -211,7 +237,13 @@ def _intervention_section(rep, res: AnalysisResult) -> None:
 
     iv = res.intervention
     names = list(res.concept_names)
-    lim = float(np.nanmax(np.abs(iv.matrix))) if iv.matrix.size else 1.0
+    stats = res.statistics
+    fitted = stats is not None and iv.inner_product in stats.interventions
+    M = iv.matrix
+    if fitted:  # cross-fitted: each pair scored with a direction from pairs sharing no word with it
+        effects = stats.interventions[iv.inner_product]
+        M = np.array([effects[n].mean_effects for n in names])
+    lim = float(np.nanmax(np.abs(M))) if M.size else 1.0
     rep.add_heading("Intervention at the final layer")
     rep.add_text(
         f"Adding α·s·ḡ'_W ({iv.inner_product} coordinates, s = {iv.scale:.3g}) to the final "
@@ -230,25 +262,38 @@ def _intervention_section(rep, res: AnalysisResult) -> None:
             title="Intervention: row = concept whose direction is added, column = concept measured",
         ),
         "intervention",
-        caption="Change of each concept's mean log-odds per unit α (diagonal leave-one-out).",
+        caption="Change of each concept's mean log-odds per unit α"
+        + (
+            ", cross-fitted (each pair scored with the direction of the pairs that share no word "
+            "with it)."
+            if fitted
+            else " (diagonal leave-one-out)."
+        ),
     )
-    rep.add_table(
-        [{"concept": n, **iv.per_concept[n].to_json()} for n in names],
-        caption=f"Log-odds change per unit α ({iv.units}).",
-    )
+    if fitted:
+        rep.add_text(
+            "The cross-fitted distribution of that change over held-out pairs and contexts is in "
+            "the observed-vs-null section; the tables below illustrate it on single contexts."
+        )
+    else:
+        rep.add_table(
+            [{"concept": escape(n), **iv.per_concept[n].to_json()} for n in names],
+            caption=f"Log-odds change per unit α ({iv.units}).",
+        )
     for n, tab in iv.topk.items():
         rep.add_table(
             [
                 {
                     "α": r.alpha,
                     "top tokens": ", ".join(
-                        f"{t.strip() or repr(t)} ({p:.2f})"
+                        f"{escape(t.strip() or repr(t))} ({p:.2f})"
                         for t, p in zip(r.tokens, r.probs, strict=True)
                     ),
                 }
                 for r in tab.rows
             ],
-            caption=f"{n}: top-{res.options.top_k} next tokens of “{tab.context}” as α grows.",
+            caption=f"{escape(n)}: top-{res.options.top_k} next tokens of “{escape(tab.context)}” "
+            "as α grows.",
         )
     _word_probability_table(rep, iv)
 
@@ -258,7 +303,7 @@ def _word_probability_table(rep, iv) -> None:
         return
     rows = []
     for n, v in iv.word_probabilities.items():
-        row: dict[str, Any] = {"concept": n, "contexts": v.n_contexts}
+        row: dict[str, Any] = {"concept": escape(n), "contexts": v.n_contexts}
         row |= {f"p(target) α={a:g}": v.mean_p_target[i] for i, a in enumerate(iv.alphas)}
         row[f"target > base at α={iv.alphas[-1]:g}"] = v.frac_target_over_base[-1]
         rows.append(row)
@@ -285,10 +330,10 @@ def _steering_section(rep, res: AnalysisResult) -> None:
         rep.add_figure(
             steering_figure(s),
             f"steering_{_slug(s.concept)}",
-            caption=f"{s.concept}: on-target vs off-target log-odds change as α grows, per layer "
+            caption=f"{escape(s.concept)}: on-target vs off-target log-odds change as α grows, per layer "
             f"({s.n_eval_contexts} held-out contexts, {s.folds} folds).",
         )
-        rep.add_table(s.table_rows(), caption=f"{s.concept}: log-odds change (mean ± s.e.)")
+        rep.add_table(s.table_rows(), caption=f"{escape(s.concept)}: log-odds change (mean ± s.e.)")
 
 
 def _filter_section(rep, res: AnalysisResult) -> None:
@@ -299,7 +344,7 @@ def _filter_section(rep, res: AnalysisResult) -> None:
     ]:
         rows.append(
             {
-                "concept": name,
+                "concept": escape(name),
                 "lines": tf.n_lines,
                 "kept": tf.n_pairs,
                 "dropped": ", ".join(f"{k}: {v}" for k, v in tf.dropped_by_reason.items()) or "–",
@@ -319,7 +364,7 @@ def _notes_section(rep, res: AnalysisResult) -> None:
     notes = list(res.notes) + ([res.model.logits_note] if res.model.logits_note else [])
     if notes:
         rep.add_heading("Notes")
-        rep.add_text("\n\n".join(notes))
+        rep.add_text("\n\n".join(escape(n) for n in notes))
 
 
 def _slug(name: str) -> str:
@@ -332,9 +377,7 @@ def build_report(res: AnalysisResult, config: dict[str, Any] | None = None):
     """The :class:`linrep.report.Report` of one model (not yet written)."""
     from ..report import Report
 
-    rep = Report(
-        f"Concept geometry of {res.model.label}", config=config or {}, summary=_summary(res)
-    )
+    rep = Report(f"Concept geometry of {res.model.label}", config=config, summary=_summary(res))
     for section in (
         _cross_section,
         _loo_section,
@@ -363,18 +406,22 @@ def write_model_report(
     return rep.write(out, wall_time_s=res.timings.get("total_s"))
 
 
+def _concept_union(results: Sequence[AnalysisResult]) -> list[str]:
+    names: list[str] = []
+    for r in results:
+        names += [n for n in r.concept_names if n not in names]
+    return names
+
+
 def comparison_rows(
     results: Sequence[AnalysisResult], keys: Sequence[str] | None = None
 ) -> list[dict[str, Any]]:
     """One row per concept present in any model: LOO cosines (tested inner products) per model
     (columns ``"<key> <inner>"``; keys default to the model names)."""
     keys = list(keys) if keys is not None else [r.model.name for r in results]
-    names: list[str] = []
-    for r in results:
-        names += [n for n in r.concept_names if n not in names]
     rows = []
-    for n in names:
-        row: dict[str, Any] = {"concept": n}
+    for n in _concept_union(results):
+        row: dict[str, Any] = {"concept": escape(n)}
         for key, r in zip(keys, results, strict=True):
             c = next((c for c in r.concepts if c.name == n), None)
             for ip in TESTED_INNER:
@@ -394,7 +441,7 @@ def write_comparison_report(
     rep = Report(
         "Concept geometry across models",
         summary="The same concepts measured on several models (each model's own report is in its "
-        "sub-folder): " + "; ".join(r.model.label for r in results) + ".",
+        "sub-folder): " + "; ".join(escape(r.model.label) for r in results) + ".",
     )
     per_model = []
     for key, r in zip(keys, results, strict=True):
@@ -411,7 +458,7 @@ def write_comparison_report(
     rep.add_table(per_model, caption="Per model")
     rows = comparison_rows(results, keys)
     rep.add_table(rows, caption="Leave-one-out cosine per concept and model")
-    names = [r["concept"] for r in rows]
+    names = _concept_union(results)
     series = {}
     for key, r in zip(keys, results, strict=True):
         by = {c.name: c for c in r.concepts}
@@ -431,3 +478,31 @@ def write_comparison_report(
     )
     rep.results.update({"models": keys, "per_model": per_model, "loo_cosine": rows})
     return rep.write(out)
+
+
+def summary_lines(res: AnalysisResult) -> list[str]:
+    """The few lines ``linrep llm`` prints (Euclidean first, each number next to its null)."""
+    lines = [
+        f"{res.model.label}: {len(res.concepts)} concepts; mean |cos| between concepts: "
+        + ", ".join(offdiag_cells(res))
+    ]
+    loo = res.statistics.loo if res.statistics is not None else {}
+    for c in res.concepts:
+        cos = "  ".join(f"{k} {v:.3f}" for k, v in c.loo_cosine.items())
+        z = "".join(f"  z {k} {v[c.name].z:5.1f}" for k, v in loo.items() if c.name in v)
+        lines.append(f"  {c.name:24s} pairs {c.n_pairs:4d}  LOO cos {cos}{z}")
+    emb = res.embedding
+    for ip in ("euclidean", "causal"):
+        s = emb.summary.get(ip) if emb is not None else None
+        if s is not None:
+            q95 = f"{s.mean_perm_null_q95:.3f}" if s.mean_perm_null_q95 is not None else "–"
+            lines.append(
+                f"  alignment cos(f̄_W, ḡ_W) ({ip}): mean {s.mean_alignment:.3f}, permutation-null "
+                f"q95 {q95} (above it for {s.n_above_perm_q95}/{s.n_concepts}); other concepts "
+                f"{s.mean_other_concepts_abs or float('nan'):.3f}"
+            )
+    for section in res.sections:
+        line = getattr(section, "summary_line", None)
+        if callable(line):
+            lines.append(f"  {line()}")
+    return lines

@@ -95,6 +95,8 @@ class AnalysisResult(Record):
         embedding: embedding side at one layer (None without contexts).
         layers: per-layer profile (None unless ``layer="all"`` or a list).
         steering: steering through the network, one curve per ``steer`` concept.
+        statistics: every summary against its null (:mod:`linrep.llm.statistics`; None when
+            ``statistics=False``).
         sections: extension results (see :class:`ResultSection`).
         timings: step → seconds. options: the options used. notes: what the run noticed.
     """
@@ -109,6 +111,7 @@ class AnalysisResult(Record):
     embedding: EmbeddingSide | None = None
     layers: LayerProfile | None = None
     steering: tuple[Any, ...] = ()
+    statistics: Any = None
     sections: tuple[Any, ...] = ()
     timings: Mapping[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()

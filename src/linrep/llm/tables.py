@@ -124,6 +124,9 @@ def result_json(res: AnalysisResult) -> dict[str, Any]:
         "timings": dict(res.timings),
         "notes": list(res.notes),
     }
+    if res.statistics is not None:
+        doc["null_mean_abs_offdiag"] = res.statistics.null_mean_abs_offdiag()
+        doc["statistics"] = res.statistics.to_json()
     for s in res.sections:
         doc[s.key] = s.to_json()
     from ..io import to_jsonable
