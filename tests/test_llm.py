@@ -744,3 +744,32 @@ def test_alignment_null_of_other_estimators_refits_each_permutation():
     # and the refit path agrees with the vectorised one for the mean difference
     refit = [MeanDifference().fit(F, yy).direction_ @ (g / np.linalg.norm(g)) for yy in Y]
     np.testing.assert_allclose(mean, refit, atol=1e-12)
+
+
+def test_llm_report_escapes_hostile_concept_names(tmp_path):
+    tokens, types, gamma, concepts, _ = planted_model(seed=14)
+    path = write_gguf(tmp_path / "toy.gguf", tokens, types, gamma)
+    hostile = {
+        "male - female": "**x** [a](javascript:alert(1)) - female",
+        "verb - Ved": "<script>alert(2)<\\script> - Ved",
+        "verb - Ving": "verb - Ving",
+    }
+    folder = tmp_path / "pairs"
+    for name, pairs in concepts.items():
+        write_pairs(folder, hostile[name], pairs)
+    assert (
+        _cli(
+            tmp_path,
+            "--model",
+            str(path),
+            "--concepts",
+            str(folder),
+            "--set",
+            "llm.statistics=false",
+        )
+        == 0
+    )
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "javascript:" not in html.replace("[a](javascript:alert(1))", "")
+    assert 'href="javascript' not in html and "<script>" not in html
+    assert "[a](javascript:alert(1))" in html  # shown literally

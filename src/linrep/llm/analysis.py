@@ -18,6 +18,7 @@ function and one new field.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -175,7 +176,7 @@ def fitted_inner_products(
     *,
     floor: float = 1e-10,
     seed: int = 0,
-    cache: ModelCache | None = None,
+    cache: ModelCache | str | os.PathLike | bool | None = False,
 ) -> dict[str, geo.InnerProduct]:
     """Fitted :mod:`linrep.geometry` inner products for one model.
 
@@ -190,14 +191,14 @@ def fitted_inner_products(
         names: which inner products.
         floor: relative eigenvalue floor of the causal inner product.
         seed: seed of the random inner product.
-        cache: the model cache (None or a disabled cache: always refit).
+        cache: the model cache or a cache folder (False, the default: always refit).
     """
     out: dict[str, geo.InnerProduct] = {}
     for name in names:
         if name != "causal":
             out[name] = geo.get_inner_product(name, unemb.gamma, seed=seed)
         else:
-            out[name] = _causal(unemb, floor, cache or ModelCache(None))
+            out[name] = _causal(unemb, floor, ModelCache.of(cache))
     return out
 
 

@@ -127,6 +127,15 @@ class ModelCache:
         """The cache at ``folder`` (default: :func:`cache_dir`), or a disabled one."""
         return cls(cache_dir(folder) if enabled else None)
 
+    @classmethod
+    def of(cls, cache: ModelCache | str | os.PathLike | bool | None) -> ModelCache:
+        """The cache an argument means: itself; None = the default folder; a path; False = off."""
+        if isinstance(cache, ModelCache):
+            return cache
+        if cache is False:
+            return cls(None)
+        return cls.open(None if cache is True else cache)
+
     @property
     def enabled(self) -> bool:
         return self.root is not None

@@ -87,13 +87,17 @@ def _load(source: ModelSource, cache: ModelCache, progress: bool) -> tuple[Any, 
 
 
 def load_causal_lm(
-    source: ModelSource, cache: ModelCache | None = None, *, progress: bool = True
+    source: ModelSource,
+    cache: ModelCache | str | os.PathLike | bool | None = None,
+    *,
+    progress: bool = True,
 ) -> tuple[Any, Any]:
     """Load model and tokenizer in float32, offline.
 
     Args:
         source: the model (see :func:`linrep.llm.resolve_model`).
-        cache: the model cache; a GGUF model's float32 copy is kept in ``hf-float32/<sha256>/``.
+        cache: the model cache (or a folder; None = the user cache; False = none); a GGUF model's
+            float32 copy is kept in ``hf-float32/<sha256>/``.
         progress: print what is being loaded.
 
     Returns:
@@ -109,7 +113,7 @@ def load_causal_lm(
         raise InputError(
             "hidden-state analyses need transformers; install them with: pip install 'linrep[llm]'"
         ) from None
-    cache = ModelCache.open() if cache is None else cache
+    cache = ModelCache.of(cache)
     try:
         return _load(source, cache, progress)
     except InputError:

@@ -113,8 +113,8 @@ def _loo_section(rep, res: AnalysisResult) -> None:
 
 def _concept_row(c) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "concept": c.name,
-        "group": c.group,
+        "concept": escape(c.name),
+        "group": escape(c.group),
         "pairs": c.n_pairs,
         "dropped": len(c.token_filter.dropped),
     }
@@ -378,8 +378,10 @@ def build_report(res: AnalysisResult, config: dict[str, Any] | None = None):
     from ..report import Report
 
     rep = Report(f"Concept geometry of {res.model.label}", config=config, summary=_summary(res))
+    _cross_section(rep, res)
+    if res.statistics is not None:
+        res.statistics.add_to_report(rep)
     for section in (
-        _cross_section,
         _loo_section,
         _embedding_section,
         _layers_section,
@@ -446,8 +448,8 @@ def write_comparison_report(
     per_model = []
     for key, r in zip(keys, results, strict=True):
         row: dict[str, Any] = {
-            "model": key,
-            "checkpoint": r.model.label,
+            "model": escape(key),
+            "checkpoint": escape(r.model.label),
             "concepts": len(r.concepts),
         }
         row |= {f"mean |offdiag| {ip}": v for ip, v in r.mean_abs_offdiag.items()}

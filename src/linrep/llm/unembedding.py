@@ -355,16 +355,19 @@ def _fill_entry(read: _Read, source: ModelSource):
 
 
 def load_unembedding(
-    source: ModelSource, cache: ModelCache | None = None, *, progress: bool = True
+    source: ModelSource,
+    cache: ModelCache | str | os.PathLike | bool | None = None,
+    *,
+    progress: bool = True,
 ) -> Unembedding:
     """γ, vocabulary and file label of a model, from the checked cache entry when present.
 
     Args:
         source: the model (see :func:`linrep.llm.resolve_model`).
-        cache: the model cache (default: the user cache; ``ModelCache(None)`` = no cache).
+        cache: the model cache, a cache folder, None (the user cache) or False (no cache).
         progress: progress bars and messages.
     """
-    cache = ModelCache.open() if cache is None else cache
+    cache = ModelCache.of(cache)
     entry = cache.load("gamma", source.sha256, source.sha256)
     if entry is not None:
         unemb = _from_entry(entry, source)
