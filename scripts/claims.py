@@ -207,17 +207,25 @@ def keys(claims: dict[str, Claim], root: Path, quick_only: bool) -> list[str]:
 
 
 UNMARKED = re.compile(r"(?<![\w.])\d+\.\d{2,}(?![\w.])")
+SETTING = re.compile(r"(?:\blr|arXiv|=|scales?|rates?|init)\s*$")
 
 
 def unmarked_numbers(readme: str) -> list[str]:
-    """Decimal numbers with ≥ 2 decimals outside markers, code blocks and inline code."""
+    """Decimal numbers with ≥ 2 decimals outside markers, code blocks and inline code.
+
+    Settings are not measurements: a number right after "lr", "arXiv", "=", "init", "rate(s)" or
+    "scale(s)", or a range "a–b" of such, is not flagged.
+    """
     text = re.sub(r"```.*?```", "", readme, flags=re.S)
     text = MARKER.sub("", text)
     text = re.sub(r"`[^`\n]*`", "", text)
     text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
     out = []
     for line in text.splitlines():
-        out += [f"unmarked number '{x}' in: {line.strip()[:80]}" for x in UNMARKED.findall(line)]
+        for m in UNMARKED.finditer(line):
+            before = re.sub(r"[\d.]+–$", "", line[: m.start()])  # "rates 0.001–1": the range start
+            if not SETTING.search(before):
+                out.append(f"unmarked number '{m.group(0)}' in: {line.strip()[:80]}")
     return out
 
 
