@@ -240,9 +240,11 @@ def _sweep_report(cfg, rep, out) -> None:
         "point of training. **change over last decade** = value at the last step minus the value "
         "a decade of steps earlier; **at a plateau** = excess loss < "
         f"{PLATEAU['excess_loss']:g} and |change| < {PLATEAU['last_decade_change']:g} (the "
-        "headline ranges use only those cells). Under GD the raw "
-        "parallelism falls with the initialisation scale while the one inside span{f} does not: "
-        "the raw gap is initialisation in the d − F directions no logit sees."
+        "headline ranges use only those cells). Under GD the raw parallelism falls with the "
+        "initialisation scale much more than the one inside span{f}: most of the raw gap is "
+        "initialisation in the d − F directions no logit sees. Runs at the largest scale are "
+        "typically still changing after the last decade (not at a plateau), so their in-span "
+        "values are not end points either."
     )
     fig = figures.lines_vs_step(
         inits,
