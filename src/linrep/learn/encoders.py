@@ -3,7 +3,7 @@
 Every parameter tensor carries a leading run axis K, so one call evaluates K independent models
 (batched matmuls; no Python loop over runs or contexts). ``free``, ``linear`` and ``mlp`` have
 hand-written backward passes (autograd's bookkeeping costs more than the arithmetic at these sizes;
-tests check them against autograd and finite differences); the transformer uses autograd.
+tests check them against autograd and finite differences), the transformer too (its own module).
 
 Input encoding of ``linear`` and ``mlp``: x(ξ) ∈ {0,1}^{3m}, slots (3i, 3i+1, 3i+2) of concept i are
 the indicators of C_i = 0, C_i = 1 and C_i = ⋄. Exactly one slot per concept is on, so Σ_slots of a
@@ -51,6 +51,9 @@ class Encoder:
     feature_dim = 0
     #: False if H is a constant (no parameters before W_out): then ∂L/∂H is never formed.
     needs_dH = True
+    #: The model's step buffers (set by BatchedModel; None when the encoder stands alone). An
+    #: encoder may keep a step's intermediates there on its unfactored path too.
+    ws: Workspace | None = None
 
     def __init__(self, cfg: ModelConfig, contexts: np.ndarray, dtype: torch.dtype):
         self.cfg = cfg

@@ -63,6 +63,7 @@ class BatchedModel:
         self._view_ptr = 0
         self._view_cache: dict[str, torch.Tensor] = {}
         self.ws = Workspace()  # buffers of the intermediates of loss() and grad()
+        self.encoder.ws = self.ws
 
     # ------------------------------------------------------------------ parameters
     def init(self, seeds: list[int], cfgs: list[ModelConfig]) -> torch.Tensor:
@@ -146,7 +147,8 @@ class BatchedModel:
         return torch.cat(parts, dim=1, out=out)
 
     def _grad_autograd(self, theta: torch.Tensor, kind: str, target: Target) -> torch.Tensor:
-        """Encoder backward by autograd, head by the closed form (for the transformer)."""
+        """Encoder backward by autograd, head by the closed form (for an encoder without
+        ``manual_backward``)."""
         K = theta.shape[0]
         views = self.views(theta)
         enc_names = [name for name, *_ in self.layout if name not in ("g", "b")]

@@ -1,29 +1,55 @@
-"""A small causal transformer encoder f(ξ), batched over K runs (backward by autograd).
+"""A small causal transformer encoder f(ξ), batched over K runs, with a hand-written backward pass.
 
 Token rendering of a context ξ ∈ {0,1,⋄}^m: one token per *known* concept value (token 2i + c_i for
 C_i = c_i), in a random order per context (fixed by ``order_seed``), then a query token (id 2m); the
-sequence is left-padded to length m + 1 with a pad token (id 2m + 1) that no real position attends
-to. The query sits at the last position, and f(ξ) is its final hidden state (after a final
+sequence is left-padded to length L = m + 1 with a pad token (id 2m + 1) that no real position
+attends to. The query sits at the last position, and f(ξ) is its final hidden state (after a final
 LayerNorm) projected to ℝ^d — as a language model's last-layer state at the position predicting the
 next token.
 
 Architecture (pre-LayerNorm, as GPT-2): x₀ = E_tok[token] + E_pos[position];
-x ← x + Attn(LN(x)); x ← x + MLP(LN(x)) for ``depth`` blocks; f = LN(x_last) W_out.
+x ← x + Attn(LN(x)); x ← x + MLP(LN(x)) for ``depth`` blocks; f = LN(x_last) W_out, with
+Attn(h) = Σ_heads softmax_j(q_i·k_j/√d_h + mask_ij) v_j W_o (q, k, v = h W_qkv split into heads)
+and MLP(h) = GELU(h W₁ + b₁) W₂ + b₂ (exact erf GELU, hidden width 4·width).
 Initialisation: embeddings N(0, 1); Q/K/V/O and MLP weights fan-in scaled N(0, 1/fan_in) (or
 ``hidden_init_scale``); LayerNorm gains 1 and biases 0; MLP biases 0; W_out: (width, d) ~
 N(0, init_scale²).
+
+How a step is computed — the same function and gradient as a literal evaluation of every block at
+every position, with much less work (see :class:`_Plan`):
+
+- **Only what f reads.** A block's output at position i depends only on the first i + 1 positions
+  (causal attention, absolute positions), so block 0 runs once per distinct context prefix (the
+  middle blocks of a deeper model on every position), and the last block computes keys and values
+  at every position but its query, attention, W_o and MLP only at position L − 1.
+- **Block 0 on the (token, position) table.** x₀, LN(x₀) and q, k, v depend on the cell (token,
+  position) only: they, the attention scores q·k and the value-outputs v_h W_o,h are computed once
+  per run on the (2m + 2)·L cells; a row's attention output is a weighted sum of L·H table rows
+  (``embedding_bag``), and gradients flow back onto the table.
+- **Tiny L.** Attention over L = m + 1 keys is written with the channels as the contiguous inner
+  axis of every product and per-head sums as small matmuls (batched matmuls of L × L matrices run
+  far below speed on a CPU).
+- **Backward by hand** (as the MLP encoder), with the step's intermediates in the model's reused
+  buffers. Tests check the gradient against finite differences and against autograd through an
+  independent plain-torch transformer.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from .encoders import Encoder
+from .encoders import Encoder, Params
+from .workspace import Workspace
 
 __all__ = ["TransformerEncoder", "render_contexts"]
+
+EPS = 1e-5  # LayerNorm ε
 
 
 def render_contexts(contexts: np.ndarray, order_seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -51,38 +77,283 @@ def render_contexts(contexts: np.ndarray, order_seed: int) -> tuple[np.ndarray, 
     return seq, pad
 
 
-def _layer_norm(x: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """LayerNorm over the last axis; gain/bias: (K, w), broadcast over the middle axes of x."""
-    mu = x.mean(dim=-1, keepdim=True)
-    var = (x - mu).pow(2).mean(dim=-1, keepdim=True)
-    shape = (gain.shape[0],) + (1,) * (x.dim() - 2) + (gain.shape[1],)
-    return (x - mu) / torch.sqrt(var + 1e-5) * gain.view(shape) + bias.view(shape)
+# ----------------------------------------------------------------------------- where blocks run
+class _Plan(NamedTuple):
+    """Where the blocks are evaluated for a set of B contexts (index tensors shared by all runs).
+
+    Block 0 runs on U rows: one per distinct prefix (positions 0..i of a context) when depth ≥ 2,
+    the B query positions when depth = 1; the residual stream below the last block is laid out
+    (position j, context b), j-major. T = (2m + 2)·L table cells, H heads.
+    """
+
+    cell: torch.Tensor
+    """(U,) table cell (token·L + position) of each block-0 row: its x₀ row."""
+    mask0: torch.Tensor
+    """(L, U) additive mask (0 or −∞) of key position j for each block-0 row."""
+    scores: torch.Tensor
+    """(1, H·L·U) index h·T² + cell·T + cell_j of (h, j, u) into the per-head (T, T) score tables."""
+    gather: torch.Tensor
+    """(1, H·L·U) index u·H·T + h·T + cell_j of (h, j, u) into per-row (H, T) tables."""
+    vo: torch.Tensor
+    """(U, L·H) index h·T + cell_j of (u, j, h) into the per-head (T, ·) value-output tables."""
+    back_rows: torch.Tensor
+    """(H·L·U,) block-0 row u of each (h, j, u) sorted by (h, cell_j): the transposed bags."""
+    back_weights: torch.Tensor
+    """(H·L·U,) flat (h, j, u) index of the same entries."""
+    back_offsets: torch.Tensor
+    """(H·T,) start of each (h, cell) bag in ``back_rows``."""
+    keys: torch.Tensor | None
+    """(L·B,) block-0 row of each (position j, context b), j-major; None if depth = 1."""
+    mask: torch.Tensor
+    """(L, L, B, 1) additive mask of the middle blocks (query i, key j, context b)."""
+    qmask: torch.Tensor
+    """(1, L, B, 1) additive mask of the last block's query on key j."""
 
 
-def _mm(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """(K, ..., a) @ (K, a, b) → (K, ..., b) as one batched matmul."""
-    K = x.shape[0]
-    out = torch.bmm(x.reshape(K, -1, x.shape[-1]), w)
-    return out.view(*x.shape[:-1], w.shape[-1])
+def _plan(seq: np.ndarray, allowed: np.ndarray, n_tok: int, depth: int, heads: int, dtype):
+    """:class:`_Plan` of contexts with token sequences seq (B, L) and attention pattern allowed
+    (B, L query, L key)."""
+    B, L = seq.shape
+    T, H = n_tok * L, heads
+    cell = seq * L + np.arange(L)  # (B, L)
+    if depth == 1:  # only the query position is read
+        b, i, keys = np.arange(B), np.full(B, L - 1), None
+    else:
+        prefix = np.where(np.arange(L) <= np.arange(L)[:, None], seq[:, None, :], -1)  # (B, i, j)
+        prefix = prefix.transpose(1, 0, 2).reshape(L * B, L)  # j-major rows j·B + b
+        _, first, keys = np.unique(prefix, axis=0, return_index=True, return_inverse=True)
+        i, b = np.divmod(first, B)
+        keys = torch.as_tensor(keys.reshape(-1))
+    U = len(b)
+    kcell = cell[b].T  # (L, U): the cell of each key position of each row
+    h = np.arange(H)[:, None, None]
+    u = np.arange(U)
+    add = np.where(allowed, 0.0, -np.inf)  # (B, i, j)
+    # the transposed bags: every (h, j, u), grouped by (h, cell_j) in table order
+    order = np.argsort(kcell.reshape(-1), kind="stable")  # over (j, u)
+    counts = np.bincount(kcell.reshape(-1), minlength=T)
+    starts = np.concatenate([[0], np.cumsum(np.tile(counts, H))[:-1]])
+
+    def t(a, dt=None):
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=dt)
+
+    return _Plan(
+        cell=t(cell[b, i]),
+        mask0=t(add[b, i].T, dtype),
+        scores=t((h * T * T + cell[b, i] * T + kcell).reshape(1, -1)),
+        gather=t((u * H * T + h * T + kcell).reshape(1, -1)),
+        vo=t((h * T + kcell).transpose(2, 1, 0).reshape(U, L * H)),
+        back_rows=t(np.tile(np.tile(u, L)[order], H)),
+        back_weights=t((np.arange(H)[:, None] * L * U + order).reshape(-1)),
+        back_offsets=t(starts),
+        keys=keys,
+        mask=t(add.transpose(1, 2, 0)[..., None], dtype),
+        qmask=t(add[:, L - 1].T[None, :, :, None], dtype),
+    )
+
+
+class _Runs(NamedTuple):
+    """A plan's indices for K runs whose rows are stacked (run k's rows offset by k·rows)."""
+
+    cell: torch.Tensor
+    """(K·U,) rows of the (K·T, w) x₀ table for block 0's rows."""
+    vo: torch.Tensor
+    """(K·U, L·H) rows of the (K·H·T, w) value-output tables: block 0's bags."""
+    back_rows: torch.Tensor
+    """(K·H·L·U,) rows of ∂y (K·U, w): block 0's transposed bags."""
+    back_offsets: torch.Tensor
+    """(K·H·T,) their starts."""
+    keys: torch.Tensor | None
+    """(K·L·B,) block-0 row of each (position j, context b); None if depth = 1."""
+    queries: torch.Tensor | None
+    """(K·B,) row of each context's query position in the last block's input (block 0's rows if
+    depth = 2, the (position, context) grid if depth ≥ 3); None if depth = 1."""
+
+
+def _runs(plan: _Plan, K: int, T: int, depth: int) -> _Runs:
+    """:class:`_Runs` of a plan for K runs (T table cells)."""
+    run = torch.arange(K)[:, None]
+    U, H = plan.cell.shape[0], plan.back_offsets.shape[0] // T
+    N = plan.back_rows.shape[0]
+    keys = queries = None
+    if plan.keys is not None:
+        keys = plan.keys + U * run  # (K, L·B)
+        B = plan.qmask.shape[2]
+        LB = keys.shape[1]
+        queries = keys[:, -B:] if depth == 2 else LB * run + torch.arange(LB - B, LB)
+        keys, queries = keys.reshape(-1), queries.reshape(-1)
+    return _Runs(
+        cell=(plan.cell + T * run).reshape(-1),
+        vo=(plan.vo + H * T * run[:, :, None]).reshape(K * U, -1),
+        back_rows=(plan.back_rows + U * run).reshape(-1),
+        back_offsets=(plan.back_offsets + N * run).reshape(-1),
+        keys=keys,
+        queries=queries,
+    )
+
+
+# ----------------------------------------------------------------------------- building blocks
+class _Buf:
+    """Step buffers by name: the model's workspace (reused every step) or fresh tensors."""
+
+    def __init__(self, ws: Workspace | None, dtype: torch.dtype):
+        self.ws, self.dtype = ws, dtype
+
+    def __call__(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        if self.ws is None:
+            return torch.empty(shape, dtype=self.dtype)
+        return self.ws("transformer." + name, tuple(shape), self.dtype)
+
+    def zeros(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        return self(name, shape).zero_()
+
+
+def _ln(x: torch.Tensor, g: torch.Tensor, b: torch.Tensor, buf: _Buf, name: str):
+    """LayerNorm over the last axis of x (K, R, w), per-run gain/bias (K, 1, w): h = x̂ ⊙ gain + bias,
+    x̂ = (x − μ) ρ, ρ = 1/√(var + ε) (biased variance). Returns h and the cache (x̂, ρ)."""
+    xhat, _, rstd = torch.native_layer_norm(x, (x.shape[-1],), None, None, EPS)
+    return torch.addcmul(b, xhat, g, out=buf(name + ".h", x.shape)), (xhat, rstd)
+
+
+def _ln_back(dh: torch.Tensor, g: torch.Tensor, cache: tuple, buf: _Buf, name: str):
+    """(∂x, ∂gain, ∂bias) of :func:`_ln` from ∂h (K, R, w):
+    ∂x = ρ (∂x̂ − mean ∂x̂ − x̂ mean(∂x̂ ⊙ x̂)), ∂x̂ = ∂h ⊙ gain (the bracket is aten's LayerNorm
+    backward of x̂ itself: mean 0, ρ 1)."""
+    xhat, rstd = cache
+    tmp = buf(f"tmp{tuple(dh.shape)}", dh.shape)
+    dg = torch.mul(dh, xhat, out=tmp).sum(dim=1, keepdim=True)
+    db = dh.sum(dim=1, keepdim=True)
+    zero, one = torch.zeros_like(rstd), torch.ones_like(rstd)
+    dx = torch.ops.aten.native_layer_norm_backward(
+        torch.mul(dh, g, out=tmp),
+        xhat,
+        (dh.shape[-1],),
+        zero,
+        one,
+        None,
+        None,
+        (True, False, False),
+    )[0]
+    return dx.mul_(rstd), dg, db
+
+
+@functools.lru_cache(maxsize=16)
+def _heads(w: int, heads: int, dtype: torch.dtype) -> torch.Tensor:
+    """(w, H) 0/1 matrix of channel c in head h: x (…, w) @ it sums each head's d_h channels,
+    a (…, H) @ its transpose spreads a head's value over its channels. Never modified."""
+    return (torch.arange(w)[:, None] // (w // heads) == torch.arange(heads)).to(dtype)
+
+
+def _attend_table(qkv_t, Wo, plan: _Plan, runs: _Runs, heads: int, buf: _Buf):
+    """Block-0 attention of its U rows, W_o included: y_u = Σ_{j,h} a_hju (v_h W_o,h)[cell_ju].
+
+    qkv_t: (K, T, 3w) on the table; a_hju = softmax_j(q_h[cell_u]·k_h[cell_ju]/√d_h + mask), the
+    scores gathered from one (T, T) table per head; the sum over (j, h) is an ``embedding_bag`` of
+    the value-output table. Returns y (K, U, w) and the cache of :func:`_attend_table_back`.
+    """
+    K, T, w3 = qkv_t.shape
+    L, U = plan.mask0.shape
+    w, H = w3 // 3, heads
+    dh = w // H
+    q, k, v = qkv_t.view(K, T, 3, H, dh).permute(2, 0, 3, 1, 4).reshape(3, K * H, T, dh)
+    s_t = torch.baddbmm(
+        buf("t.st", (K * H, T, T)), q, k.transpose(1, 2), beta=0.0, alpha=1.0 / math.sqrt(dh)
+    )
+    s = torch.gather(s_t.view(K, -1), 1, plan.scores.expand(K, -1), out=buf("t.s", (K, H * L * U)))
+    a = torch.softmax(s.view(K, H, L, U).add_(plan.mask0), dim=2, out=buf("t.a", (K, H, L, U)))
+    vo = torch.bmm(v, Wo.reshape(K * H, dh, w))  # (K·H, T, w): v_h W_o,h on the table
+    psw = torch.permute(a, (0, 3, 2, 1)).reshape(K * U, L * H)  # bag u: its (j, h) entries
+    y = F.embedding_bag(runs.vo, vo.view(-1, w), per_sample_weights=psw, mode="sum")
+    return y.view(K, U, w), (q, k, v, vo, a)
+
+
+def _attend_table_back(dy, cache, Wo, plan: _Plan, runs: _Runs, buf: _Buf):
+    """(∂qkv_t (K, T, 3w), ∂W_o (K, w, w)) of :func:`_attend_table` from ∂y (K, U, w)."""
+    q, k, v, vo, a = cache
+    K, H, L, U = a.shape
+    T, dh = q.shape[1:]
+    w = H * dh
+    m = torch.bmm(dy, vo.view(K, H * T, w).transpose(1, 2), out=buf("t.m", (K, U, H * T)))
+    da = torch.gather(m.view(K, -1), 1, plan.gather.expand(K, -1), out=buf("t.da", (K, H * L * U)))
+    da = da.view(a.shape)
+    ds = da.sub_((a * da).sum(2, keepdim=True)).mul_(a)  # ∂s·√d_h
+    ds_t = buf.zeros("t.dst", (K, H * T * T)).scatter_add_(
+        1, plan.scores.expand(K, -1), ds.view(K, -1)
+    )
+    ds_t = ds_t.view(K * H, T, T)
+    psw = torch.index_select(a.view(K, -1), 1, plan.back_weights).view(-1)
+    dvo = F.embedding_bag(
+        runs.back_rows, dy.reshape(K * U, w), runs.back_offsets, per_sample_weights=psw, mode="sum"
+    ).view(K * H, T, w)
+    Wh = Wo.reshape(K * H, dh, w)
+    scale = 1.0 / math.sqrt(dh)
+    dqkv = torch.stack(
+        (
+            torch.baddbmm(q, ds_t, k, beta=0.0, alpha=scale),
+            torch.baddbmm(k, ds_t.transpose(1, 2), q, beta=0.0, alpha=scale),
+            torch.bmm(dvo, Wh.transpose(1, 2)),
+        )
+    )  # (3, K·H, T, d_h)
+    dqkv = dqkv.view(3, K, H, T, dh).permute(1, 3, 0, 2, 4).reshape(K, T, 3 * w)
+    return dqkv, torch.bmm(v.transpose(1, 2), dvo).view(K, w, w)
+
+
+def _attend_rows(q, kv, mask, heads: int, buf: _Buf, name: str):
+    """Causal attention at Lq query positions: q (K, Lq, B, w), kv (K, L, B, 2w) keys and values at
+    every position, mask (Lq, L, B, 1) additive → (o (K, Lq, B, w), a (K, Lq, L, B, H)).
+
+    Channels stay the contiguous inner axis of every product; per-head sums over d_h and the
+    spreading of a head's weight over its channels are small matmuls with :func:`_heads`.
+    """
+    K, Lq, B, w = q.shape
+    L = kv.shape[1]
+    S = _heads(w, heads, q.dtype)
+    k, v = kv.view(K, L, B, 2, w).unbind(3)
+    qk = torch.mul(q.unsqueeze(2), k.unsqueeze(1), out=buf(name + ".qk", (K, Lq, L, B, w)))
+    s = torch.matmul(qk, S).mul_(1.0 / math.sqrt(w // heads)).add_(mask)
+    a = torch.softmax(s, dim=2, out=buf(name + ".a", s.shape))
+    av = torch.mul(torch.matmul(a, S.T, out=qk), v.unsqueeze(1), out=qk)  # ⊙ v, head by head
+    return av.sum(dim=2), a
+
+
+def _attend_rows_back(do, q, kv, a, buf: _Buf, name: str):
+    """(∂q (K, Lq, B, w), ∂kv (K, L, B, 2w)) of :func:`_attend_rows` from ∂o (K, Lq, B, w)."""
+    K, Lq, L, B, H = a.shape
+    w = q.shape[-1]
+    S = _heads(w, H, q.dtype)
+    k, v = kv.view(K, L, B, 2, w).unbind(3)
+    do = do.unsqueeze(2)  # (K, Lq, 1, B, w)
+    tmp = buf(name + ".qk", (K, Lq, L, B, w))
+    dkv = buf(name + ".dkv", (K, L, B, 2, w))
+    torch.sum(torch.mul(torch.matmul(a, S.T, out=tmp), do, out=tmp), dim=1, out=dkv[:, :, :, 1])
+    da = torch.matmul(torch.mul(do, v.unsqueeze(1), out=tmp), S)  # (K, Lq, L, B, H)
+    ds = da.sub_((a * da).sum(2, keepdim=True)).mul_(a).mul_(1.0 / math.sqrt(w // H))
+    dse = torch.matmul(ds, S.T, out=tmp)  # ∂s spread over each head's channels
+    torch.sum(
+        torch.mul(dse, q.unsqueeze(2), out=buf(name + ".t2", tmp.shape)), dim=1, out=dkv[:, :, :, 0]
+    )
+    dq = torch.mul(dse, k.unsqueeze(1), out=tmp).sum(dim=2)
+    return dq, dkv.view(kv.shape)
 
 
 class TransformerEncoder(Encoder):
     """f(ξ) = query-position output of a small causal transformer (see module docstring)."""
 
-    manual_backward = False
+    out_name = "W_out"
 
     def __init__(self, cfg, contexts, dtype):
         super().__init__(cfg, contexts, dtype)
         seq, pad = render_contexts(contexts, cfg.order_seed)
-        self.L = self.m + 1
+        self.L = L = self.m + 1
         self.n_tok = 2 * self.m + 2
+        self.T = self.n_tok * L  # table cells (token, position)
+        self.feature_dim = cfg.width
         self.seq = torch.as_tensor(seq)
-        L = self.L
         causal = np.tril(np.ones((L, L), dtype=bool))
         allowed = causal[None] & ~pad[:, None, :]  # (n, L query, L key)
         allowed |= np.eye(L, dtype=bool)[None]  # pads attend to themselves (never read)
-        mask = np.where(allowed, 0.0, -np.inf)
-        self.mask = torch.as_tensor(mask, dtype=dtype)[None, :, None]  # (1, n, 1, L, L)
+        self.plan = _plan(seq, allowed, self.n_tok, cfg.depth, cfg.heads, dtype)
+        self._runs: dict[int, _Runs] = {}
 
     def shapes(self):
         w, L = self.cfg.width, self.L
@@ -118,20 +389,172 @@ class TransformerEncoder(Encoder):
                 p[name] = torch.randn(shape, generator=gen, dtype=torch.float64) * sd
         return p
 
+    # ------------------------------------------------------------------ forward
     def forward(self, p):
+        H, cache = self.features(p)
+        return torch.bmm(H, p["W_out"]), (cache, H)
+
+    def features(self, p, ws=None):
+        """H = LN_f(x_last): (K, n, w), and the cache of :meth:`backward_features`."""
         K = p["tok_emb"].shape[0]
-        n, L, w, H = self.n, self.L, self.cfg.width, self.cfg.heads
-        dh = w // H
-        x = p["tok_emb"][:, self.seq] + p["pos_emb"][:, None]  # (K, n, L, w)
-        for i in range(self.cfg.depth):
-            h = _layer_norm(x, p[f"ln1_g{i}"][:, 0], p[f"ln1_b{i}"][:, 0])
-            qkv = _mm(h, p[f"Wqkv{i}"]).view(K, n, L, 3, H, dh)
-            q, k, v = (qkv[:, :, :, j].transpose(2, 3) for j in range(3))  # (K, n, H, L, dh)
-            att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dh) + self.mask, dim=-1)
-            a = (att @ v).transpose(2, 3).reshape(K, n, L, w)
-            x = x + _mm(a, p[f"Wo{i}"])
-            h = _layer_norm(x, p[f"ln2_g{i}"][:, 0], p[f"ln2_b{i}"][:, 0])
-            u = torch.nn.functional.gelu(_mm(h, p[f"W1{i}"]) + p[f"b1{i}"][:, None])
-            x = x + _mm(u, p[f"W2{i}"]) + p[f"b2{i}"][:, None]
-        last = _layer_norm(x[:, :, -1], p["lnf_g"][:, 0], p["lnf_b"][:, 0])  # (K, n, w)
-        return torch.bmm(last, p["W_out"]), None
+        if K not in self._runs:
+            self._runs[K] = _runs(self.plan, K, self.T, self.cfg.depth)
+        buf = _Buf(ws if ws is not None else self.ws, p["tok_emb"].dtype)
+        return self._features(p, self.plan, self._runs[K], buf)
+
+    def _features(self, p: Params, plan: _Plan, runs: _Runs, buf: _Buf):
+        """H (K, B, w) of the B contexts of ``plan``."""
+        K, T, w = p["tok_emb"].shape[0], self.T, self.cfg.width
+        L, depth, heads = self.L, self.cfg.depth, self.cfg.heads
+        U = plan.cell.shape[0]
+        # block 0 on the (token, position) table, then at its U rows
+        x0t = (p["tok_emb"][:, :, None] + p["pos_emb"][:, None]).view(K, T, w)
+        h0t, ln0 = _ln(x0t, p["ln1_g0"], p["ln1_b0"], buf, "ln1.0")
+        y, att = _attend_table(
+            torch.bmm(h0t, p["Wqkv0"]), p["Wo0"], plan, runs, self.cfg.heads, buf
+        )
+        x = torch.index_select(x0t.view(K * T, w), 0, runs.cell, out=buf("x0", (K * U, w)))
+        x, mlp = self._mlp(p, 0, x.view(K, U, w).add_(y), buf)
+        blocks = [{"h": h0t, "ln1": ln0, "att": att, "mlp": mlp}]
+        if depth > 2:  # middle blocks run on the full (position, context) grid
+            x = torch.index_select(
+                x.view(K * U, w), 0, runs.keys, out=buf("xd", (runs.keys.numel(), w))
+            )
+            x = x.view(K, -1, w)
+        B = x.shape[1] // L
+        for i in range(1, depth - 1):
+            c: dict[str, Any] = {}
+            h, c["ln1"] = _ln(x, p[f"ln1_g{i}"], p[f"ln1_b{i}"], buf, f"ln1.{i}")
+            qkv = torch.bmm(h, p[f"Wqkv{i}"], out=buf(f"qkv{i}", (K, L * B, 3 * w))).view(
+                K, L, B, 3 * w
+            )
+            o, c["a"] = _attend_rows(qkv[..., :w], qkv[..., w:], plan.mask, heads, buf, f"att{i}")
+            x = torch.baddbmm(x, o.view(K, L * B, w), p[f"Wo{i}"], out=buf(f"xa{i}", x.shape))
+            c.update(h=h, qkv=qkv, o=o)
+            x, c["mlp"] = self._mlp(p, i, x, buf)
+            blocks.append(c)
+        if depth > 1:
+            x = self._last(p, x, plan, runs, blocks, buf)
+        H, lnf = _ln(x, p["lnf_g"], p["lnf_b"], buf, "lnf")
+        return H, (blocks, lnf, plan, runs, buf)
+
+    def _last(self, p: Params, x: torch.Tensor, plan: _Plan, runs: _Runs, blocks: list, buf: _Buf):
+        """The last block: LN, keys and values at every row of x (K, R, w), the rest at the
+        query positions only. Returns x after the block at the queries, (K, B, w)."""
+        i, L, w = self.cfg.depth - 1, self.L, self.cfg.width
+        K, R, _ = x.shape
+        B = runs.queries.numel() // K
+        keys = runs.keys if i == 1 else None  # depth 2: x is on block 0's rows, else the grid
+        c: dict[str, Any] = {"keys": keys}
+        h, c["ln1"] = _ln(x, p[f"ln1_g{i}"], p[f"ln1_b{i}"], buf, f"ln1.{i}")
+        W = p[f"Wqkv{i}"]  # (K, w, 3w)
+        kv = torch.bmm(h, W[:, :, w:], out=buf(f"kv{i}", (K, R, 2 * w)))
+        if keys is not None:
+            kv = kv.view(K * R, 2 * w)
+            kv = torch.index_select(kv, 0, keys, out=buf(f"kvg{i}", (K * L * B, 2 * w)))
+        kv = kv.view(K, L, B, 2 * w)
+        hq = torch.index_select(h.view(K * R, w), 0, runs.queries).view(K, B, w)
+        q = torch.bmm(hq, W[:, :, :w]).view(K, 1, B, w)
+        o, c["a"] = _attend_rows(q, kv, plan.qmask, self.cfg.heads, buf, "last")
+        o = o.view(K, B, w)
+        x = torch.index_select(x.view(K * R, w), 0, runs.queries).view(K, B, w)
+        x = torch.baddbmm(x, o, p[f"Wo{i}"])
+        c.update(h=h, hq=hq, q=q, kv=kv, o=o)
+        x, c["mlp"] = self._mlp(p, i, x, buf)
+        blocks.append(c)
+        return x
+
+    def _mlp(self, p: Params, i: int, x: torch.Tensor, buf: _Buf) -> tuple[torch.Tensor, tuple]:
+        """x + GELU(LN(x) W₁ + b₁) W₂ + b₂ for x (K, R, w), and its cache."""
+        K, R, w = x.shape
+        h, ln = _ln(x, p[f"ln2_g{i}"], p[f"ln2_b{i}"], buf, f"ln2.{i}")
+        a = torch.baddbmm(p[f"b1{i}"], h, p[f"W1{i}"], out=buf(f"mlp{i}.a", (K, R, 4 * w)))
+        u = torch.ops.aten.gelu.out(a, out=buf(f"mlp{i}.u", a.shape))
+        y = torch.baddbmm(x, u, p[f"W2{i}"], out=buf(f"mlp{i}.y", x.shape)).add_(p[f"b2{i}"])
+        return y, (ln, h, a, u)
+
+    # ------------------------------------------------------------------ backward
+    def backward(self, p, cache, df):
+        feats, H = cache
+        g = {"W_out": torch.bmm(H.transpose(1, 2), df)}
+        g.update(self.backward_features(p, feats, torch.bmm(df, p["W_out"].transpose(1, 2))))
+        return g
+
+    def backward_features(self, p, cache, dH, ws=None):
+        blocks, lnf, plan, runs, buf = cache
+        K, T, w, depth = dH.shape[0], self.T, self.cfg.width, self.cfg.depth
+        g: Params = {}
+        dx, g["lnf_g"], g["lnf_b"] = _ln_back(dH, p["lnf_g"], lnf, buf, "lnf")  # (K, B, w)
+        if depth > 1:
+            dx = self._last_back(p, blocks[-1], runs, dx, g, buf)  # (K, R, w)
+        for i in reversed(range(1, depth - 1)):
+            c = blocks[i]
+            K, LB, _ = dx.shape
+            dx = self._mlp_back(p, i, c["mlp"], dx, g, buf)
+            g[f"Wo{i}"] = torch.bmm(c["o"].view(K, LB, w).transpose(1, 2), dx)
+            do = torch.bmm(dx, p[f"Wo{i}"].transpose(1, 2)).view(c["o"].shape)
+            qkv = c["qkv"]
+            dq, dkv = _attend_rows_back(do, qkv[..., :w], qkv[..., w:], c["a"], buf, f"att{i}")
+            dqkv = torch.cat((dq, dkv), dim=-1).view(K, LB, 3 * w)
+            g[f"Wqkv{i}"] = torch.bmm(c["h"].transpose(1, 2), dqkv)
+            dh = torch.bmm(dqkv, p[f"Wqkv{i}"].transpose(1, 2))
+            dxi, g[f"ln1_g{i}"], g[f"ln1_b{i}"] = _ln_back(
+                dh, p[f"ln1_g{i}"], c["ln1"], buf, f"ln1.{i}"
+            )
+            dx = dx.add_(dxi)
+        # block 0: at its rows, then on the table
+        c = blocks[0]
+        U = runs.cell.numel() // K
+        if depth > 2:  # the full grid's ∂x onto the distinct prefixes
+            dx = buf.zeros("dxu", (K * U, w)).index_add_(0, runs.keys, dx.view(-1, w)).view(K, U, w)
+        dx = self._mlp_back(p, 0, c["mlp"], dx, g, buf)
+        dqkv_t, g["Wo0"] = _attend_table_back(dx, c["att"], p["Wo0"], plan, runs, buf)
+        g["Wqkv0"] = torch.bmm(c["h"].transpose(1, 2), dqkv_t)
+        dh0t = torch.bmm(dqkv_t, p["Wqkv0"].transpose(1, 2))
+        dx0t, g["ln1_g0"], g["ln1_b0"] = _ln_back(dh0t, p["ln1_g0"], c["ln1"], buf, "ln1.0")
+        dx0t.view(K * T, w).index_add_(0, runs.cell, dx.view(-1, w))  # the residual ∂x₀
+        dx0t = dx0t.view(K, self.n_tok, self.L, w)
+        g["tok_emb"] = dx0t.sum(dim=2)
+        g["pos_emb"] = dx0t.sum(dim=1)
+        return g
+
+    def _last_back(self, p: Params, c: dict, runs: _Runs, dx: torch.Tensor, g: Params, buf: _Buf):
+        """∂x of the last block's input rows (K, R, w) from ∂x of its output (K, B, w)."""
+        i, w = self.cfg.depth - 1, self.cfg.width
+        K, B, _ = dx.shape
+        h = c["h"]
+        R = h.shape[1]
+        dx = self._mlp_back(p, i, c["mlp"], dx, g, buf)
+        g[f"Wo{i}"] = torch.bmm(c["o"].transpose(1, 2), dx)
+        do = torch.bmm(dx, p[f"Wo{i}"].transpose(1, 2)).view(K, 1, B, w)
+        dq, dkv = _attend_rows_back(do, c["q"], c["kv"], c["a"], buf, "last")
+        dq = dq.view(K, B, w)
+        dkv = dkv.view(-1, 2 * w)
+        if c["keys"] is not None:
+            dkv = buf.zeros(f"dkv{i}", (K * R, 2 * w)).index_add_(0, c["keys"], dkv)
+        dkv = dkv.view(K, R, 2 * w)
+        W = p[f"Wqkv{i}"]
+        g[f"Wqkv{i}"] = torch.cat(
+            (torch.bmm(c["hq"].transpose(1, 2), dq), torch.bmm(h.transpose(1, 2), dkv)), dim=2
+        )
+        dh = torch.bmm(dkv, W[:, :, w:].transpose(1, 2), out=buf(f"dh{i}", h.shape))
+        dhq = torch.bmm(dq, W[:, :, :w].transpose(1, 2))
+        dh.view(K * R, w).index_add_(0, runs.queries, dhq.view(-1, w))
+        dxr, g[f"ln1_g{i}"], g[f"ln1_b{i}"] = _ln_back(
+            dh, p[f"ln1_g{i}"], c["ln1"], buf, f"ln1.{i}"
+        )
+        dxr.view(K * R, w).index_add_(0, runs.queries, dx.view(-1, w))  # the residual
+        return dxr
+
+    def _mlp_back(self, p: Params, i: int, cache: tuple, dy: torch.Tensor, g: Params, buf: _Buf):
+        """∂x of :meth:`_mlp` from ∂y (K, R, w); writes the MLP's and LN₂'s gradients into g."""
+        ln, h, a, u = cache
+        g[f"W2{i}"] = torch.bmm(u.transpose(1, 2), dy)
+        g[f"b2{i}"] = dy.sum(dim=1, keepdim=True)
+        du = torch.bmm(dy, p[f"W2{i}"].transpose(1, 2), out=buf(f"mlp{i}.du", a.shape))
+        da = torch.ops.aten.gelu_backward.grad_input(du, a, grad_input=du)
+        g[f"W1{i}"] = torch.bmm(h.transpose(1, 2), da)
+        g[f"b1{i}"] = da.sum(dim=1, keepdim=True)
+        dh = torch.bmm(da, p[f"W1{i}"].transpose(1, 2), out=buf(f"mlp{i}.dh", dy.shape))
+        dx, g[f"ln2_g{i}"], g[f"ln2_b{i}"] = _ln_back(dh, p[f"ln2_g{i}"], ln, buf, f"ln2.{i}")
+        return dx.add_(dy)

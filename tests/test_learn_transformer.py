@@ -1,0 +1,153 @@
+"""The transformer encoder's hand-written forward and backward passes.
+
+The references are independent of ``linrep.learn.transformer``'s evaluation strategy (a table of
+(token, position) cells, distinct context prefixes, a query-only last block): a literal plain-torch
+transformer evaluated at every position of every context with ``F.layer_norm``,
+``F.scaled_dot_product_attention`` and ``F.gelu``, differentiated by autograd; and central finite
+differences of linrep's own loss along random directions inside every parameter tensor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from linrep.latent import LatentModel
+from linrep.learn import ModelConfig, TrainConfig, fit
+from linrep.learn.config import LOSSES
+from linrep.learn.model import BatchedModel
+from linrep.learn.objective import Targets
+from linrep.learn.transformer import render_contexts
+
+ARCHS = [  # depth 1 (block 0 is the last block), 2 (the shipped config's shape), 3 (a middle block)
+    {"depth": 1, "width": 8, "heads": 2},
+    {"depth": 2, "width": 8, "heads": 2},
+    {"depth": 3, "width": 6, "heads": 3},
+]
+
+
+@pytest.fixture(scope="module")
+def lat3():
+    return LatentModel.from_config({"m": 3, "kind": "ising", "param_seed": 1})
+
+
+@pytest.fixture(scope="module")
+def lat4():
+    return LatentModel.from_config({"m": 4, "kind": "ising", "param_seed": 2})
+
+
+def _model(lat, **kw):
+    """Two runs in float64, parameters moved off their special initial values (gains 1, biases 0)."""
+    mc = ModelConfig(encoder="transformer", d=5, init_scale=0.5, unembedding_bias=True, **kw)
+    m = BatchedModel(mc, lat.contexts, lat.n_tokens, torch.float64)
+    th = m.init([3, 4], [mc, mc])
+    th += 0.2 * torch.randn(th.shape, generator=torch.Generator().manual_seed(0), dtype=th.dtype)
+    return m, th
+
+
+def reference_f(p: dict[str, torch.Tensor], contexts: np.ndarray, cfg: ModelConfig):
+    """f (n, d) of one run, literally: every block at every position of every context."""
+    seq, pad = (torch.as_tensor(a) for a in render_contexts(contexts, cfg.order_seed))
+    n, L = seq.shape
+    w, H = cfg.width, cfg.heads
+    allowed = torch.tril(torch.ones(L, L, dtype=torch.bool)) & ~pad[:, None, :]
+    allowed |= torch.eye(L, dtype=torch.bool)  # a pad attends to itself; nobody reads it
+
+    def ln(x, gain, bias):
+        return F.layer_norm(x, (w,), p[gain][0], p[bias][0], eps=1e-5)
+
+    x = p["tok_emb"][seq] + p["pos_emb"]  # (n, L, w)
+    for i in range(cfg.depth):
+        qkv = ln(x, f"ln1_g{i}", f"ln1_b{i}") @ p[f"Wqkv{i}"]
+        q, k, v = (t.reshape(n, L, H, w // H).transpose(1, 2) for t in qkv.split(w, dim=-1))
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None])
+        x = x + o.transpose(1, 2).reshape(n, L, w) @ p[f"Wo{i}"]
+        h = ln(x, f"ln2_g{i}", f"ln2_b{i}")
+        x = x + F.gelu(h @ p[f"W1{i}"] + p[f"b1{i}"]) @ p[f"W2{i}"] + p[f"b2{i}"]
+    return ln(x[:, -1], "lnf_g", "lnf_b") @ p["W_out"]
+
+
+def reference_loss(lat, loss: str, f, g, b):
+    """Population loss of one run from f (n, d), g (V, d), b (V,) (the losses module's formulas)."""
+    z = f @ g.T + b
+    w, P = torch.as_tensor(lat.weights)[:, None], torch.as_tensor(lat.p_next)
+    if loss == "cross_entropy":
+        return -(w * P * torch.log_softmax(z, dim=1)).sum()
+    if loss == "squared":
+        return (w * (torch.softmax(z, dim=1) - P) ** 2).sum()
+    return (w * F.binary_cross_entropy_with_logits(z, P, reduction="none")).sum()
+
+
+@pytest.mark.parametrize("arch", ARCHS, ids=lambda a: f"depth{a['depth']}")
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("factored", [True, False], ids=["factored-head", "plain-head"])
+def test_gradient_matches_autograd_of_a_literal_transformer(lat4, arch, loss, factored):
+    m, th = _model(lat4, **arch)
+    m.factored = factored
+    target = Targets(lat4, [TrainConfig()] * 2, torch.float64).full()
+    G = m.grad(th, loss, target)
+    L = m.loss(th, loss, target)
+    f, _ = m.embed(th)
+    for k in range(2):
+        p = {n: v[k].clone().requires_grad_(True) for n, v in m.views(th).items()}
+        fk = reference_f(p, lat4.contexts, m.cfg)
+        np.testing.assert_allclose(f[k].numpy(), fk.detach().numpy(), rtol=1e-10, atol=1e-12)
+        Lk = reference_loss(lat4, loss, fk, p["g"], p["b"][0])
+        assert float(L[k]) == pytest.approx(Lk.item(), rel=1e-12)
+        Lk.backward()
+        ref = torch.cat([p[name].grad.reshape(-1) for name, *_ in m.layout])
+        np.testing.assert_allclose(G[k].numpy(), ref.numpy(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("arch", ARCHS, ids=lambda a: f"depth{a['depth']}")
+def test_gradient_matches_finite_differences_in_every_tensor(lat3, arch):
+    """⟨∇L, v⟩ = (L(θ + εv) − L(θ − εv)) / 2ε for a random direction v inside each tensor."""
+    m, th = _model(lat3, **arch)
+    target = Targets(lat3, [TrainConfig()] * 2, torch.float64).full()
+    G = m.grad(th, "cross_entropy", target)
+    gen = torch.Generator().manual_seed(1)
+    eps = 1e-6
+    for name, _, off, size in m.layout:
+        v = torch.zeros_like(th)
+        v[:, off : off + size] = torch.randn(2, size, generator=gen, dtype=th.dtype)
+        fd = (
+            m.loss(th + eps * v, "cross_entropy", target)
+            - m.loss(th - eps * v, "cross_entropy", target)
+        ) / (2 * eps)
+        np.testing.assert_allclose(
+            (G * v).sum(1).numpy(), fd.numpy(), rtol=1e-6, atol=1e-9, err_msg=name
+        )
+
+
+def test_step_buffers_are_reused_without_leaking(lat3):
+    """grad() keeps its intermediates in the model's workspace: a call never sees the last one's."""
+    target = Targets(lat3, [TrainConfig()] * 2, torch.float64).full()
+    m, th = _model(lat3, depth=2, width=8, heads=2)
+    th2 = th + 0.3 * torch.randn(th.shape, generator=torch.Generator().manual_seed(5))
+    for factored in (True, False):
+        m.factored = factored
+        g1 = m.grad(th, "cross_entropy", target)
+        m.loss(th2, "squared", target)
+        m.embed(th2)
+        g2 = m.grad(th2, "cross_entropy", target)
+        fresh, _ = _model(lat3, depth=2, width=8, heads=2)
+        fresh.factored = factored
+        assert torch.equal(g1, fresh.grad(th, "cross_entropy", target))
+        assert torch.equal(g2, fresh.grad(th2, "cross_entropy", target))
+        assert m.ws.nbytes > 0
+
+
+def test_training_is_deterministic_and_runs_do_not_interact(lat3):
+    """Same seeds → the same bits; a run trained inside an ensemble = the run trained alone."""
+    mc = {"encoder": "transformer", "d": 6, "width": 8, "depth": 2, "heads": 2}
+    tc = {"optimizer": "adam", "lr": 0.01, "steps": 40, "log_every": 20}
+    a = fit(lat3, mc, tc, seeds=[0, 1], progress=False)
+    b = fit(lat3, mc, tc, seeds=[0, 1], progress=False)
+    assert np.array_equal(a.embeddings(), b.embeddings())
+    assert np.array_equal(a.unembeddings(), b.unembeddings())
+    assert a.history == b.history
+    one = fit(lat3, mc, {**tc, "dtype": "float64"}, seeds=[1], progress=False)
+    two = fit(lat3, mc, {**tc, "dtype": "float64"}, seeds=[0, 1], progress=False)
+    np.testing.assert_allclose(two.embeddings()[1], one.embeddings()[0], rtol=1e-9, atol=1e-12)
