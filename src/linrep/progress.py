@@ -111,9 +111,13 @@ def status_lines_unless_terminal() -> Iterator[None]:
 
 
 def _in_notebook() -> bool:
+    """A Jupyter kernel that can show tqdm's widget (else plain tqdm: Jupyter handles ``\\r``)."""
+    import importlib.util
+
     shell = sys.modules.get("IPython")
     ip = getattr(shell, "get_ipython", lambda: None)() if shell else None
-    return ip is not None and "IPKernelApp" in getattr(ip, "config", {})
+    in_kernel = ip is not None and "IPKernelApp" in getattr(ip, "config", {})
+    return in_kernel and importlib.util.find_spec("ipywidgets") is not None
 
 
 def progress_bar(

@@ -46,9 +46,12 @@ def _tight_layout(fig) -> None:
 
 
 def _plt():
+    """pyplot on a backend that needs no display: Agg, unless Jupyter's inline backend is active
+    (then figures keep showing in the notebook)."""
     import matplotlib
 
-    if matplotlib.get_backend().lower() != "agg":
+    backend = matplotlib.get_backend().lower()
+    if backend != "agg" and "inline" not in backend:
         matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
