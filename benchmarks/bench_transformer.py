@@ -191,7 +191,7 @@ def bench_steps(rounds: int, steps: int, more: bool) -> None:
 def bench_fit(steps: int) -> None:
     lat, mc, tc, K = settings(False)["e4"]
     print(f"== linrep.learn.fit end to end, E4's transformer, {steps} steps, K={K}")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = fit(
         lat,
         mc,
@@ -199,10 +199,11 @@ def bench_fit(steps: int) -> None:
         seeds=range(K),
         progress=False,
     )
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     ex = np.mean([r["excess_loss"] for r in res.final])
     print(
-        f"  {dt:7.1f} s ({1e3 * dt / steps:.2f} ms/step incl. logging), mean excess loss {ex:.2e}"
+        f"  wall {dt:7.1f} s ({1e3 * dt / steps:.2f} ms/step incl. logging), CPU {cpu:.1f} s "
+        f"({1e3 * cpu / steps:.2f} ms/step); mean excess loss {ex:.2e} (lr {tc.lr})"
     )
 
 
