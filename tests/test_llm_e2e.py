@@ -70,7 +70,7 @@ def run(tmp_path_factory):
         "--set",
         "llm.n_sign_flips=300",
         "--set",
-        "llm.n_alignment_perms=300",
+        "llm.n_permutations=300",
     ]
     rc = main(args)
     res = json.loads((root / "out" / "results.json").read_text())["results"] if rc == 0 else None

@@ -14,9 +14,7 @@ from linrep.llm import statistics as st
 from linrep.llm.concepts import ConceptTokens
 from linrep.llm.vocab import Vocabulary
 
-OPTS = st.StatisticsOptions(
-    n_null_draws=120, n_random_inner=8, n_sign_flips=300, n_alignment_perms=300, n_boot=300
-)
+OPTS = st.StatisticsOptions(n_null_draws=120, n_random_inner=8, n_sign_flips=300, n_boot=300)
 
 
 def _concept(name, pairs):
@@ -131,7 +129,11 @@ def test_loo_tests_planted_vs_null_concepts_with_holm():
         assert lo < t["a"].loo_cosine < hi
 
 
-def test_alignment_nulls_against_planted_contexts():
+def test_alignment_nulls_read_the_embedding_sides_permutations():
+    """The statistics keep the embedding side's label-permutation null (one implementation):
+    planted alignment passes after Holm, a concept without alignment does not."""
+    from linrep.llm.embedding import embedding_alignment
+
     rng = np.random.default_rng(4)
     d, n = 24, 60
     u = np.eye(d)[0]
@@ -140,14 +142,24 @@ def test_alignment_nulls_against_planted_contexts():
         "a": rng.standard_normal((n, d)) + 1.5 * y[:, None] * u,  # aligned with its direction
         "b": rng.standard_normal((n, d)),  # no alignment
     }
-    labels = {"a": y, "b": y}
-    dirs = {"euclidean": np.stack([u, np.eye(d)[1]])}
-    res = st.alignment_nulls(
-        states, labels, dirs, ["a", "b"], {"euclidean": G.EuclideanInnerProduct()}, OPTS
+    dirs = {"causal": np.stack([u, np.eye(d)[1]]), "euclidean": np.stack([u, np.eye(d)[1]])}
+    inner = {"causal": G.EuclideanInnerProduct(), "euclidean": G.EuclideanInnerProduct()}
+    emb = embedding_alignment(
+        states,
+        {"a": y, "b": y},
+        dirs,
+        ["a", "b"],
+        inner,
+        layer=1,
+        n_layers=1,
+        n_perm=300,
+        probes=False,
     )
+    res = st.alignment_nulls(emb.concepts)
+    assert list(res) == ["euclidean", "causal"]
     a, b = res["euclidean"]["a"], res["euclidean"]["b"]
-    assert a.cosine > a.null_q95 and a.p_holm < 0.05
-    assert b.p_value > 0.05 and abs(b.null_mean) < 0.1 and b.n_perm == 300
+    assert a.cosine > a.null_q95 and a.p_holm < 0.05 and a.n_perm == 300
+    assert b.p_value > 0.05 and abs(b.null_mean) < 0.1 and b.null_mean_abs > abs(b.null_mean)
 
 
 def test_cross_fitted_intervention_matches_recomputed_logits():
@@ -270,10 +282,28 @@ def test_compute_statistics_end_to_end_json_and_report(tmp_path):
     y = np.repeat([0, 1], 20)
     F = rng.standard_normal((40, g.shape[1])) + 2.0 * y[:, None] * u
     ctx_words = [_w(2 * i) for i in range(20)] + [_w(2 * i + 1) for i in range(20)]
-    contexts = st.ContextInputs({"a": F}, {"a": F}, {"a": y}, {"a": ctx_words})
+    from linrep.llm.embedding import embedding_alignment
+
+    contexts = st.ContextInputs({"a": F}, {"a": y}, {"a": ctx_words})
     normal = vocab.token_type == 1
+    dirs = {
+        k: np.stack([G.concept_direction(G.steering_vectors(g, c.pairs, inner=ip)) for c in cs])
+        for k, ip in inner.items()
+    }
+    emb = embedding_alignment(
+        {"a": F}, {"a": y}, dirs, ["a", "b"], inner, layer=1, n_layers=1, n_perm=300, probes=False
+    )
     res = st.compute_statistics(
-        g, vocab, normal, cs, inner, ["a", "b"], OPTS, contexts=contexts, alphas=(0.0, 1.0)
+        g,
+        vocab,
+        normal,
+        cs,
+        inner,
+        ["a", "b"],
+        OPTS,
+        contexts=contexts,
+        alignment=st.alignment_nulls(emb.concepts),
+        alphas=(0.0, 1.0),
     )
     assert list(res.cross) == ["euclidean", "causal", "random"]
     assert list(res.loo) == ["euclidean", "causal"] and list(res.interventions) == list(res.loo)

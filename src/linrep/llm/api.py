@@ -490,21 +490,19 @@ def _intervention(unemb, kept, geom, inner, opts, ctx, states, lm) -> Interventi
 # ----------------------------------------------------------------------------- statistics
 def _statistics(unemb, kept, geom, inner, opts, ctx, states, emb, lm):
     """Every summary against its null (:func:`linrep.llm.statistics.compute_statistics`)."""
-    from .statistics import ContextInputs, StatisticsOptions, compute_statistics
+    from .statistics import ContextInputs, StatisticsOptions, alignment_nulls, compute_statistics
 
     o = StatisticsOptions(
         opts.n_null_draws,
         opts.n_random_inner,
         opts.n_sign_flips,
-        opts.n_alignment_perms,
         opts.n_boot,
         opts.seed,
     )
     contexts = None
     if states:
-        n, L = lm.n_layers, emb.layer
+        n = lm.n_layers
         contexts = ContextInputs(
-            {k: st[L] for k, st in states.items()},
             {k: st[n] for k, st in states.items()},
             {k: np.asarray(c.labels) for k, c in ctx.items()},
             {k: c.words for k, c in ctx.items()},
@@ -518,6 +516,7 @@ def _statistics(unemb, kept, geom, inner, opts, ctx, states, emb, lm):
         [c.group for c in geom.concepts],
         o,
         contexts=contexts,
+        alignment=alignment_nulls(emb.concepts) if emb is not None else None,
         alphas=opts.alphas,
         leading_space=opts.leading_space,
     )

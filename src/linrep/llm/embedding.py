@@ -53,6 +53,7 @@ class Alignment(Record):
         random_mean_abs, random_z, random_p_value: against random unit directions.
         perm_null_mean, perm_null_q95, perm_p_value: against the label-permutation null
             (one-sided, upper tail); perm_p_holm: Holm-adjusted across the concepts of one layer.
+        perm_null_mean_abs: mean |cosine| under the permutations; n_perm: their number.
     """
 
     cosine: float
@@ -66,6 +67,8 @@ class Alignment(Record):
     perm_null_q95: float | None = None
     perm_p_value: float | None = None
     perm_p_holm: float | None = None
+    perm_null_mean_abs: float | None = None
+    n_perm: int = 0
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,8 @@ def _baselines(same: float, cos_all: np.ndarray, j: int, rand: np.ndarray, fbar,
         perm_null_mean=float(null.mean()) if has_null else None,
         perm_null_q95=float(np.quantile(null, 0.95)) if has_null else None,
         perm_p_value=float((1 + (null >= same).sum()) / (null.size + 1)) if has_null else None,
+        perm_null_mean_abs=float(np.abs(null).mean()) if has_null else None,
+        n_perm=int(null.size) if has_null else 0,
     )
 
 
@@ -255,7 +260,7 @@ def embedding_alignment(
     pooling: str = "last",
     estimator: DirectionEstimator | None = None,
     n_random: int = 2000,
-    n_perm: int = 200,
+    n_perm: int = 2000,
     seed: int = 0,
     probe_cv: int = 5,
     probes: bool = True,

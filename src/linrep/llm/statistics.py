@@ -72,7 +72,6 @@ class StatisticsOptions:
             concept as the concept has).
         n_random_inner: random inner products.
         n_sign_flips: word-cluster sign flips per concept and inner product (LOO test).
-        n_alignment_perms: label permutations per concept and inner product (alignment).
         n_boot: cluster-bootstrap resamples.
         seed: seed of every draw.
     """
@@ -80,7 +79,6 @@ class StatisticsOptions:
     n_null_draws: int = 200
     n_random_inner: int = 32
     n_sign_flips: int = 2000
-    n_alignment_perms: int = 2000
     n_boot: int = 2000
     seed: int = 0
 
@@ -415,15 +413,17 @@ def loo_tests(
 class AlignmentNull:
     """cos(f̄_W, ḡ_W) of one concept vs label permutations of its contexts (one inner product).
 
+    The permutations are drawn by the embedding side (:mod:`linrep.llm.embedding`, with the
+    analysis' direction estimator); this is their summary as the statistics report it.
+
     Attributes:
-        cosine: observed alignment. null_mean, null_sd, null_q95: of the permuted cosines;
-        null_mean_abs: mean |permuted cosine|. p_value: (1 + #{null ≥ cosine}) / (n + 1);
-        p_holm: Holm across the concepts with contexts. n_perm: permutations.
+        cosine: observed alignment. null_mean, null_q95: of the permuted cosines; null_mean_abs:
+        mean |permuted cosine|. p_value: (1 + #{null ≥ cosine}) / (n + 1); p_holm: Holm across
+        the concepts with contexts. n_perm: permutations.
     """
 
     cosine: float
     null_mean: float
-    null_sd: float
     null_q95: float
     null_mean_abs: float
     p_value: float
@@ -434,57 +434,31 @@ class AlignmentNull:
         return asdict(self)
 
 
-def alignment_nulls(
-    states: Mapping[str, np.ndarray],
-    labels: Mapping[str, np.ndarray],
-    directions: Mapping[str, np.ndarray],
-    concept_names: Sequence[str],
-    inner: Mapping[str, geo.InnerProduct],
-    options: StatisticsOptions = StatisticsOptions(),
-) -> dict[str, dict[str, AlignmentNull]]:
-    """Label-permutation nulls of the embedding–unembedding alignment, per inner product.
+def alignment_nulls(embedding_concepts: Sequence) -> dict[str, dict[str, AlignmentNull]]:
+    """The label-permutation nulls of an embedding side, per inner product (report order).
 
     Args:
-        states: concept → (n, d) context representations (raw).
-        labels: concept → (n,) 0/1.
-        directions: inner-product name → (k, d) unembedding directions in its coordinates.
-        concept_names: the k names (rows of ``directions``).
-        inner: fitted inner products.
-        options: permutations and seed.
+        embedding_concepts: :class:`~linrep.llm.embedding.EmbeddingConcept` items (their
+            ``alignment``: inner product → ``Alignment`` with the ``perm_*`` fields).
 
     Returns:
-        inner-product name → concept → :class:`AlignmentNull` (concepts with contexts only).
+        inner-product name → concept → :class:`AlignmentNull` (concepts whose null was drawn).
     """
-    index = {n: i for i, n in enumerate(concept_names)}
-    names = [n for n in states if n in index]
     out: dict[str, dict[str, AlignmentNull]] = {}
-    for ip_name in ordered([n for n in directions if n in inner]):
-        ip = inner[ip_name]
-        rows = []
-        for i, n in enumerate(names):
-            F = ip.transform_embedding(states[n])
-            u = directions[ip_name][index[n]]
-            obs = float(geo.mean_difference_direction(F, labels[n]) @ geo.unit(u))
-            null = geo.label_permutation_null(
-                F, labels[n], u, options.n_alignment_perms, options.seed + i
+    for c in embedding_concepts:
+        for ip, a in (c.alignment or {}).items():
+            if a.perm_p_value is None:
+                continue
+            out.setdefault(ip, {})[c.name] = AlignmentNull(
+                a.cosine,
+                a.perm_null_mean,
+                a.perm_null_q95,
+                a.perm_null_mean_abs,
+                a.perm_p_value,
+                a.perm_p_holm,
+                a.n_perm,
             )
-            rows.append((obs, null))
-        p = [(1 + (nl >= ob).sum()) / (nl.size + 1) for ob, nl in rows]
-        ph = geo.holm(p)
-        out[ip_name] = {
-            n: AlignmentNull(
-                ob,
-                float(nl.mean()),
-                float(nl.std(ddof=1)),
-                float(np.quantile(nl, 0.95)),
-                float(np.abs(nl).mean()),
-                float(pv),
-                float(h),
-                int(nl.size),
-            )
-            for n, (ob, nl), pv, h in zip(names, rows, p, ph, strict=True)
-        }
-    return out
+    return {ip: out[ip] for ip in ordered(list(out))}
 
 
 # ------------------------------------------------------------------------------ intervention
@@ -739,13 +713,11 @@ class ContextInputs:
     """The embedding side of the paired contexts, as read from the model.
 
     Attributes:
-        states: concept → (n, d) hidden states at the analysed layer (alignment).
         final_states: concept → (n, d) final post-norm states (interventions, next-word ranks).
         labels: concept → (n,) 0 (base side) / 1 (target side).
         words: concept → the n words the contexts call for.
     """
 
-    states: Mapping[str, np.ndarray]
     final_states: Mapping[str, np.ndarray]
     labels: Mapping[str, np.ndarray]
     words: Mapping[str, Sequence[str]]
@@ -899,6 +871,7 @@ def compute_statistics(
     options: StatisticsOptions = StatisticsOptions(),
     *,
     contexts: ContextInputs | None = None,
+    alignment: Mapping[str, Mapping[str, AlignmentNull]] | None = None,
     alphas: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4),
     leading_space: bool = True,
     intervention_inner: Sequence[str] = ("euclidean", "causal"),
@@ -909,7 +882,9 @@ def compute_statistics(
         gamma: (V, d) unembedding. vocab: its vocabulary. normal: (V,) normal-token mask.
         concepts: the kept concepts. inner: fitted inner products by name. groups: (k,) labels.
         options: null sizes and seed.
-        contexts: hidden states of the paired contexts (None: unembedding only).
+        contexts: final-layer states of the paired contexts (None: unembedding only).
+        alignment: the embedding side's label-permutation nulls (:func:`alignment_nulls`), kept
+            with the other statistics (None: none).
         alphas: intervention steps (units of mean ‖λ'(x)‖).
         leading_space: spelling of the context words.
         intervention_inner: inner products whose directions are added.
@@ -934,11 +909,23 @@ def compute_statistics(
             alphas,
             leading_space,
             intervention_inner,
+            dict(alignment or {}),
         )
 
 
 def _compute(
-    gamma, vocab, normal, concepts, inner, groups, o, contexts, alphas, leading_space, iv_inner
+    gamma,
+    vocab,
+    normal,
+    concepts,
+    inner,
+    groups,
+    o,
+    contexts,
+    alphas,
+    leading_space,
+    iv_inner,
+    alignment,
 ) -> RealModelStatistics:
     vec = ConceptVectors.build(gamma, concepts, inner)
     rows, rows_kind = _candidate_rows(vocab, normal, vec.pairs)
@@ -948,7 +935,6 @@ def _compute(
     loo = loo_tests(vec, [n for n in inner if n != "random"], o)
     iv_names = ordered([n for n in iv_inner if n in inner])
     scales = {n: 1.0 for n in iv_names}
-    alignment: dict = {}
     ctx: dict = {}
     check = None
     if contexts is not None:
@@ -957,8 +943,6 @@ def _compute(
             n: float(np.linalg.norm(inner[n].transform_embedding(all_final), axis=1).mean())
             for n in iv_names
         }
-        dirs = {n: np.stack([geo.concept_direction(d) for d in vec.deltas[n]]) for n in inner}
-        alignment = alignment_nulls(contexts.states, contexts.labels, dirs, vec.names, inner, o)
         ctx, check = _context_side(
             gamma, vocab, normal, concepts, vec, inner, contexts, scales, alphas, leading_space, o
         )

@@ -197,9 +197,13 @@ def _alignment_table(rep, s: RealModelStatistics) -> None:
     rep.add_table(
         rows,
         caption="Alignment cos(f̄_W, ḡ_W) against a label-permutation null: the base/target labels "
-        f"of the same contexts permuted ({s.options.n_alignment_perms} permutations, class sizes "
-        "kept); mean |null cosine|, its 95th percentile, and the Holm-adjusted one-sided p.",
+        f"of the same contexts permuted ({_n_perm(s)} permutations, class sizes kept); mean |null "
+        "cosine|, its 95th percentile, and the Holm-adjusted one-sided p.",
     )
+
+
+def _n_perm(s: RealModelStatistics) -> int:
+    return max((a.n_perm for al in s.alignment.values() for a in al.values()), default=0)
 
 
 def _intervention_tables(rep, s: RealModelStatistics) -> None:
