@@ -92,7 +92,6 @@ class LatentModel:
             ctx = filter_by_known(all_contexts(m), config.min_known, config.max_known)
             w = context_weights(ctx, config.weights)
         else:
-            self._check_size(config.n_contexts)
             ctx, w = sample_contexts(
                 m,
                 config.n_contexts,
@@ -101,12 +100,19 @@ class LatentModel:
                 config.max_known,
                 config.context_seed,
             )
-        self.p_next, possible = _next_token_table(
-            ctx, self.token_vector, self.token_prob, self.p_concepts
-        )
-        self.n_impossible_contexts = int((~possible).sum())
-        if self.n_impossible_contexts:  # drop contexts of probability 0 (p(y|ξ) is undefined there)
-            ctx, w, self.p_next = ctx[possible], w[possible], self.p_next[possible]
+        self._p_next: np.ndarray | None = None
+        #: True if the exact next-token table p(y | ξ) is built (n_contexts × V ≤ ``max_cells``).
+        #: Sampled contexts beyond that size are *table-free*: their core values come from p(c),
+        #: so every one is possible, and :meth:`sample` draws without the table.
+        self.tabulated = ctx.shape[0] * self.token_vector.size <= config.max_cells
+        self.n_impossible_contexts = 0
+        if self.tabulated:
+            self._p_next, possible = _next_token_table(
+                ctx, self.token_vector, self.token_prob, self.p_concepts
+            )
+            self.n_impossible_contexts = int((~possible).sum())
+            if self.n_impossible_contexts:  # drop contexts of probability 0 (p(y|ξ) undefined)
+                ctx, w, self._p_next = ctx[possible], w[possible], self._p_next[possible]
         self.contexts = ctx
         if w.size == 0:
             raise ConfigError(
@@ -114,6 +120,33 @@ class LatentModel:
             )
         self.weights = w / w.sum()
         self._cdf: np.ndarray | None = None
+        self._sampler = None
+
+    @property
+    def p_next(self) -> np.ndarray:
+        """(n, V) float64 p(y | ξ) for every context (only when :attr:`tabulated`)."""
+        if self._p_next is None:
+            self._check_size(self.n_contexts)
+        return self._p_next
+
+    def next_token_rows(self, rows: np.ndarray) -> np.ndarray:
+        """p(y | ξ) for the contexts ``rows`` only, (len(rows), V) float64 (no full table needed)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self._p_next is not None:
+            return self._p_next[rows]
+        table, _ = _next_token_table(
+            self.contexts[rows], self.token_vector, self.token_prob, self.p_concepts
+        )
+        return table
+
+    @property
+    def sampler(self):
+        """The table-free :class:`~linrep.latent.sampling.ConceptSampler` of this model (cached)."""
+        if self._sampler is None:
+            from .sampling import ConceptSampler
+
+            self._sampler = ConceptSampler(self)
+        return self._sampler
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
@@ -140,7 +173,8 @@ class LatentModel:
             raise ConfigError(
                 f"m = {self.m} with {n_ctx:,} contexts × {V:,} tokens needs {gib:,.1f} GiB for the exact "
                 f"table (limit latent.max_cells = {self.config.max_cells:,} cells); set "
-                f'latent.contexts = "sampled" with a smaller latent.n_contexts, or restrict max_known'
+                f'latent.contexts = "sampled" and train with objective = "sampled" and a '
+                f"batch_size (table-free), or restrict max_known"
             )
 
     # ------------------------------------------------------------------ sizes
@@ -169,12 +203,19 @@ class LatentModel:
         """Conditional entropy H(Y | X) = Σ_ξ w(ξ) H(p(· | ξ)) in nats: the floor of cross-entropy."""
         return float(self.weights @ self.row_entropy())
 
-    def row_entropy(self) -> np.ndarray:
-        """H(p(· | ξ)) for every context, (n,) nats."""
-        p = self.p_next
-        with np.errstate(divide="ignore", invalid="ignore"):
-            plogp = np.where(p > 0, p * np.log(p), 0.0)
-        return -plogp.sum(axis=1)
+    def row_entropy(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """H(p(· | ξ)) for every context (or the contexts ``rows``), (n,) nats.
+
+        Table-free models compute the rows in blocks (O(block · V) memory, O(n · V) time).
+        """
+        rows = np.arange(self.n_contexts) if rows is None else np.asarray(rows, dtype=np.int64)
+        out = np.empty(rows.size)
+        block = rows.size if self.tabulated else max(1, 2**22 // self.n_tokens)
+        for s in range(0, rows.size, block):
+            p = self.next_token_rows(rows[s : s + block])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[s : s + block] = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
+        return out
 
     def counterfactual_pairs(self, i: int) -> np.ndarray:
         """Token pairs (y0, y1) whose concept vectors differ only in C_i (y0 has C_i = 0), (P, 2).
@@ -246,11 +287,18 @@ class LatentModel:
     def sample(self, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``n`` (context, next token) pairs: ξ ~ weights, y ~ p(· | ξ).
 
+        Uses the exact table when :attr:`tabulated`, otherwise the table-free exact sampler of
+        :mod:`linrep.latent.sampling` (same distribution, other random stream).
+
         Returns:
             (context indices (n,) int64 into ``contexts``, token ids (n,) int64).
         """
         if n < 1:
             raise ConfigError(f"number of samples must be ≥ 1, got {n}")
+        if not self.tabulated:
+            from .sampling import sample_pairs
+
+            return sample_pairs(self, n, seed, self.sampler)
         rng = np.random.default_rng(seed)
         ctx = rng.choice(self.n_contexts, size=n, p=self.weights)
         u = rng.random(n)
@@ -276,16 +324,20 @@ class LatentModel:
             "n_contexts": self.n_contexts,
             "n_impossible_contexts_dropped": self.n_impossible_contexts,
             "conditional_entropy_nats": self.entropy(),
-            "regimes": [r.__dict__ for r in self.regimes()],
+            "tabulated": self.tabulated,
+            # the regime report reads pair log-odds off the exact table (None when table-free)
+            "regimes": [r.__dict__ for r in self.regimes()] if self.tabulated else None,
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write ``latent.npz`` with ``tokens``, ``contexts``, ``p_next``, ``p_concepts``, ``weights``."""
+        """Write ``latent.npz`` with ``tokens``, ``contexts``, ``p_next`` (if :attr:`tabulated`),
+        ``p_concepts``, ``weights``."""
+        table = {"p_next": self.p_next} if self.tabulated else {}
         return save_npz(
             path,
             tokens=self.tokens,
             contexts=self.contexts,
-            p_next=self.p_next,
+            **table,
             p_concepts=self.p_concepts,
             weights=self.weights,
             names=np.array(self.names),
