@@ -6,6 +6,8 @@ torch.optim), never copied from the implementation's output.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,7 @@ from linrep.errors import ConfigError, InputError, TrainingError
 from linrep.latent import LatentModel
 from linrep.learn import ModelConfig, TrainConfig, fit
 from linrep.learn.config import ENCODERS, LOSSES
-from linrep.learn.model import BatchedModel
+from linrep.learn.model import BatchedModel, Rows
 from linrep.learn.objective import Targets
 from linrep.learn.optim import BatchedOptimizer
 
@@ -392,22 +394,46 @@ def test_resume_with_different_config_fails(lat3, tmp_path):
     assert "\n" not in str(e.value)
 
 
-def test_nan_names_first_bad_step_and_run_and_keeps_checkpoint(lat3, tmp_path, monkeypatch):
-    """θ of run 1 turns NaN in the update of step 250 → error names step 251, run 1; the checkpoint
-    of step 200 (last good) stays on disk."""
+def _nan_in_run(monkeypatch, runs, at=250):
+    """Make θ of ``runs`` NaN right after the update of step ``at`` (in training and replays)."""
     from linrep.learn import optim
-    from linrep.learn.checkpoint import load_checkpoint
 
     orig = optim.BatchedOptimizer.step
 
     def step(self, theta, grad, t):
         orig(self, theta, grad, t)
-        if t == 250:
-            theta[1, 0] = float("nan")
+        if t == at:
+            theta[runs, 0] = float("nan")
 
     monkeypatch.setattr(optim.BatchedOptimizer, "step", step)
+
+
+def test_nan_in_one_run_stops_that_run_and_the_others_go_on(lat3, tmp_path, monkeypatch):
+    """θ of run 1 turns NaN in the update of step 250: run 1 is marked failed at step 251 and kept
+    at θ_250 (its last finite state); run 0 ends exactly as in a clean ensemble."""
     tc = {"lr": 0.1, "steps": 400, "log_every": 100, "checkpoint_every": 100}
-    with pytest.raises(TrainingError, match=r"at step 251 in run 1 \(seed 8\).*checkpoint") as e:
+    args = (lat3, {"encoder": "linear"})
+    clean = fit(*args, tc, seeds=[7, 8], progress=False)
+    clean250 = fit(*args, {**tc, "steps": 250}, seeds=[7, 8], progress=False)
+    _nan_in_run(monkeypatch, [1])
+    r = fit(*args, tc, seeds=[7, 8], out_dir=tmp_path, progress=False)
+    assert list(r.failed) == [1] and "at step 251 (seed 8)" in r.failed[1]
+    assert torch.equal(r.theta[0], clean.theta[0])
+    assert torch.equal(r.theta[1], clean250.theta[1])
+    assert [row["step"] for row in r.history if row["run"] == 1] == [0, 100, 200]
+    assert r.final[0]["step"] == 400
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"][0] == "ok" and metrics["status"][1].startswith("failed: loss became")
+
+
+def test_nan_in_every_run_names_first_bad_step_and_keeps_checkpoint(lat3, tmp_path, monkeypatch):
+    """Every run NaN after the update of step 250 → the error names step 251 and run 0; the
+    checkpoint of step 200 (last good) stays on disk."""
+    from linrep.learn.checkpoint import load_checkpoint
+
+    _nan_in_run(monkeypatch, [0, 1])
+    tc = {"lr": 0.1, "steps": 400, "log_every": 100, "checkpoint_every": 100}
+    with pytest.raises(TrainingError, match=r"at step 251 in run 0 \(seed 7\).*checkpoint") as e:
         fit(lat3, {"encoder": "linear"}, tc, seeds=[7, 8], out_dir=tmp_path, progress=False)
     assert "\n" not in str(e.value)
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 200
@@ -477,6 +503,16 @@ def test_warmup_and_cosine_schedule():
     assert eta(110) == pytest.approx(0.5)
 
 
+def _rows_table(lat, rows) -> torch.Tensor:
+    """The empirical (K, n, V) table of a minibatch of rows, counted independently."""
+    K, B = rows.ctx.shape
+    T = torch.zeros(K, lat.n_contexts, lat.n_tokens, dtype=torch.float64)
+    for k in range(K):
+        for c, y in zip(rows.ctx[k].tolist(), rows.tok[k].tolist(), strict=True):
+            T[k, c, y] += 1.0 / B
+    return T
+
+
 @pytest.mark.parametrize("objective", ["exact", "sampled"])
 def test_minibatches_are_unbiased(lat3, objective):
     """The mean minibatch table over many steps approaches the full-batch table (T, r, P)."""
@@ -486,15 +522,67 @@ def test_minibatches_are_unbiased(lat3, objective):
     ]
     tg = Targets(lat3, cfgs, torch.float64)
     T_full = tg.full()[0].expand(2, -1, -1)
-    mean = sum(tg.batch(t)[0] for t in range(600)) / 600
+
+    def table(t):
+        b = tg.batch(t)
+        return _rows_table(lat3, b) if objective == "sampled" else b[0]
+
+    mean = sum(table(t) for t in range(600)) / 600
     assert torch.allclose(mean.sum(dim=(1, 2)), torch.ones(2, dtype=torch.float64))
     assert (mean - T_full).abs().max() < 0.01
-    T0, r0, P0 = tg.batch(5)
-    assert torch.allclose(T0, r0 * P0)
+    if objective == "exact":
+        T0, r0, P0 = tg.batch(5)
+        assert torch.allclose(T0, r0 * P0)
+    T0 = table(5)
     assert not torch.equal(T0[0], T0[1])  # runs draw their own minibatches
-    assert torch.equal(
-        Targets(lat3, cfgs, torch.float64).batch(5)[0], T0
-    )  # a function of (seed, step)
+    tg2 = Targets(lat3, cfgs, torch.float64)
+    again = _rows_table(lat3, tg2.batch(5)) if objective == "sampled" else tg2.batch(5)[0]
+    assert torch.equal(again, T0)  # a function of (seed, step)
+
+
+@pytest.mark.parametrize(
+    "enc,kw", ENC_CASES, ids=[f"{e}-{k.get('activation', '')}" for e, k in ENC_CASES]
+)
+@pytest.mark.parametrize("loss", LOSSES)
+def test_rows_gradient_equals_table_gradient(lat3, enc, kw, loss):
+    """A minibatch of sampled rows: its O(B·V·d) gradient equals the gradient of the same batch
+    written as a (contexts × tokens) table T = counts / B (the table path, itself checked against
+    finite differences above)."""
+    m, th = _model(lat3, encoder=enc, unembedding_bias=True, **kw)
+    gen = torch.Generator().manual_seed(2)
+    rows = Rows(
+        torch.randint(0, lat3.n_contexts, (2, 9), generator=gen),
+        torch.randint(0, lat3.n_tokens, (2, 9), generator=gen),
+    )
+    rows.ctx[:, 1] = rows.ctx[:, 0]  # a context repeated within the batch
+    T = _rows_table(lat3, rows)
+    r = T.sum(dim=2, keepdim=True)
+    G_table = m.grad(th, loss, (T, r, T / r.clamp_min(1e-300)))
+    G_rows, L_rows = m.grad_rows(th, loss, rows)
+    torch.testing.assert_close(G_rows, G_table, rtol=1e-9, atol=1e-12)
+    if loss != "squared":  # equal values (squared: equal up to a θ-independent constant)
+        L_table = m.loss(th, loss, (T, r, T / r.clamp_min(1e-300)))
+        torch.testing.assert_close(L_rows, L_table, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(m.loss_rows(th, loss, rows), L_rows, rtol=0, atol=0)
+
+
+def test_rows_cross_entropy_matches_numpy(lat3):
+    """−(1/B) Σ_b log softmax(f(ξ_b) gᵀ + b)_{y_b}, written out in numpy."""
+    m, th = _model(lat3, encoder="linear", unembedding_bias=True)
+    rows = Rows(
+        torch.tensor([[0, 5, 5, 26], [3, 3, 7, 1]]), torch.tensor([[1, 2, 7, 0], [4, 4, 6, 5]])
+    )
+    p = m.views(th)
+    x = np.zeros((lat3.n_contexts, 9))
+    for i, ctx in enumerate(lat3.contexts):
+        for c, v in enumerate(ctx):
+            x[i, 3 * c + (2 if v < 0 else int(v))] = 1
+    for k in range(2):
+        f = x[rows.ctx[k].numpy()] @ p["W"][k].numpy()
+        z = f @ p["g"][k].numpy().T + p["b"][k, 0].numpy()
+        lse = np.log(np.exp(z - z.max(1, keepdims=True)).sum(1)) + z.max(1)
+        ref = np.mean(lse - z[np.arange(4), rows.tok[k].numpy()])
+        assert m.loss_rows(th, "cross_entropy", rows)[k].item() == pytest.approx(ref, rel=1e-12)
 
 
 @pytest.mark.parametrize("enc", ["free", "linear", "mlp"])

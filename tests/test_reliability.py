@@ -340,7 +340,12 @@ def test_truncated_checkpoint_is_detected_and_named(tmp_path):
 
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(
-        path, torch.zeros(2, 5), {"m": torch.ones(2, 5)}, 10, [{"run": 0, "step": 0}], {"a": 1}
+        path,
+        theta=torch.zeros(2, 5),
+        opt_state={"m": torch.ones(2, 5)},
+        step=10,
+        history=[{"run": 0, "step": 0}],
+        fingerprint={"a": 1},
     )
     ck = load_checkpoint(path)
     assert ck["step"] == 10 and ck["fingerprint"] == {"a": 1}

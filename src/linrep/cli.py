@@ -225,7 +225,12 @@ def _run_train(args: argparse.Namespace) -> None:
     if args.resume and not (args.out / "checkpoint.pt").exists():
         print(f"no checkpoint to resume in {args.final_out}; starting from step 0")
     res = train_from_config(
-        args.config, args.out, args.overrides, args.seeds, args.resume, not args.quiet
+        args.config,
+        args.out,
+        args.overrides,
+        args.seeds,
+        resume=args.resume,
+        progress=not args.quiet,
     )
     tc = res.train_configs[0]
     print(

@@ -30,9 +30,12 @@ from .contexts import (
 )
 from .distributions import concept_vectors, log_p_concepts
 
-__all__ = ["LatentModel", "ConceptRegime"]
+__all__ = ["LatentModel", "ConceptRegime", "SMALL_TABLE"]
 
 REGIME_TOL = 1e-8  # log-odds equal up to this many nats count as "constant"
+SMALL_TABLE = 2**22
+"""Sampled context sets with at most this many (context, token) cells use the exact table for
+sampling (and the learner for its evaluation); larger ones are handled table-free."""
 
 
 @dataclass(frozen=True)
@@ -101,12 +104,16 @@ class LatentModel:
                 config.context_seed,
             )
         self._p_next: np.ndarray | None = None
-        #: True if the exact next-token table p(y | ξ) is built (n_contexts × V ≤ ``max_cells``).
-        #: Sampled contexts beyond that size are *table-free*: their core values come from p(c),
-        #: so every one is possible, and :meth:`sample` draws without the table.
-        self.tabulated = ctx.shape[0] * self.token_vector.size <= config.max_cells
+        cells = ctx.shape[0] * self.token_vector.size
+        #: True if the exact next-token table p(y | ξ) may be built (n_contexts × V ≤ max_cells).
+        #: Sampled contexts beyond that are *table-free*: their core values come from p(c), so
+        #: every one is possible, and every quantity is computed without the table.
+        self.tabulated = cells <= config.max_cells
+        #: True if :meth:`sample` and the learner use the table (n_contexts × V ≤ SMALL_TABLE, or
+        #: all contexts); larger sampled context sets use the table-free sampler.
+        self.small = config.contexts == "all" or cells <= SMALL_TABLE
         self.n_impossible_contexts = 0
-        if self.tabulated:
+        if config.contexts == "all":  # built now: contexts of probability 0 must be dropped
             self._p_next, possible = _next_token_table(
                 ctx, self.token_vector, self.token_prob, self.p_concepts
             )
@@ -124,9 +131,12 @@ class LatentModel:
 
     @property
     def p_next(self) -> np.ndarray:
-        """(n, V) float64 p(y | ξ) for every context (only when :attr:`tabulated`)."""
+        """(n, V) float64 p(y | ξ) for every context (built on first use; needs :attr:`tabulated`)."""
         if self._p_next is None:
             self._check_size(self.n_contexts)
+            self._p_next, _ = _next_token_table(
+                self.contexts, self.token_vector, self.token_prob, self.p_concepts
+            )
         return self._p_next
 
     def next_token_rows(self, rows: np.ndarray) -> np.ndarray:
@@ -210,7 +220,7 @@ class LatentModel:
         """
         rows = np.arange(self.n_contexts) if rows is None else np.asarray(rows, dtype=np.int64)
         out = np.empty(rows.size)
-        block = rows.size if self.tabulated else max(1, 2**22 // self.n_tokens)
+        block = rows.size if self._p_next is not None else max(1, SMALL_TABLE // self.n_tokens)
         for s in range(0, rows.size, block):
             p = self.next_token_rows(rows[s : s + block])
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -287,7 +297,7 @@ class LatentModel:
     def sample(self, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``n`` (context, next token) pairs: ξ ~ weights, y ~ p(· | ξ).
 
-        Uses the exact table when :attr:`tabulated`, otherwise the table-free exact sampler of
+        Uses the exact table when :attr:`small`, otherwise the table-free exact sampler of
         :mod:`linrep.latent.sampling` (same distribution, other random stream).
 
         Returns:
@@ -295,7 +305,7 @@ class LatentModel:
         """
         if n < 1:
             raise ConfigError(f"number of samples must be ≥ 1, got {n}")
-        if not self.tabulated:
+        if not self.small:
             from .sampling import sample_pairs
 
             return sample_pairs(self, n, seed, self.sampler)

@@ -21,27 +21,37 @@ from ..io import atomic_write_bytes, read_bytes
 __all__ = ["save_checkpoint", "load_checkpoint", "check_fingerprint", "CHECKPOINT_NAME"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
-FORMAT = 1
+FORMAT = 2
+_READABLE = (1, 2)  # format 1: before failed runs and the running minibatch loss were saved
 
 
 def save_checkpoint(
     path: str | Path,
+    *,
     theta: torch.Tensor,
     opt_state: dict[str, torch.Tensor],
     step: int,
     history: list[dict[str, Any]],
     fingerprint: dict[str, Any],
+    failed: dict[int, dict[str, Any]] | None = None,
+    window: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write a checkpoint atomically."""
+    """Write a checkpoint atomically.
+
+    ``failed``: runs stopped by a non-finite loss (run → plain-data record); ``window``: tensors of
+    the running minibatch loss since the last history row (so a resumed run logs the same values).
+    """
     buf = io.BytesIO()
     torch.save(
         {
             "format": FORMAT,
-            "theta": theta.detach().clone(),
-            "opt_state": {k: v.detach().clone() for k, v in opt_state.items()},
+            "theta": theta.detach().cpu().clone(),
+            "opt_state": {k: v.detach().cpu().clone() for k, v in opt_state.items()},
             "step": int(step),
             "history_json": json.dumps(history),
             "fingerprint_json": json.dumps(fingerprint, sort_keys=True),
+            "failed_json": json.dumps({str(k): v for k, v in (failed or {}).items()}),
+            "window": {k: v.detach().cpu().clone() for k, v in (window or {}).items()},
         },
         buf,
     )
@@ -49,7 +59,7 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint (``weights_only=True``); history and fingerprint decoded from JSON.
+    """Read a checkpoint (``weights_only=True``); history, fingerprint and failed runs decoded.
 
     Raises:
         InputError: the file is unreadable, not a checkpoint, or a checkpoint that unpickles but
@@ -63,7 +73,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise InputError(
             f"checkpoint '{path}' cannot be read ({type(e).__name__}); delete it and re-run"
         ) from None
-    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
+    if not isinstance(ck, dict) or ck.get("format") not in _READABLE:
         raise InputError(f"checkpoint '{path}' has an unknown format; delete it and re-run")
     problem = _check_content(ck)
     if problem:
@@ -73,6 +83,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         )
     ck["history"] = json.loads(ck.pop("history_json"))
     ck["fingerprint"] = json.loads(ck.pop("fingerprint_json"))
+    ck["failed"] = {int(k): v for k, v in json.loads(ck.pop("failed_json", "{}")).items()}
+    ck.setdefault("window", {})
     return ck
 
 
@@ -90,12 +102,22 @@ def _check_content(ck: dict[str, Any]) -> str | None:
     try:
         history = json.loads(ck["history_json"])
         fingerprint = json.loads(ck["fingerprint_json"])
+        failed = json.loads(ck.get("failed_json", "{}"))
     except (KeyError, TypeError, ValueError, RecursionError):
         return "'history_json' or 'fingerprint_json' is missing or not JSON"
     if not isinstance(fingerprint, dict):
         return "the config fingerprint is not a table"
     if not isinstance(history, list) or not all(_is_row(r) for r in history):
         return "its history is not a list of rows with integer 'run' and 'step'"
+    if not isinstance(failed, dict) or not all(
+        isinstance(v, dict) and isinstance(v.get("reason"), str) for v in failed.values()
+    ):
+        return "its failed runs are not a table of reasons"
+    window = ck.get("window", {})
+    if not isinstance(window, dict) or not all(
+        isinstance(v, torch.Tensor) for v in window.values()
+    ):
+        return "'window' is not a dict of tensors"
     return None
 
 

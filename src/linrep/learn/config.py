@@ -32,6 +32,7 @@ SCHEDULES = ("constant", "cosine")
 ACTIVATIONS = ("relu", "gelu", "tanh")
 DTYPES = ("float32", "float64")
 TRAINABLE = ("all", "unembedding")
+DEVICES = ("auto", "cpu", "cuda")
 
 # Keys that may differ between the K runs of one batched ensemble (everything else fixes shapes or
 # the computation graph and must be shared).
@@ -150,14 +151,33 @@ class TrainConfig:
     first and last step). Non-finite values are detected at these steps (and at checkpoints) and
     traced back to the first bad step by a deterministic replay."""
     checkpoint_every: int = 0
-    """Write ``checkpoint.pt`` every this many steps when an output folder is given (0 = only at the
-    end)."""
+    """Write ``checkpoint.pt`` every this many steps when an output folder is given (0 = by wall
+    time only, see ``checkpoint_seconds``)."""
+    checkpoint_seconds: float = 60.0
+    """Also write ``checkpoint.pt`` whenever this many seconds of wall time have passed since the last
+    one (when an output folder is given), so a killed run loses at most about this much work;
+    0 = off. Results do not depend on when checkpoints were written."""
+    eval_contexts: int | None = None
+    """Table-free latent models (sampled contexts beyond ``latent.max_cells``): the excess loss is
+    estimated on this many held-out contexts drawn from the context weights, with its standard
+    error (``excess_loss_se``). None = automatic (≤ 1024, and ≤ 2^26 / V so the held-out rows of
+    p(y|ξ) take ≤ 256 MB). Ignored when the exact table exists (the excess loss is then exact)."""
+    eval_seed: int = 0
+    """Seed of the held-out contexts (the same for every run, so runs are compared on one sample)."""
     dtype: str = "float32"
     """float32 (fast) | float64 (for gradient checks). Both are bit-reproducible on CPU."""
     trainable: str = "all"
     """all | unembedding. ``unembedding``: only g (and b) are updated, the encoder f keeps its
     initialisation — fixed features, the setting of the implicit-bias theorem
     (``docs/theory.md`` §3.2)."""
+    device: str = "auto"
+    """auto | cpu | cuda: where the learner's tensors live (auto = cuda if available, else cpu).
+    Results are bit-reproducible on CPU; on a GPU they are reproducible up to the GPU's own
+    kernel determinism."""
+    workers: int = 1
+    """Processes an ensemble is sharded over (each trains K/workers runs with 1 thread); 0 =
+    automatic: the machine's idle cores (cores minus load average), when a step is small enough
+    to run on one thread. Results are identical to workers = 1."""
     threads: int | None = None
     """torch intra-op threads while training; None = automatic: 1 thread when a step is small
     (K·n·V·d < 2²⁸ multiply-adds, where thread hand-offs cost more than they save; on an idle
@@ -192,6 +212,15 @@ class TrainConfig:
             )
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"train.batch_size must be ≥ 1, got {self.batch_size}")
+        _choice(self.device, DEVICES, "train.device")
+        if self.workers < 0:
+            raise ConfigError(f"train.workers must be ≥ 0 (0 = automatic), got {self.workers}")
+        if self.checkpoint_seconds < 0:
+            raise ConfigError(
+                f"train.checkpoint_seconds must be ≥ 0 (0 = off), got {self.checkpoint_seconds}"
+            )
+        if self.eval_contexts is not None and self.eval_contexts < 2:
+            raise ConfigError(f"train.eval_contexts must be ≥ 2, got {self.eval_contexts}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"train.threads must be ≥ 1, got {self.threads}")
 

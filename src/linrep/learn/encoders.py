@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from .config import ModelConfig
 from .workspace import Workspace, buffer
 
@@ -55,11 +56,19 @@ class Encoder:
     #: encoder may keep a step's intermediates there on its unfactored path too.
     ws: Workspace | None = None
 
-    def __init__(self, cfg: ModelConfig, contexts: np.ndarray, dtype: torch.dtype):
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        contexts: np.ndarray,
+        dtype: torch.dtype,
+        device: torch.device | str = "cpu",
+    ):
         self.cfg = cfg
+        self.contexts = contexts
         self.n, self.m = contexts.shape
         self.d = cfg.d
         self.dtype = dtype
+        self.device = torch.device(device)
 
     def shapes(self) -> list[tuple[str, tuple[int, ...]]]:
         """Per-run parameter shapes in layout order."""
@@ -93,6 +102,17 @@ class Encoder:
         """
         return {}
 
+    def forward_rows(self, p: Params, rows: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """f of context ``rows[k]`` under run k: rows (K, B) int64 → (K, B, d), plus the cache.
+
+        The sampled objective's minibatch path: only the B contexts of a batch are encoded.
+        """
+        raise NotImplementedError
+
+    def backward_rows(self, p: Params, cache: Any, df: torch.Tensor, rows: torch.Tensor) -> Params:
+        """Gradients of Σ_k ⟨df_k, f_k(rows_k)⟩ for every parameter, df: (K, B, d)."""
+        raise NotImplementedError
+
 
 def _randn(gen: torch.Generator, shape: tuple[int, ...], sd: float) -> torch.Tensor:
     return torch.randn(shape, generator=gen, dtype=torch.float64) * sd
@@ -113,6 +133,13 @@ class FreeEncoder(Encoder):
     def backward(self, p, cache, df):
         return {"E": df}
 
+    def forward_rows(self, p, rows):
+        idx = rows[:, :, None].expand(*rows.shape, self.d)
+        return torch.gather(p["E"], 1, idx), idx
+
+    def backward_rows(self, p, idx, df, rows):
+        return {"E": torch.zeros_like(p["E"]).scatter_add_(1, idx, df)}
+
 
 class LinearEncoder(Encoder):
     """f(ξ) = Wᵀ x(ξ), W: (3m, d) ~ N(0, init_scale²), x the {0,1,⋄} one-hot (no bias, see module)."""
@@ -120,9 +147,9 @@ class LinearEncoder(Encoder):
     out_name = "W"
     needs_dH = False
 
-    def __init__(self, cfg, contexts, dtype):
-        super().__init__(cfg, contexts, dtype)
-        self.x = torch.as_tensor(one_hot_contexts(contexts), dtype=dtype)  # (n, 3m)
+    def __init__(self, cfg, contexts, dtype, device="cpu"):
+        super().__init__(cfg, contexts, dtype, device)
+        self.x = torch.as_tensor(one_hot_contexts(contexts), dtype=dtype, device=device)  # (n, 3m)
         self.xt = self.x.T.contiguous()
         self.feature_dim = 3 * self.m
         self._xk: torch.Tensor | None = None  # x repeated over runs (K, n, 3m), bmm-friendly
@@ -144,6 +171,13 @@ class LinearEncoder(Encoder):
 
     def backward(self, p, cache, df):
         return {"W": torch.matmul(self.xt, df)}  # (3m,n) @ (K,n,d)
+
+    def forward_rows(self, p, rows):
+        xb = self.x[rows]  # (K, B, 3m)
+        return torch.bmm(xb, p["W"]), xb
+
+    def backward_rows(self, p, xb, df, rows):
+        return {"W": torch.bmm(xb.transpose(1, 2), df)}
 
 
 _GAIN = {"relu": math.sqrt(2.0), "gelu": 1.0, "tanh": 1.0}
@@ -177,9 +211,9 @@ class MLPEncoder(Encoder):
     N(0, init_scale²) has no bias. depth = 0 is the linear encoder.
     """
 
-    def __init__(self, cfg, contexts, dtype):
-        super().__init__(cfg, contexts, dtype)
-        self.x = torch.as_tensor(one_hot_contexts(contexts), dtype=dtype)
+    def __init__(self, cfg, contexts, dtype, device="cpu"):
+        super().__init__(cfg, contexts, dtype, device)
+        self.x = torch.as_tensor(one_hot_contexts(contexts), dtype=dtype, device=device)
         self.xt = self.x.T.contiguous()
         self.widths = [3 * self.m] + [cfg.width] * cfg.depth
         self.feature_dim = self.widths[-1]
@@ -217,13 +251,14 @@ class MLPEncoder(Encoder):
             self._xk = self.x.expand(K, *self.x.shape).contiguous()
         return self._xk
 
-    def features(self, p, ws=None):
+    def features(self, p, ws=None, x=None):
+        """H (K, n, width) of every context, or of the inputs ``x`` (K, B, 3m) if given."""
         act = self.cfg.activation
         K = p["W_out"].shape[0]
-        h = self._x_batched(K)
+        h = self._x_batched(K) if x is None else x
         cache = []
         for i in range(self.cfg.depth):
-            shape = (K, self.n, self.widths[i + 1])
+            shape = (K, h.shape[1], self.widths[i + 1])
             a = torch.baddbmm(p[f"b{i}"], h, p[f"W{i}"], out=buffer(ws, f"a{i}", shape, h.dtype))
             if act == "relu":  # the backward pass only needs h = relu(a): overwrite a in place
                 hn, a = a.relu_(), None
@@ -243,6 +278,13 @@ class MLPEncoder(Encoder):
         dh = torch.matmul(df, p["W_out"].transpose(-1, -2))
         g.update(self.backward_features(p, layers, dh))
         return g
+
+    def forward_rows(self, p, rows):
+        h, cache = self.features(p, x=self.x[rows])
+        return torch.bmm(h, p["W_out"]), (cache, h)
+
+    def backward_rows(self, p, cache, df, rows):
+        return self.backward(p, cache, df)
 
     def backward_features(self, p, cache, dH, ws=None):
         act = self.cfg.activation
@@ -265,14 +307,20 @@ class MLPEncoder(Encoder):
         return g
 
 
-def make_encoder(cfg: ModelConfig, contexts: np.ndarray, dtype: torch.dtype) -> Encoder:
+def make_encoder(
+    cfg: ModelConfig, contexts: np.ndarray, dtype: torch.dtype, device: torch.device | str = "cpu"
+) -> Encoder:
     """The encoder named by ``cfg.encoder`` for the context set ``contexts`` (n, m)."""
     if cfg.encoder == "free":
-        return FreeEncoder(cfg, contexts, dtype)
+        return FreeEncoder(cfg, contexts, dtype, device)
     if cfg.encoder == "linear":
-        return LinearEncoder(cfg, contexts, dtype)
+        return LinearEncoder(cfg, contexts, dtype, device)
     if cfg.encoder == "mlp":
-        return MLPEncoder(cfg, contexts, dtype)
+        return MLPEncoder(cfg, contexts, dtype, device)
     from .transformer import TransformerEncoder
 
+    if torch.device(device).type != "cpu":
+        raise ConfigError(
+            "model.encoder = 'transformer' runs on the CPU only so far; set train.device = 'cpu'"
+        )
     return TransformerEncoder(cfg, contexts, dtype)

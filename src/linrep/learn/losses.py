@@ -25,7 +25,16 @@ import torch
 
 from .workspace import Workspace, buffer
 
-__all__ = ["logit_loss", "logit_grad", "head_loss", "factored_head_loss", "loss_floor"]
+__all__ = [
+    "logit_loss",
+    "logit_grad",
+    "row_losses",
+    "rows_head",
+    "head_loss",
+    "factored_head_loss",
+    "loss_floor",
+    "row_floor",
+]
 
 
 def logit_loss(kind: str, z: torch.Tensor, T: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
@@ -37,8 +46,93 @@ def logit_loss(kind: str, z: torch.Tensor, T: torch.Tensor, r: torch.Tensor) -> 
     if kind == "sigmoid":
         return (torch.nn.functional.softplus(z) * r - T * z).sum(dim=(1, 2))
     P = T / r.clamp_min(torch.finfo(T.dtype).tiny)
+    return (row_losses(kind, z, P) * r[..., 0]).sum(dim=1)
+
+
+def row_losses(kind: str, z: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    """Loss of every context row, (K, c), from logits z: (K, c, V) and targets P: (K|1, c, V).
+
+    cross_entropy: logsumexp(z) − Σ_y P z (= −Σ_y P log q); squared: ‖softmax(z) − P‖²;
+    sigmoid: Σ_y softplus(z) − P z.
+    """
+    if kind == "cross_entropy":
+        return torch.logsumexp(z, dim=2) - (P * z).sum(dim=2)
+    if kind == "sigmoid":
+        return (torch.nn.functional.softplus(z) - P * z).sum(dim=2)
     e = torch.softmax(z, dim=2) - P
-    return ((e * e).sum(dim=2, keepdim=True) * r).sum(dim=(1, 2))
+    return (e * e).sum(dim=2)
+
+
+def rows_head(
+    kind: str,
+    f: torch.Tensor,
+    g: torch.Tensor,
+    b: torch.Tensor | None,
+    tok: torch.Tensor,
+    *,
+    want_grad: bool = True,
+    ws: Workspace | None = None,
+    dg_out: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """Minibatch loss and gradients of B sampled (context, token) rows per run.
+
+    L = (1/B) Σ_b ℓ(z_b, y_b) with z_b = g f_b + b, i.e. the table form of this module with
+    T = the batch's empirical frequencies — without any (contexts × tokens) table: three
+    (B × d) × (d × V) matmuls and one pass of softmax over (K, B, V). With e = ∂ℓ/∂z:
+    ∂f_b = e_b g / B, ∂g = eᵀ f / B, ∂b = Σ_b e_b / B. Row losses: cross_entropy −log q(y_b);
+    sigmoid Σ_y softplus(z) − z_{y_b}; squared ‖q − 1_{y_b}‖² (its gradient equals the table
+    form's; its value exceeds it by 1 − ‖P̄(·|ξ)‖², a constant, when a context repeats in a batch).
+
+    Args:
+        f: (K, B, d) embeddings of the rows' contexts.  g: (K, V, d).  b: (K, 1, V) or None.
+        tok: (K, B) int64 next tokens.  want_grad: False = the loss only (the gradients are None).
+        ws: buffers (the (K, B, V) logits live there).  dg_out: a (K, V, d) tensor (e.g. a view
+        of the caller's gradient buffer) to write ∂g into.
+
+    Returns:
+        (loss (K,), df (K, B, d), dg (K, V, d), db (K, 1, V) or None).
+    """
+    K, B, _ = f.shape
+    gt = g.transpose(1, 2)
+    zb = buffer(ws, "z", (K, B, g.shape[1]), f.dtype)
+    z = torch.bmm(f, gt, out=zb) if b is None else torch.baddbmm(b, f, gt, out=zb)
+    y = tok[:, :, None]
+    zy = z.gather(2, y)[..., 0]  # (K, B)
+    if kind == "sigmoid":
+        loss = torch.nn.functional.softplus(z).sum(dim=2) - zy
+        if not want_grad:
+            return loss.mean(dim=1), None, None, None
+        e = torch.sigmoid_(z)
+        e.scatter_add_(2, y, torch.full_like(zy[..., None], -1.0))
+    else:
+        e = torch.softmax(z, dim=2, out=z)  # in place: the logits are not needed again
+        qy = e.gather(2, y)[..., 0]
+        if kind == "cross_entropy":
+            loss = -torch.log(qy)
+            bad = qy == 0  # q(y) underflowed: the exact −log q = logsumexp(z) − z_y for those rows
+            if bool(bad.any()):
+                kk, bb = torch.nonzero(bad, as_tuple=True)
+                zrow = torch.einsum("rd,rvd->rv", f[kk, bb], g[kk])
+                if b is not None:
+                    zrow = zrow + b[kk, 0]
+                loss[kk, bb] = torch.logsumexp(zrow, dim=1) - zy[kk, bb]
+            if not want_grad:
+                return loss.mean(dim=1), None, None, None
+            e.scatter_add_(2, y, torch.full_like(qy[..., None], -1.0))
+        else:  # squared: ∂/∂z_j ‖q − 1_y‖² = 2 q_j [(q − 1_y)_j − Σ_v (q − 1_y)_v q_v]
+            q = e
+            qq = (q * q).sum(dim=2)
+            loss = qq - 2.0 * qy + 1.0
+            if not want_grad:
+                return loss.mean(dim=1), None, None, None
+            e = q.clone()
+            e.scatter_add_(2, y, torch.full_like(qy[..., None], -1.0))
+            e.sub_((qq - qy)[..., None]).mul_(q).mul_(2.0)
+    inv = 1.0 / B
+    dg = torch.bmm(e.transpose(1, 2), f * inv, out=dg_out)
+    df = torch.bmm(e, g).mul_(inv)
+    db = e.sum(dim=1, keepdim=True).mul_(inv) if b is not None else None
+    return loss.mean(dim=1), df, dg, db
 
 
 def logit_grad(
@@ -147,17 +241,22 @@ def factored_head_loss(
     return dH, dW, dg, db
 
 
+def row_floor(kind: str, P: np.ndarray) -> np.ndarray:
+    """Population minimum of loss ``kind`` for every context row of targets P: (n, V), (n,).
+
+    cross_entropy: H(P) = −Σ_y P log P; squared: 0; sigmoid: Σ_y H_b(P(y)).
+    """
+    P = np.asarray(P, dtype=np.float64)
+    if kind == "squared":
+        return np.zeros(P.shape[0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -np.where(P > 0, P * np.log(P), 0.0).sum(axis=1)
+        if kind == "sigmoid":
+            q = 1.0 - P
+            h -= np.where(q > 0, q * np.log(q), 0.0).sum(axis=1)
+    return h
+
+
 def loss_floor(kind: str, weights: np.ndarray, p_next: np.ndarray) -> float:
     """Population minimum of loss ``kind`` for context weights (n,) and targets p(y|ξ) (n, V)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if kind == "cross_entropy":
-            h = -np.where(p_next > 0, p_next * np.log(p_next), 0.0).sum(axis=1)
-        elif kind == "sigmoid":
-            q = 1.0 - p_next
-            h = -(
-                np.where(p_next > 0, p_next * np.log(p_next), 0.0)
-                + np.where(q > 0, q * np.log(q), 0.0)
-            ).sum(axis=1)
-        else:
-            return 0.0
-    return float(weights @ h)
+    return float(np.asarray(weights, dtype=np.float64) @ row_floor(kind, p_next))

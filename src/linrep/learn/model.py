@@ -10,19 +10,29 @@ before casting — so a run's initial parameters do not depend on the ensemble i
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from .config import ModelConfig
 from .encoders import Encoder, make_encoder
-from .losses import factored_head_loss, head_loss
+from .losses import factored_head_loss, head_loss, rows_head
 from .workspace import Workspace
 
-__all__ = ["BatchedModel", "Target"]
+__all__ = ["BatchedModel", "Target", "Rows"]
 
 Target = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 """(T: (K|1, n, V) table, r: (K|1, n, 1) row masses, P = T / r: (K|1, n, V) targets)."""
+
+
+class Rows(NamedTuple):
+    """A minibatch of sampled (context, next token) rows: run k sees (ctx[k, b], tok[k, b])."""
+
+    ctx: torch.Tensor
+    """(K, B) int64 context indices into the model's context set."""
+    tok: torch.Tensor
+    """(K, B) int64 next tokens."""
 
 
 class BatchedModel:
@@ -33,14 +43,23 @@ class BatchedModel:
         contexts: (n, m) int8 context set (−1 = ⋄).
         vocab: number of tokens V.
         dtype: torch dtype of the parameters.
+        device: where the encoder's constant tensors live (θ must be on the same device).
     """
 
-    def __init__(self, cfg: ModelConfig, contexts: np.ndarray, vocab: int, dtype: torch.dtype):
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        contexts: np.ndarray,
+        vocab: int,
+        dtype: torch.dtype,
+        device: torch.device | str = "cpu",
+    ):
         self.cfg = cfg
         self.dtype = dtype
+        self.device = torch.device(device)
         self.V = vocab
         self.d = cfg.d
-        self.encoder: Encoder = make_encoder(cfg, contexts, dtype)
+        self.encoder: Encoder = make_encoder(cfg, contexts, dtype, device)
         shapes = list(self.encoder.shapes()) + [("g", (vocab, cfg.d))]
         if cfg.unembedding_bias:
             shapes.append(("b", (1, vocab)))
@@ -62,7 +81,7 @@ class BatchedModel:
         self._view_src: torch.Tensor | None = None
         self._view_ptr = 0
         self._view_cache: dict[str, torch.Tensor] = {}
-        self.ws = Workspace()  # buffers of the intermediates of loss() and grad()
+        self.ws = Workspace(self.device)  # buffers of the intermediates of loss() and grad()
         self.encoder.ws = self.ws
 
     # ------------------------------------------------------------------ parameters
@@ -146,6 +165,66 @@ class BatchedModel:
         parts = [grads[name].reshape(K, -1) for name, *_ in self.layout]
         return torch.cat(parts, dim=1, out=out)
 
+    def embed_contexts(self, theta: torch.Tensor, contexts: np.ndarray) -> torch.Tensor:
+        """f of any contexts (N, m) int8 (−1 = ⋄) under every run, (K, N, d).
+
+        The free encoder has vectors only for its own context set: other contexts get NaN rows.
+        (The transformer draws the token order of these contexts afresh from ``order_seed``.)
+        """
+        contexts = np.asarray(contexts, dtype=np.int8)
+        with torch.no_grad():
+            p = self.views(theta)
+            if self.cfg.encoder == "free":
+                rows = _rows_of(self.encoder.contexts, contexts)
+                f = p["E"][:, torch.as_tensor(np.maximum(rows, 0), device=theta.device)]
+                f[:, torch.as_tensor(rows < 0, device=theta.device)] = float("nan")
+                return f
+            enc = make_encoder(self.cfg, contexts, self.dtype, self.device)
+            return enc.forward(p)[0]
+
+    def embed_rows(self, theta: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """f of context ``rows[k]`` under run k, rows: (K, B) int64 → (K, B, d)."""
+        with torch.no_grad():
+            return self.encoder.forward_rows(self.views(theta), rows)[0]
+
+    def loss_rows(self, theta: torch.Tensor, kind: str, batch: Rows) -> torch.Tensor:
+        """Minibatch loss (K,) of sampled rows (no gradient)."""
+        p = self.views(theta)
+        f = self.encoder.forward_rows(p, batch.ctx)[0]
+        return rows_head(kind, f, p["g"], p.get("b"), batch.tok, want_grad=False, ws=self.ws)[0]
+
+    def grad_rows(
+        self, theta: torch.Tensor, kind: str, batch: Rows, out: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradient (K, P) and loss (K,) of a minibatch of sampled rows (O(B·V·d) per run).
+
+        ``out``: a (K, P) tensor to write the gradient into.
+        """
+        K = theta.shape[0]
+        p = self.views(theta)
+        enc = self.encoder
+        if out is None:
+            out = torch.empty_like(theta)
+        dg_out = out[:, self.g_slice].view(K, self.V, self.d)  # ∂g, the big part, in place
+        head = {"ws": self.ws, "dg_out": dg_out}
+        if enc.manual_backward:
+            f, cache = enc.forward_rows(p, batch.ctx)
+            loss, df, dg, db = rows_head(kind, f, p["g"], p.get("b"), batch.tok, **head)
+            grads = enc.backward_rows(p, cache, df, batch.ctx)
+        else:
+            names = [name for name, *_ in self.layout if name not in ("g", "b")]
+            with torch.enable_grad():
+                leaves = {name: p[name].detach().requires_grad_(True) for name in names}
+                f, _ = enc.forward_rows(leaves, batch.ctx)
+            loss, df, dg, db = rows_head(kind, f.detach(), p["g"], p.get("b"), batch.tok, **head)
+            grads = dict(zip(names, torch.autograd.grad(f, list(leaves.values()), df), strict=True))
+        if db is not None:
+            grads["b"] = db
+        for name, _, o, size in self.layout:  # ∂g is already in place
+            if name != "g":
+                out[:, o : o + size].copy_(grads[name].reshape(K, size))
+        return out, loss
+
     def _grad_autograd(self, theta: torch.Tensor, kind: str, target: Target) -> torch.Tensor:
         """Encoder backward by autograd, head by the closed form (for an encoder without
         ``manual_backward``)."""
@@ -161,3 +240,13 @@ class BatchedModel:
         if db is not None:
             grads["b"] = db
         return torch.cat([grads[name].reshape(K, -1) for name, *_ in self.layout], dim=1)
+
+
+def _rows_of(table: np.ndarray, contexts: np.ndarray) -> np.ndarray:
+    """Row of each context in ``table`` (n, m) by its base-3 code, −1 where absent, (N,)."""
+    pow3 = 3 ** np.arange(table.shape[1], dtype=np.int64)
+    code = ((table.astype(np.int64) + 1) * pow3).sum(axis=1)
+    want = ((contexts.astype(np.int64) + 1) * pow3).sum(axis=1)
+    order = np.argsort(code)
+    pos = np.clip(np.searchsorted(code[order], want), 0, len(code) - 1)
+    return np.where(code[order][pos] == want, order[pos], -1)

@@ -38,6 +38,7 @@ def train_from_config(
     out_dir: str | Path,
     overrides: list[str] = (),
     seeds: str | list[int] | None = None,
+    *,
     resume: bool = False,
     progress: bool = True,
 ):

@@ -18,13 +18,14 @@ __all__ = ["Workspace", "buffer"]
 class Workspace:
     """Named buffers, reallocated only when the requested shape or dtype changes."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: torch.device | str = "cpu") -> None:
         self._bufs: dict[str, torch.Tensor] = {}
+        self.device = torch.device(device)
 
     def __call__(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         buf = self._bufs.get(name)
         if buf is None or buf.shape != shape or buf.dtype != dtype:
-            buf = self._bufs[name] = torch.empty(shape, dtype=dtype)
+            buf = self._bufs[name] = torch.empty(shape, dtype=dtype, device=self.device)
         return buf
 
     def clear(self) -> None:

@@ -102,6 +102,11 @@ def train_group(payload: dict[str, Any]) -> dict[str, Any]:
         b, b0 = (result.params(initial=i).get("b") for i in (False, True))
         rows = []
         for k, run in enumerate(runs):
+            if k in result.failed:  # stopped by a non-finite loss; the ensemble's others went on
+                rows.append(
+                    {"run_id": run["run_id"], "status": "failed", "error": result.failed[k]}
+                )
+                continue
             final = {
                 key: val
                 for key, val in result.final[k].items()
@@ -123,6 +128,8 @@ def train_group(payload: dict[str, Any]) -> dict[str, Any]:
                 latent, f0, g0, b=None if b0 is None else b0.reshape(K, -1), **opts
             )
             for row, a, b in zip(rows, trained, untrained, strict=True):
+                if row["status"] != "ok":
+                    continue
                 row.update(a)
                 row.update({f"untrained_{k}": v for k, v in b.items()})
         wall = time.perf_counter() - t0
@@ -134,8 +141,8 @@ def train_group(payload: dict[str, Any]) -> dict[str, Any]:
             group_wall_time_s=wall,
             group_size=len(runs),
             group_id=payload["group_id"],
-            error="",
         )
+        row.setdefault("error", "")
         for key, val in list(row.items()):
             if isinstance(val, float) and math.isinf(val):
                 row[key] = float("nan")
