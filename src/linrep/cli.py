@@ -238,7 +238,13 @@ def _run_train(args: argparse.Namespace) -> None:
         f"{tc.optimizer} lr {tc.lr}, {tc.steps} steps in {res.seconds:.1f} s"
     )
     for row in res.final:
-        print(f"  seed {row['seed']:>4d}: loss {row['loss']:.5f}, excess {row['excess_loss']:.2e}")
+        se = f" ± {row['excess_loss_se']:.1e}" if "excess_loss_se" in row else ""
+        print(
+            f"  seed {row['seed']:>4d}: loss {row['loss']:.5f}, excess {row['excess_loss']:.2e}{se}"
+        )
+    for k, reason in sorted(res.failed.items()):  # stopped by a NaN; the others went on
+        print(f"  seed {res.seeds[k]:>4d}: FAILED ({reason})", file=sys.stderr)
+    print(f"excess loss: {res.excess_loss_method}")
     print(f"wrote {args.final_out}/{{config.json, history.csv, params.safetensors, metrics.json}}")
 
 

@@ -165,8 +165,13 @@ class TrainResult:
         f, g = self._embed(self.theta)
         f0, g0 = self._embed(self.theta0)
         save_npz(out / "embeddings.npz", f=f, g=g, f0=f0, g0=g0, seeds=np.array(self.seeds))
+        self.write_metrics(out, extra=extra)
+
+    def write_metrics(self, out_dir: str | Path, *, extra: Mapping[str, Any] | None = None) -> None:
+        """Write ``metrics.json``: last history row, status of every run, loss floor, how the
+        excess loss was computed, timing, ``extra`` entries and the run's metadata."""
         write_json(
-            out / "metrics.json",
+            Path(out_dir) / "metrics.json",
             {
                 "final": self.final,
                 "status": self.status,

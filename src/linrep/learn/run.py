@@ -3,8 +3,10 @@
 The command's Python twin is :func:`train_from_config`; everything it writes goes to ``out_dir``:
 ``config.json`` (the resolved per-run configs and the latent section), ``history.csv``,
 ``params.safetensors`` (final and initial parameters, run axis first), ``embeddings.npz``
-(f, g, f0, g0), ``metrics.json`` (last history row per run, loss floor, timing, versions) and
-``checkpoint.pt`` (for ``--resume``).
+(f, g, f0, g0), ``metrics.json`` (last history row and status per run, loss floor, timing,
+versions, and ``geometry``: same-concept and cross-concept cosines, alignment and their
+identifiable twins with seed intervals, :mod:`linrep.geometry.scale`) and ``checkpoint.pt``
+(for ``--resume``).
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def train_from_config(
     train_cfg = section_from_dict(TrainConfig, raw.get("train"), "train")
     if isinstance(seeds, str):
         seeds = parse_seeds(seeds)
-    return fit(
+    result = fit(
         latent,
         model_cfg,
         train_cfg,
@@ -70,3 +72,13 @@ def train_from_config(
         resume=resume,
         progress=progress,
     )
+    result.write_metrics(out_dir, extra={"geometry": final_geometry(latent, result)})
+    return result
+
+
+def final_geometry(latent, result) -> dict:
+    """Concept geometry of the trained runs for metrics.json (:mod:`linrep.geometry.scale`)."""
+    from ..geometry.scale import scale_geometry
+
+    f, g = result.embeddings(), result.unembeddings()
+    return scale_geometry(latent, f, g, embed=result.embed_contexts).to_json()
