@@ -102,6 +102,11 @@ class Encoder:
         """
         return {}
 
+    @property
+    def takes_rows(self) -> bool:
+        """True if the encoder implements :meth:`forward_rows` (minibatches of rows)."""
+        return type(self).forward_rows is not Encoder.forward_rows
+
     def forward_rows(self, p: Params, rows: torch.Tensor) -> tuple[torch.Tensor, Any]:
         """f of context ``rows[k]`` under run k: rows (K, B) int64 → (K, B, d), plus the cache.
 

@@ -157,8 +157,12 @@ class Training:
     """One training run of an ensemble, as small named steps (see :meth:`train`).
 
     Args:
-        latent, mcfgs, tcfgs, hooks, out_dir: as :func:`fit` (configs resolved per run).
-        progress: show a tqdm bar.
+        latent: the latent model (as :func:`fit`).
+        mcfgs: per-run model configs (resolved, :func:`~linrep.learn.runs.resolve_runs`).
+        tcfgs: per-run train configs (resolved).
+        hooks: (column prefix, metric hook) pairs (:func:`~linrep.learn.hooks.normalise_hooks`).
+        out_dir: output folder for checkpoints, or None.
+        progress: show a progress bar.
     """
 
     def __init__(self, latent, mcfgs, tcfgs, hooks, out_dir, *, progress: bool = True):
@@ -178,6 +182,11 @@ class Training:
                 '"sampled" and a batch_size (e.g. optimizer = "adam", batch_size = 256)'
             )
         self.model = BatchedModel(mcfgs[0], latent.contexts, latent.n_tokens, dtype, self.device)
+        if tc.minibatch and tc.objective == "sampled" and not self.model.encoder.takes_rows:
+            raise ConfigError(
+                f"model.encoder = '{mcfgs[0].encoder}' does not train on sampled minibatches yet; "
+                "remove train.batch_size (full batch) or use the linear, mlp or free encoder"
+            )
         _check_memory(self.model, latent, tcfgs, dtype, tables=tables)
         self.targets = Targets(latent, tcfgs, dtype, self.device, tables=tables)
         self.trainable = slice(
