@@ -129,6 +129,11 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:,.1f} GiB" if n >= 2**28 else f"{n / 2**20:,.0f} MiB"
 
 
+HEADROOM = 0.8
+"""Fraction of the available memory one estimated allocation may take: estimates leave out
+transient copies and the rest of the process, so an estimate near the whole is refused."""
+
+
 def check_memory(n_bytes: float, what: str, key: str) -> None:
     """Raise ConfigError if ``what`` (needing ``n_bytes``) cannot fit in the memory available.
 
@@ -138,8 +143,9 @@ def check_memory(n_bytes: float, what: str, key: str) -> None:
         key: the config key(s) that set its size, named in the fix.
     """
     avail = available_memory()
-    if avail is not None and n_bytes > avail:
+    if avail is not None and n_bytes > HEADROOM * avail:
         raise ConfigError(
-            f"{what} needs about {_gib(n_bytes)} but {_gib(avail)} of memory is available; "
+            f"{what} needs about {_gib(n_bytes)} but {_gib(avail)} of memory is available "
+            f"(linrep uses at most {HEADROOM:.0%} of it for one allocation); "
             f"reduce {key}"
         )

@@ -518,7 +518,8 @@ class Training:
 def _check_memory(model: BatchedModel, latent, tcfgs, dtype: torch.dtype, *, tables: bool) -> None:
     """Refuse before allocating when θ, the optimiser state and the logits cannot fit in memory.
 
-    About 6 copies of θ: (K, P) (θ, θ₀, the last verified θ, the gradient, two Adam moments) and
+    About 6 copies of θ: (K, P) (θ, θ₀, the last verified θ, the gradient, two Adam moments), the
+    float64 draws of one run's initialisation (two (P,) copies while they are scaled), and
     the (K, rows, V) tables of a step: 5 of them (targets, logits, probabilities, their gradient,
     scratch) when the learner holds tables, else the logits and one scratch copy of a minibatch of
     rows; rows = the minibatch or all contexts.
@@ -530,6 +531,7 @@ def _check_memory(model: BatchedModel, latent, tcfgs, dtype: torch.dtype, *, tab
     rows = tc.batch_size or latent.n_contexts
     itemsize = torch.finfo(dtype).bits // 8
     n_bytes = itemsize * (6 * K * model.P + (5 if tables else 2) * K * rows * latent.n_tokens)
+    n_bytes += 2 * 8 * model.P
     check_memory(
         n_bytes,
         f"training {K} run(s) with P = {model.P:,} parameters each on {rows:,} × "
