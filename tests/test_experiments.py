@@ -1,4 +1,4 @@
-"""Experiments E1 … E9, ``linrep simulate`` and ``linrep reproduce``: code paths, files, errors.
+"""Experiments E1 … E10, ``linrep simulate`` and ``linrep reproduce``: code paths, files, errors.
 
 Every experiment runs here with tiny overrides (2 seeds, a few hundred steps) so that all code paths
 execute in seconds; the numbers of the paper's calibration are asserted in

@@ -304,20 +304,20 @@ def _run_simulate(args: argparse.Namespace) -> None:
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "reproduce",
-        help="reproduce the paper's simulations E1 … E9 (one report each + an index)",
+        help="reproduce the simulation experiments E1 … E10 (one report each + an index)",
         description=(
-            "Run experiments E1 … E9 (or 'all') with their configs in configs/e*.toml and write "
+            "Run experiments E1 … E10 (or 'all') with their configs in configs/e*.toml and write "
             "DIR/<experiment>/report.html, report.md, results.json, figures/ for each, plus an "
             "index DIR/report.html with every headline number (mean ± 95 % CI over seeds). "
-            "--quick uses fewer seeds and steps (same code paths): all eight in about 2 minutes "
-            "on 2 cores (full mode: about 12 minutes)."
+            "--quick uses fewer seeds and steps (same code paths); the README gives measured "
+            "times of both modes and the machine they were measured on."
         ),
     )
     p.add_argument(
-        "experiments", nargs="*", default=["all"], metavar="E", help="E1 … E9 or all (default)"
+        "experiments", nargs="*", default=["all"], metavar="E", help="E1 … E10 or all (default)"
     )
     _add_out_option(p, "reports")
-    p.add_argument("--quick", action="store_true", help="fewer seeds/steps (≈ 2 min for all)")
+    p.add_argument("--quick", action="store_true", help="fewer seeds and steps, same code paths")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
