@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from linrep.latent import LatentConfig, LatentModel
+from record import Recorder
 
 
 def naive_table(model: LatentModel) -> np.ndarray:
@@ -26,6 +27,7 @@ def naive_table(model: LatentModel) -> np.ndarray:
 
 
 def main() -> None:
+    rec = Recorder("bench_latent")
     cfg = LatentConfig(m=10, kind="ising", param_seed=0)
     times = []
     for _ in range(3):
@@ -47,6 +49,15 @@ def main() -> None:
     print(
         f"straightforward per-context loop: {naive:.2f} s  → linrep is {naive / best:.1f}× faster"
     )
+    rec.update(
+        m=10,
+        n_contexts=int(model.n_contexts),
+        n_tokens=int(model.n_tokens),
+        linrep_s=best,
+        naive_s=naive,
+        ratio=naive / best,
+    )
+    rec.write()
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from linrep.llm.run import LLMConfig, analyze_model
+from record import Recorder
 
 
 def park_recipe(
@@ -68,6 +69,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="gemma-3-270m")
     args = ap.parse_args()
+    rec = Recorder("bench_llm")
     with tempfile.TemporaryDirectory(prefix="linrep-bench-") as cache:
         base = LLMConfig(model=args.model, contexts="none", cache=cache)
         core = dataclasses.replace(base, n_shuffles=0, analogy_queries=0)
@@ -89,9 +91,10 @@ def main() -> None:
         )
         t0 = time.perf_counter()
         full = analyze_model(base, progress=False)
+        full_s = time.perf_counter() - t0
         print(
             f"warm, full defaults (+{base.n_shuffles} shuffles, {base.analogy_queries} analogy queries/concept): "
-            f"{time.perf_counter() - t0:6.1f} s"
+            f"{full_s:6.1f} s"
         )
 
         del full
@@ -115,6 +118,7 @@ def main() -> None:
             t0 = time.perf_counter()
             ref = park_recipe(unemb.gamma, unemb.normal, pairs, core.n_random_pairs, core.seed)
             naive = time.perf_counter() - t0
+        max_err = 0.0
         for ip in ("euclidean", "causal"):
             mine = [c.loo_cosine[ip] for c in res.concepts]
             err = float(np.max(np.abs(np.subtract(mine, ref[ip]["loo"]))))
@@ -123,6 +127,7 @@ def main() -> None:
                 f"  agreement with the reference ({ip}): max |Δ LOO| = {err:.1e}, max |Δ cos| = {cerr:.1e}"
             )
             assert err < 1e-6 and cerr < 1e-6
+            max_err = max(max_err, err, cerr)
         print(f"Park-style reference (in-memory γ, no load): {naive:6.1f} s")
         print(
             f"  → linrep warm core is {naive / min(warm):.1f}× faster end to end (incl. loading γ)"
@@ -133,6 +138,17 @@ def main() -> None:
         )
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(f"peak memory including the reference's float64 copies: {peak_gb:.2f} GB")
+    rec.update(
+        model=args.model,
+        cold_s=cold,
+        warm_s=min(warm),
+        warm_full_defaults_s=full_s,
+        reference_s=naive,
+        ratio_warm=naive / min(warm),
+        peak_linrep_gb=peak_linrep,
+        max_abs_diff_loo=max_err,
+    )
+    rec.write()
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import tempfile
@@ -35,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from record import Recorder
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = ROOT / "configs" / "sweep_architecture.toml"
@@ -112,8 +113,14 @@ def main() -> int:
     ap.add_argument("--naive-threads", type=int, default=1, help="torch threads of the naive loop")
     ap.add_argument("--quick", action="store_true", help="2 seeds, for a smoke test")
     ap.add_argument("--out", type=Path, default=None, help="sweep output folder (default: temp)")
-    ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    ap.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="write the numbers here (default: benchmarks/results)",
+    )
     args = ap.parse_args()
+    rec = Recorder("bench_sweep", args.json)
 
     from linrep.config import load_toml
     from linrep.latent import LatentModel
@@ -207,26 +214,20 @@ def main() -> int:
         f"sanity: mean final excess loss on the timed runs: naive {ex_naive.mean():.3e}, "
         f"linrep {ex_lin.mean():.3e} nats (different init RNG streams, same problem)"
     )
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "runs": len(spec.runs),
-                    "steps": args.steps,
-                    "max_parallel": args.max_parallel,
-                    "linrep_s": t_linrep,
-                    "naive_s": est_total,
-                    "naive_extrapolated": not exact,
-                    "naive_timed_runs": n_timed,
-                    "ratio": ratio,
-                    "ratio_per_core": core_ratio,
-                    "per_setting_ratio_median": float(np.nanmedian(per_core)),
-                    "naive_threads": args.naive_threads,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+    rec.update(
+        runs=len(spec.runs),
+        steps=args.steps,
+        max_parallel=args.max_parallel,
+        linrep_s=t_linrep,
+        naive_s=est_total,
+        naive_extrapolated=not exact,
+        naive_timed_runs=n_timed,
+        ratio=ratio,
+        ratio_per_core=core_ratio,
+        per_setting_ratio_median=float(np.nanmedian(per_core)),
+        naive_threads=args.naive_threads,
+    )
+    rec.write()
     return 0
 
 

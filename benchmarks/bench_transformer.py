@@ -48,6 +48,7 @@ from linrep.learn.model import BatchedModel
 from linrep.learn.objective import Targets
 from linrep.learn.optim import BatchedOptimizer
 from linrep.learn.transformer import render_contexts
+from record import Recorder
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -160,7 +161,7 @@ def same_math(new: Stepper, ref: Stepper) -> tuple[float, float]:
     return float(((ln - lr).abs() / lr.abs()).max()), float((gn - gr).abs().max() / gr.abs().max())
 
 
-def bench_steps(rounds: int, steps: int, more: bool) -> None:
+def bench_steps(rounds: int, steps: int, more: bool, rec: Recorder) -> None:
     print(f"== transformer training step: previous (autograd) vs linrep, {rounds} rounds")
     for name, (lat, mc, tc, K) in settings(more).items():
         new, ref = Stepper(lat, mc, tc, K, False), Stepper(lat, mc, tc, K, True)
@@ -182,6 +183,14 @@ def bench_steps(rounds: int, steps: int, more: bool) -> None:
             f"(min {1e3 * min(t_ref):.2f}) | linrep {1e3 * statistics.median(t_new):7.2f} ms/step "
             f"(min {1e3 * min(t_new):.2f})"
         )
+        rec[name] = {
+            "setting": desc,
+            "previous_ms_per_step": 1e3 * statistics.median(t_ref),
+            "linrep_ms_per_step": 1e3 * statistics.median(t_new),
+            "ratio": statistics.median(ratios),
+            "ratio_range": [min(ratios), max(ratios)],
+            "rounds": rounds,
+        }
         print(
             f"        RATIO previous / linrep: {statistics.median(ratios):5.1f}x  (median of "
             f"{rounds} rounds; range {min(ratios):.1f}-{max(ratios):.1f}; target >= 5x)"
@@ -216,14 +225,16 @@ def main() -> None:
     ap.add_argument("--fit-steps", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    rec = Recorder("bench_transformer")
     load = os.getloadavg()
     print(
         f"machine: {os.cpu_count()} cores, load average {load[0]:.1f} at start; torch threads {args.threads}"
     )
-    bench_steps(args.rounds, args.steps, args.more)
+    bench_steps(args.rounds, args.steps, args.more, rec)
     if args.fit_steps:
         bench_fit(args.fit_steps)
     print(f"load average {os.getloadavg()[0]:.1f} at end")
+    rec.write()
 
 
 if __name__ == "__main__":

@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def _run(script: str, *args: str) -> str:
-    """Stdout of ``python benchmarks/<script> <args>`` (fails the test on a non-zero exit)."""
+def _run(script: str, *args: str) -> tuple[str, list[str]]:
+    """Stdout of ``python benchmarks/<script> <args>`` and the results files it wrote (fails the
+    test on a non-zero exit); tiny runs write into a temporary folder, never over the real numbers."""
     cmd = [sys.executable, str(BENCH / script), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True).stdout
+    with tempfile.TemporaryDirectory() as results:  # tiny runs must not replace the real numbers
+        env = {**os.environ, "LINREP_BENCH_RESULTS": results}
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True, env=env)
+        written = sorted(p.name for p in Path(results).glob("*.json"))
+    return out.stdout, written
 
 
 def test_bench_train_runs_and_reports_its_ratios():
-    out = _run("bench_train.py", "--steps", "20", "--naive-runs", "4")
+    out, _ = _run("bench_train.py", "--steps", "20", "--naive-runs", "4")
     assert "RATIO naive / linrep" in out
     assert "linrep's step reduced to its matmul and softmax kernels" in out
     assert "(fit default), factored logits" in out  # the FLOP/s part, on fit's own path
 
 
 def test_bench_transformer_runs_and_reports_its_ratio():
-    out = _run("bench_transformer.py", "--rounds", "1", "--steps", "2")
+    out, written = _run("bench_transformer.py", "--rounds", "1", "--steps", "2")
+    assert written == ["bench_transformer.json"]
     assert out.count("RATIO previous / linrep") == 2  # train_transformer.toml and E4's setting
     assert "same math" in out and "load average" in out

@@ -1,0 +1,74 @@
+"""Where a benchmark leaves its numbers: ``benchmarks/results/<name>.json``.
+
+The README quotes benchmark ratios through claim markers (``claims.toml``), so each script writes
+what it printed into one JSON file next to the machine it ran on and the load it ran under (the
+1-minute load average before and after; these are ratios measured in one run, and the load says how
+far to trust them). ``python scripts/claims.py update`` then copies the numbers into the README.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+from pathlib import Path
+
+RESULTS = Path(
+    os.environ.get("LINREP_BENCH_RESULTS") or Path(__file__).resolve().parent / "results"
+)
+"""Folder of the results files (``$LINREP_BENCH_RESULTS`` moves it, e.g. in the tests' tiny runs)."""
+
+
+def machine() -> dict:
+    """CPU count, the 1-minute load average now, Python and torch versions, the date (UTC)."""
+    try:
+        import torch
+
+        torch_version = torch.__version__
+    except ImportError:  # pragma: no cover - torch is a core dependency
+        torch_version = None
+    return {
+        "cpus": os.cpu_count(),
+        "load_1min": round(os.getloadavg()[0], 2),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch_version,
+        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+class Recorder:
+    """Collect a benchmark's numbers and write them, with the machine before and after, at the end.
+
+    >>> rec = Recorder("bench_latent")      # reads the load before the work starts
+    >>> rec["ratio"] = 11.0
+    >>> rec.write()                          # benchmarks/results/bench_latent.json
+    """
+
+    def __init__(self, name: str, out: Path | None = None) -> None:
+        self.name = name
+        self.path = Path(out) if out is not None else RESULTS / f"{name}.json"
+        self.before = machine()
+        self.numbers: dict = {}
+
+    def __setitem__(self, key: str, value) -> None:
+        self.numbers[key] = value
+
+    def update(self, **numbers) -> None:
+        self.numbers.update(numbers)
+
+    def write(self) -> Path:
+        doc = {
+            "benchmark": self.name,
+            "command": f"python benchmarks/{self.name}.py",
+            "machine": self.before,
+            "load_1min_after": machine()["load_1min"],
+            "results": self.numbers,
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(doc, indent=2, default=float) + "\n", encoding="utf-8")
+        tmp.replace(self.path)
+        print(f"wrote {self.path}")
+        return self.path
