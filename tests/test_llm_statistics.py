@@ -330,13 +330,10 @@ def test_compute_statistics_end_to_end_json_and_report(tmp_path):
     assert md.index("| Euclidean") < md.index("| causal")
 
 
-def test_candidate_rows_fall_back_when_too_few_letter_words():
+def test_random_word_rows_fall_back_when_too_few_letter_words():
     toks = ["Ġa1", "Ġb2", "Ġc3", "Ġd4", "Ġcat", "x"]
     v = Vocabulary(toks, np.ones(6, dtype=int), "byte_bpe")
-    pairs = [np.array([[0, 1], [2, 3]])]
-    rows, kind = st._candidate_rows(v, np.ones(6, bool), pairs)
+    rows, kind = st.random_word_rows(v, np.ones(6, bool), need=4)
     assert kind == "words" and rows.sum() == 5  # one letter word cannot host 4 tokens
-    rows, kind = st._candidate_rows(v, np.ones(6, bool), [np.array([[0, 1]])])
-    assert kind == "words"  # still one letter word < 2 tokens
-    few = [np.array([[0, 1], [2, 3], [4, 5]])]
-    assert st._candidate_rows(v, np.ones(6, bool), few)[1] == "normal tokens"
+    assert st.random_word_rows(v, np.ones(6, bool), need=1)[1] == "letter words"
+    assert st.random_word_rows(v, np.ones(6, bool), need=6)[1] == "normal tokens"

@@ -4,8 +4,8 @@ For each concept W with counterfactual word pairs (y0, y1), under an inner produ
 
 * steering vectors Δγ_k = γ(y1) − γ(y0) and the concept direction ḡ_W = unit mean of the Δγ_k;
 * leave-one-out cosine: mean_k cos(Δγ_k, mean_{l≠k} Δγ_l), with a bootstrap interval over pairs;
-* LOO projection Δγ_kᵀ ū_{−k} vs the projections of random normal-token pairs on ḡ_W (z-score,
-  one-sided p-value);
+* LOO projection Δγ_kᵀ ū_{−k} vs the projections of single random word pairs on ḡ_W (Park et
+  al.'s per-pair scale; the test of the mean is :mod:`linrep.llm.statistics`' sign-flip test);
 * shuffled-unembedding null of the mean LOO cosine (token identities permuted);
 * cross-concept cosine matrices cos(ḡ_W, ḡ_W'), their mean |off-diagonal| and block structure
   (related concepts such as verb inflections or languages vs unrelated pairs);
@@ -80,8 +80,9 @@ def concept_groups(
 # ----------------------------------------------------------------------------- typed results
 @dataclass(frozen=True)
 class LooProjection(NullComparison):
-    """Mean LOO projection vs random normal-token pairs, plus the share of pairs above the null's
-    99th percentile."""
+    """Mean LOO projection vs single random word pairs (Park et al.'s per-pair scale), plus the
+    share of pairs above the null's 99th percentile. Its z compares a mean of P projections with the
+    spread of single pairs, so it is not a test statistic: the test is ``statistics.loo_test``."""
 
     frac_pairs_above_null_q99: float = float("nan")
 
@@ -242,7 +243,10 @@ def _random_pair_nulls(
         return {}
     ws = [inner[t].transform_vectors(dirs[t]) for t in tested]
     W = np.concatenate(ws)
-    null = geo.random_pair_null(unemb.gamma, W, n=n, seed=seed, rows=unemb.normal)
+    from .statistics import random_word_rows
+
+    rows, _ = random_word_rows(unemb.vocab, unemb.normal)  # the same rows as every other null
+    null = geo.random_pair_null(unemb.gamma, W, n=n, seed=seed, rows=rows)
     null = null * np.linalg.norm(W, axis=1)
     k = len(ws[0])
     return {t: null[:, i * k : (i + 1) * k] for i, t in enumerate(tested)}

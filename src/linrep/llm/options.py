@@ -42,7 +42,7 @@ class AnalysisOptions:
             error for a user folder; ``"skip"``; ``"error"``.
         causal_floor: relative eigenvalue floor of the causal inner product.
         random_seed_inner: seed of the random inner product.
-        n_random_pairs: random token pairs of the LOO-projection null (Park et al.: 100,000).
+        n_random_pairs: random word pairs of the per-pair LOO-projection scale (Park et al.: 100,000).
         n_shuffles: shuffles of the shuffled-unembedding null (0 = skip; cost ∝ pairs × d²).
         n_boot: bootstrap resamples of the LOO-cosine intervals.
         analogy_queries: analogy queries per concept (0 = skip).

@@ -40,6 +40,7 @@ __all__ = [
     "StatisticsOptions",
     "ConceptVectors",
     "null_word_rows",
+    "random_word_rows",
     "SummaryNulls",
     "CrossConceptNulls",
     "cross_concept_nulls",
@@ -928,7 +929,8 @@ def _compute(
     alignment,
 ) -> RealModelStatistics:
     vec = ConceptVectors.build(gamma, concepts, inner)
-    rows, rows_kind = _candidate_rows(vocab, normal, vec.pairs)
+    need = np.unique(np.concatenate([p.ravel() for p in vec.pairs])).size
+    rows, rows_kind = random_word_rows(vocab, normal, need)
     mean_gamma = np.asarray(gamma[normal], dtype=np.float64).mean(axis=0)
     cross = cross_concept_nulls(gamma, vec, inner, groups, rows, mean_gamma, o)
     rand = random_inner_product_draws(vec, groups, o)
@@ -975,10 +977,19 @@ def _pair_counts(vec: ConceptVectors) -> dict[str, int | str]:
     }
 
 
-def _candidate_rows(vocab: Vocabulary, normal: np.ndarray, pairs: Sequence[np.ndarray]):
-    """Rows of the random word pairs: letter words, else any words, else normal tokens (a vocabulary
-    too small for the relabelling null, which maps every token the concepts use to its own row)."""
-    need = np.unique(np.concatenate([p.ravel() for p in pairs])).size
+def random_word_rows(
+    vocab: Vocabulary, normal: np.ndarray, need: int = 2
+) -> tuple[np.ndarray, str]:
+    """Rows random word pairs are drawn from, and which kind they are.
+
+    Letter words (:func:`null_word_rows`: the concept pairs' filter and alphabet) when there are at
+    least ``need`` of them, else any leading-space words, else the normal tokens (a vocabulary too
+    small for the relabelling null, which gives every token the concepts use its own row).
+
+    Returns:
+        ((V,) bool mask, ``"letter words"`` | ``"words"`` | ``"normal tokens"``).
+    """
+    r = np.asarray(normal, dtype=bool)
     for kind, rows in (
         ("letter words", lambda: null_word_rows(vocab)),
         ("words", vocab.word_tokens),
@@ -987,7 +998,7 @@ def _candidate_rows(vocab: Vocabulary, normal: np.ndarray, pairs: Sequence[np.nd
         r = rows()
         if r.sum() >= need:
             return r, kind
-    raise InputError(f"the vocabulary has {int(r.sum())} normal tokens but the concepts use {need}")
+    raise InputError(f"the vocabulary has {int(r.sum())} normal tokens but {need} are needed")
 
 
 def _context_side(gamma, vocab, normal, concepts, vec, inner, contexts, scales, alphas, ls, o):
