@@ -34,6 +34,7 @@ import numpy as np
 from .. import geometry as geo
 from ..errors import InputError
 from .concepts import ConceptTokens
+from .records import INNER_NAMES, Record
 from .vocab import Vocabulary
 
 __all__ = [
@@ -86,7 +87,7 @@ class StatisticsOptions:
 
 def ordered(names: Sequence[str]) -> list[str]:
     """Inner-product names in report order: Euclidean, causal, random, then any others."""
-    first = [n for n in ("euclidean", "causal", "random") if n in names]
+    first = [n for n in INNER_NAMES if n in names]
     return first + [n for n in names if n not in first]
 
 
@@ -336,7 +337,7 @@ def random_inner_product_draws(
 
 # --------------------------------------------------------------------------------- LOO tests
 @dataclass(frozen=True)
-class LooTest:
+class LooTest(Record):
     """A concept's leave-one-out test under one inner product.
 
     Attributes:
@@ -359,9 +360,6 @@ class LooTest:
     n_clusters: int
     loo_cosine: float
     loo_cosine_ci: tuple[float, float]
-
-    def to_json(self) -> dict:
-        return {**asdict(self), "loo_cosine_ci": list(self.loo_cosine_ci)}
 
 
 def loo_tests(
@@ -411,7 +409,7 @@ def loo_tests(
 
 # ---------------------------------------------------------------------------------- alignment
 @dataclass(frozen=True)
-class AlignmentNull:
+class AlignmentNull(Record):
     """cos(f̄_W, ḡ_W) of one concept vs label permutations of its contexts (one inner product).
 
     The permutations are drawn by the embedding side (:mod:`linrep.llm.embedding`, with the
@@ -430,9 +428,6 @@ class AlignmentNull:
     p_value: float
     p_holm: float
     n_perm: int
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 def alignment_nulls(embedding_concepts: Sequence) -> dict[str, dict[str, AlignmentNull]]:
@@ -464,7 +459,7 @@ def alignment_nulls(embedding_concepts: Sequence) -> dict[str, dict[str, Alignme
 
 # ------------------------------------------------------------------------------ intervention
 @dataclass(frozen=True)
-class InterventionEffect:
+class InterventionEffect(Record):
     """Cross-fitted final-layer intervention of one concept's direction (one inner product).
 
     Effects are log-odds changes per unit α (α in units of ``scale`` = mean ‖λ'(x)‖), exact and
@@ -493,14 +488,6 @@ class InterventionEffect:
     n_pairs: int
     n_off_pairs: int
     mean_effects: tuple[float, ...]
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        return {
-            **d,
-            "on_target_ci": list(self.on_target_ci),
-            "mean_effects": list(d["mean_effects"]),
-        }
 
 
 def _effects(deltas: Sequence[np.ndarray], pairs: Sequence[np.ndarray], w: int, scale: float):
@@ -562,7 +549,7 @@ def cross_fitted_interventions(
 
 
 @dataclass(frozen=True)
-class ContextIntervention:
+class ContextIntervention(Record):
     """Cross-fitted intervention over one concept's held-out contexts (final layer).
 
     Contexts are split into word-disjoint folds (:func:`~linrep.geometry.cross_fit_folds`); each
@@ -585,9 +572,6 @@ class ContextIntervention:
     n_contexts: int
     n_base_contexts: int
     n_folds: int
-
-    def to_json(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 def context_intervention(
@@ -725,7 +709,7 @@ class ContextInputs:
 
 
 @dataclass(frozen=True)
-class ContextCheck:
+class ContextCheck(Record):
     """Does the model expect the word each context was written for? (final layer)
 
     Attributes:
@@ -737,9 +721,6 @@ class ContextCheck:
     n_top1: int
     n_top5: int
     median_rank: float
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
