@@ -27,7 +27,7 @@ Null sizes are options (:class:`StatisticsOptions`) and are written to the resul
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
@@ -57,6 +57,7 @@ __all__ = [
     "context_intervention",
     "context_token_pairs",
     "intended_word_ranks",
+    "context_check",
     "ContextInputs",
     "ContextCheck",
     "RealModelStatistics",
@@ -877,9 +878,10 @@ def compute_statistics(
     from threadpoolctl import threadpool_limits
 
     # one BLAS thread: most products here are small (P × P, k × d); with SmolLM2 on a loaded 2-core
-    # machine all threads took 3× the CPU time and 3× the wall time of one thread
+    # machine all threads took 3× the CPU time and 3× the wall time of one thread. The next-word
+    # check (one (contexts × V) product) runs afterwards on all threads.
     with threadpool_limits(limits=1):
-        return _compute(
+        res = _compute(
             gamma,
             vocab,
             normal,
@@ -893,6 +895,9 @@ def compute_statistics(
             intervention_inner,
             dict(alignment or {}),
         )
+    if contexts is None:  # one large product: all BLAS threads
+        return res
+    return replace(res, context_check=context_check(gamma, vocab, normal, contexts, leading_space))
 
 
 def _compute(
@@ -919,15 +924,14 @@ def _compute(
     iv_names = ordered([n for n in iv_inner if n in inner])
     scales = {n: 1.0 for n in iv_names}
     ctx: dict = {}
-    check = None
     if contexts is not None:
         all_final = np.concatenate([np.asarray(f) for f in contexts.final_states.values()])
         scales = {
             n: float(np.linalg.norm(inner[n].transform_embedding(all_final), axis=1).mean())
             for n in iv_names
         }
-        ctx, check = _context_side(
-            gamma, vocab, normal, concepts, vec, inner, contexts, scales, alphas, leading_space, o
+        ctx = _context_side(
+            gamma, vocab, concepts, vec, inner, contexts, scales, alphas, leading_space, o
         )
     ivs = {n: cross_fitted_interventions(vec, n, scales[n], o) for n in iv_names}
     return RealModelStatistics(
@@ -942,7 +946,7 @@ def _compute(
         scales,
         alignment,
         ctx,
-        check,
+        None,  # the next-word check: see compute_statistics
         _pair_counts(vec),
     )
 
@@ -982,18 +986,29 @@ def random_word_rows(
     raise InputError(f"the vocabulary has {int(r.sum())} normal tokens but {need} are needed")
 
 
-def _context_side(gamma, vocab, normal, concepts, vec, inner, contexts, scales, alphas, ls, o):
-    """Cross-fitted context interventions per inner product, and the next-word check."""
-    index = {n: j for j, n in enumerate(vec.names)}
-    out: dict[str, dict[str, ContextIntervention]] = {n: {} for n in scales}
+def context_check(
+    gamma: np.ndarray, vocab: Vocabulary, normal: np.ndarray, contexts: ContextInputs, ls: bool
+) -> ContextCheck | None:
+    """Ranks of the words the contexts were written for (single-token words only)."""
     toks, finals = [], []
     for name, F in contexts.final_states.items():
-        y = np.asarray(contexts.labels[name])
-        words = list(contexts.words[name])
-        single = [vocab.token_id(w, ls) for w in words]
+        single = [vocab.token_id(w, ls) for w in contexts.words[name]]
         keep = [i for i, t in enumerate(single) if t is not None]
         toks += [single[i] for i in keep]
         finals.append(np.asarray(F)[keep])
+    if not toks:
+        return None
+    r = intended_word_ranks(np.concatenate(finals), gamma, np.asarray(toks), normal)
+    return ContextCheck(int(r.size), int((r == 1).sum()), int((r <= 5).sum()), float(np.median(r)))
+
+
+def _context_side(gamma, vocab, concepts, vec, inner, contexts, scales, alphas, ls, o):
+    """Cross-fitted context interventions per inner product."""
+    index = {n: j for j, n in enumerate(vec.names)}
+    out: dict[str, dict[str, ContextIntervention]] = {n: {} for n in scales}
+    for name, F in contexts.final_states.items():
+        y = np.asarray(contexts.labels[name])
+        words = list(contexts.words[name])
         if name not in index:
             continue
         j = index[name]
@@ -1013,10 +1028,4 @@ def _context_side(gamma, vocab, normal, concepts, vec, inner, contexts, scales, 
                 alphas,
                 seed=o.seed,
             )
-    check = None
-    if toks:
-        r = intended_word_ranks(np.concatenate(finals), gamma, np.asarray(toks), normal)
-        check = ContextCheck(
-            int(r.size), int((r == 1).sum()), int((r <= 5).sum()), float(np.median(r))
-        )
-    return out, check
+    return out
