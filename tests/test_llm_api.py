@@ -31,7 +31,7 @@ if (
     )
 
 CONCEPTS = ("male - female", "country - capital", "verb - Ved", "adj - comparative")
-FAST = dict(n_random_pairs=2000, n_shuffles=0, n_boot=50, analogy_queries=0)
+FAST = dict(n_random_pairs=2000, n_shuffles=0, n_boot=50, analogy_queries=0, statistics=False)
 FEMALE = {"she", "her", "herself", "queen", "woman", "girl", "daughter", "mother", "wife", "sister"}
 MALE = {"he", "him", "his", "himself", "king", "man", "boy", "son", "father", "husband", "brother"}
 
@@ -68,20 +68,6 @@ def park_dir(tmp_path_factory):
     for name in CONCEPTS:
         text = (builtin_concepts_dir() / f"[{name}].txt").read_text(encoding="utf-8")
         (folder / f"[{name}].txt").write_text(text, encoding="utf-8")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def ctx_dir(tmp_path_factory):
-    """Three built-in context files cut to 10 contexts per side."""
-    from linrep.llm.contexts import builtin_contexts_dir
-
-    folder = tmp_path_factory.mktemp("ctx")
-    for name in ("male - female", "country - capital", "verb - Ved"):
-        lines = (builtin_contexts_dir() / f"[{name}].tsv").read_text(encoding="utf-8").splitlines()
-        base = [x for x in lines[1:] if x.startswith("base\t")][:10]
-        target = [x for x in lines[1:] if x.startswith("target\t")][:10]
-        (folder / f"[{name}].tsv").write_text("\n".join([lines[0], *base, *target]) + "\n", "utf-8")
     return folder
 
 
@@ -343,3 +329,147 @@ def test_bad_inputs_are_one_line_errors_naming_the_fix(smol, result, park_dir):
     with pytest.raises(InputError) as e:
         result.export_control_vector("x.gguf", "male - female", layers=[30])
     assert "2..29" in _one_line(e)
+
+
+# ----------------------------------------------------------------------------- beyond one layer / token
+def test_sequence_logprobs_and_last_logits_equal_the_models_own_softmax(smol):
+    """Against the model's logits, one prefix at a time (no batching, no γ·h shortcut)."""
+    import torch
+
+    from linrep.llm import LoadedLM
+
+    model, tok = smol
+    lm = LoadedLM(model, tok)
+    contexts = ["The capital of Argentina is", "My favourite fruit is the"]
+    words = [" Ouagadougou", " antidisestablishmentarianism"]
+    got = lm.sequence_logprobs(contexts, words)
+    for c, w, g in zip(contexts, words, got):
+        ctx = tok(c)["input_ids"]
+        cont = tok(w, add_special_tokens=False)["input_ids"]
+        assert len(cont) > 1  # really several tokens
+        total = 0.0
+        with torch.inference_mode():
+            for i, t in enumerate(cont):
+                logits = model(input_ids=torch.tensor([ctx + cont[:i]])).logits[0, -1].double()
+                total += float(torch.log_softmax(logits, -1)[t])
+        assert g == pytest.approx(total, abs=2e-3)
+    ids = np.array([tok(" Paris", add_special_tokens=False)["input_ids"][0], 42, 7])
+    L = lm.last_logits(["The capital of France is", "Hi"], ids, batch_size=2)
+    with torch.inference_mode():
+        ref = model(**tok("The capital of France is", return_tensors="pt")).logits[0, -1]
+    np.testing.assert_allclose(L[0], ref.double().numpy()[ids], atol=2e-3)
+
+
+def _sentence_folder(park_dir: Path, tmp: Path) -> Path:
+    folder = tmp / "mixed"
+    folder.mkdir()
+    for name in ("male - female", "country - capital", "verb - Ved"):  # 16 pairs each: fast
+        lines = (park_dir / f"[{name}].txt").read_text(encoding="utf-8").splitlines()[:16]
+        (folder / f"[{name}].txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    sentences = [
+        ("She walks to school every day.", "She walked to school every day."),
+        ("He plays the piano.", "He played the piano."),
+        ("They open the door.", "They opened the door."),
+        ("We cook dinner together.", "We cooked dinner together."),
+        ("I watch the birds.", "I watched the birds."),
+        ("The dog jumps over the fence.", "The dog jumped over the fence."),
+    ]
+    (folder / "[present - past].txt").write_text(
+        "".join(f"{a}\t{b}\n" for a, b in sentences), encoding="utf-8"
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def small_ctx(tmp_path_factory):
+    """Two built-in context files cut to 6 contexts per side (the cheapest that cross-fits)."""
+    from linrep.llm.contexts import builtin_contexts_dir
+
+    folder = tmp_path_factory.mktemp("ctx6")
+    for name in ("male - female", "country - capital"):
+        lines = (builtin_contexts_dir() / f"[{name}].tsv").read_text(encoding="utf-8").splitlines()
+        base = [x for x in lines[1:] if x.startswith("base\t")][:6]
+        target = [x for x in lines[1:] if x.startswith("target\t")][:6]
+        (folder / f"[{name}].tsv").write_text("\n".join([lines[0], *base, *target]) + "\n", "utf-8")
+    return folder
+
+
+def test_layers_text_pairs_and_steering_through_the_network(smol, park_dir, small_ctx, tmp_path):
+    import torch
+
+    import linrep.llm
+
+    model, tok = smol
+    folder = _sentence_folder(park_dir, tmp_path)
+    res = linrep.llm.analyze(
+        model,
+        tok,
+        concepts=folder,
+        contexts=small_ctx,
+        layer=[5, 15, 30],
+        multi_token=True,
+        steer=["male - female"],
+        steer_layers=[30],
+        steer_alphas=(0.0, 0.3),
+        n_permutations=50,
+        probes=True,
+        cache=False,
+        **FAST,
+    )
+    # per-layer profile: (L, k) arrays; its final row is the embedding side at layer 30
+    prof = res.layers
+    assert prof.layers == (5, 15, 30) and prof.alignment["causal"].shape == (3, 2)
+    j = list(prof.concepts).index("male - female")
+    emb = next(c for c in res.embedding.concepts if c.name == "male - female")
+    assert prof.alignment["causal"][2, j] == pytest.approx(emb.alignment["causal"].cosine)
+    assert np.all((prof.probe_accuracy >= 0) & (prof.probe_accuracy <= 1))
+    assert prof.probe_accuracy[2, j] >= 0.75  # 6 + 6 contexts: earlier layers can be at chance
+    v15 = res.direction("male - female", "euclidean", layer=15)
+    assert np.linalg.norm(v15) == pytest.approx(1.0)
+    # the embedding direction at layer 15 is the unit mean difference of the contexts' states there
+    cs = linrep.llm.load_contexts(small_ctx)["male - female"]
+    H = []
+    with torch.inference_mode():
+        for t in cs.texts:
+            out = model(**tok(t, return_tensors="pt"), output_hidden_states=True)
+            H.append(out.hidden_states[15][0, -1].double().numpy())
+    H, y = np.array(H), np.array(cs.labels)
+    m = H[y == 1].mean(0) - H[y == 0].mean(0)
+    np.testing.assert_allclose(v15, m / np.linalg.norm(m), atol=1e-4)
+    gg = res.export_control_vector(tmp_path / "cv.gguf", "male - female", layers=[5, 15])
+    import gguf
+
+    reader = gguf.GGUFReader(gg)
+    assert reader.fields["controlvector.linrep.source"].contents() == "embedding"
+    t = next(t for t in reader.tensors if t.name == "direction.14")
+    np.testing.assert_allclose(np.asarray(t.data), v15.astype(np.float32))
+    # text pairs: the sentence concept has no single-token pair, yet it is measured
+    tp = {c.name: c for c in res.text_pairs.concepts}
+    assert "present - past" not in res.concept_names and tp["present - past"].n_pairs == 6
+    assert tp["present - past"].n_multi_token == 6 and tp["present - past"].loo_cosine > 0.3
+    # its LOO cosine from the hidden states, computed here
+    sents = (folder / "[present - past].txt").read_text(encoding="utf-8").splitlines()
+    D = []
+    with torch.inference_mode():
+        for line in sents:
+            a, b = line.split("\t")
+            h = [
+                model(**tok(x, return_tensors="pt"), output_hidden_states=True).hidden_states[30][
+                    0, -1
+                ]
+                for x in (a, b)
+            ]
+            D.append((h[1] - h[0]).double().numpy())
+    D = np.array(D)
+    loo = [
+        D[k] @ (D.sum(0) - D[k]) / np.linalg.norm(D[k]) / np.linalg.norm(D.sum(0) - D[k])
+        for k in range(len(D))
+    ]
+    assert tp["present - past"].loo_cosine == pytest.approx(np.mean(loo), abs=1e-4)
+    # steering through the network, cross-fitted: the held-out base contexts move toward the target
+    (curve,) = res.steering
+    assert curve.layers == (30,) and curve.alphas == (0.0, 0.3)
+    np.testing.assert_allclose(curve.on_target[:, 0], 0.0, atol=1e-6)  # α = 0 changes nothing
+    assert curve.on_target[0, 1] > 2 * curve.on_target_se[0, 1] > 0
+    assert curve.on_target[0, 1] > curve.off_target[0, 1]
+    assert curve.n_eval_contexts >= 3 and curve.n_pairs >= 2

@@ -71,6 +71,12 @@ def run(tmp_path_factory):
         "llm.n_sign_flips=300",
         "--set",
         "llm.n_permutations=300",
+        "--steer",
+        "male - female",
+        "--set",
+        "llm.steer_layers=[30]",
+        "--set",
+        "llm.steer_alphas=[0.0, 0.3]",
     ]
     rc = main(args)
     res = json.loads((root / "out" / "results.json").read_text())["results"] if rc == 0 else None
@@ -239,3 +245,12 @@ def test_layer_out_of_range_and_not_a_model(run, tmp_path, capsys):
     shutil.copy(root / "out" / "results.json", folder / "results.json")
     assert main(["llm", "--model", str(folder), "--out", str(tmp_path / "o2"), "--quiet"]) == 2
     assert "is not a model" in capsys.readouterr().err
+
+
+def test_steer_flag_measures_cross_fitted_steering(run):
+    root, _, res, _ = run
+    (curve,) = res["steering"]
+    assert curve["concept"] == "male - female" and curve["layers"] == [30]
+    assert curve["on_target"][0][0] == 0 and curve["on_target"][0][1] > 0
+    html = (root / "out" / "report.html").read_text(encoding="utf-8")
+    assert "Steering through the network" in html

@@ -259,8 +259,11 @@ def _pipeline(
 def _run(subject, raw, ctx, opts, cache, progress, extensions, builtin) -> AnalysisResult:
     t0, timer = time.perf_counter(), _Timer()
     unemb = subject.unemb
-    _check_layers(opts, unemb.n_layers, needs_model=ctx is not None or bool(opts.steer))
-    lm = subject.lm() if (ctx is not None or opts.steer) else subject._lm
+    _check_layers(
+        opts, unemb.n_layers, needs_model=ctx is not None or bool(opts.steer) or opts.multi_token
+    )
+    needs_lm = ctx is not None or bool(opts.steer) or opts.multi_token
+    lm = subject.lm() if needs_lm else subject._lm
     for ext in extensions:  # e.g. a hierarchy with too few single-token words fails now
         check = getattr(ext, "check", None)
         if callable(check):
@@ -305,7 +308,11 @@ def _run(subject, raw, ctx, opts, cache, progress, extensions, builtin) -> Analy
         from .steering import steering_curves
 
         with timer("steering"):
-            steering = steering_curves(lm, kept, matched or {}, unemb, opts, progress)
+            steering = steering_curves(lm, kept, matched or {}, unemb, opts, progress, raw=raw)
+    text_pairs = None
+    if opts.multi_token:
+        with timer("text_pairs"):
+            text_pairs = _text_pairs(lm, raw, kept, geom, inner, opts, emb, progress)
     context = AnalysisContext(
         unemb, tuple(kept), inner, geom, directions, opts, matched, states, lm, progress
     )
@@ -322,6 +329,7 @@ def _run(subject, raw, ctx, opts, cache, progress, extensions, builtin) -> Analy
         embedding=emb,
         layers=prof,
         statistics=stats,
+        text_pairs=text_pairs,
         steering=tuple(steering),
         sections=sections,
         timings=dict(timer),
@@ -354,9 +362,9 @@ def _select(raw, unemb, opts, builtin, lm, progress):
         if encode is not None:
             ct.mismatches = encode_mismatches(c, unemb.vocab, encode, opts.leading_space)
         selected.append(ct)
-    policy = (
-        opts.small_concepts if opts.small_concepts != "auto" else ("skip" if builtin else "error")
-    )
+    policy = opts.small_concepts
+    if policy == "auto":  # multi_token: a concept without single tokens still has its text pairs
+        policy = "skip" if (builtin or opts.multi_token) else "error"
     kept = [c for c in selected if c.n_pairs >= opts.min_pairs]
     skipped = [c for c in selected if c.n_pairs < opts.min_pairs]
     if skipped and policy == "error":
@@ -485,6 +493,35 @@ def _intervention(unemb, kept, geom, inner, opts, ctx, states, lm) -> Interventi
         else "log-odds change per unit step along the unit direction (no contexts)"
     )
     return InterventionSide(ip_name, scale, units, tuple(opts.alphas), M, per, topk, probs)
+
+
+# ----------------------------------------------------------------------------- text pairs
+def _text_pairs(lm, raw, kept, geom, inner, opts, emb, progress):
+    """Every concept's pairs (any tokenisation) on the embedding side (:mod:`.textpairs`)."""
+    from .textpairs import text_pair_side
+
+    layer = (
+        emb.layer
+        if emb is not None
+        else lm.resolve_layer(opts.layer if isinstance(opts.layer, int) else None)
+    )
+    ip = "causal" if "causal" in inner else next(iter(inner))
+    dirs = {c.name: geom.directions[ip][j] for j, c in enumerate(kept)}
+    return text_pair_side(
+        lm,
+        raw,
+        layer=layer,
+        pooling=opts.pooling,
+        leading_space=opts.leading_space,
+        estimator=get_estimator(opts.estimator),
+        unembedding_directions=dirs,
+        inner=inner,
+        alignment_inner=ip,
+        batch_size=opts.batch_size,
+        n_boot=opts.n_boot,
+        seed=opts.seed,
+        progress=progress,
+    )
 
 
 # ----------------------------------------------------------------------------- statistics

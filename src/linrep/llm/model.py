@@ -292,7 +292,7 @@ class LoadedLM:
             texts: n strings.
             layers: hidden-state indices (0 … n, see :meth:`resolve_layer`).
             pooling: ``"last"`` = the state at each text's own last token; ``"mean"`` = the mean
-                over its tokens.
+                over its tokens (special tokens such as ``<bos>`` left out).
             batch_size: texts per forward pass.
 
         Returns:
@@ -303,40 +303,100 @@ class LoadedLM:
 
         idx = [self.resolve_layer(x) for x in layers]
         ids = self.encode(texts)
+        special = torch.as_tensor(sorted(set(getattr(self.tokenizer, "all_special_ids", []))))
         out = [np.zeros((len(texts), self.d)) for _ in idx]
         steps = list(self.batches(ids, batch_size))
         with torch.inference_mode():
             for rows, batch in tqdm(steps, desc=desc, unit="batch", disable=not progress):
                 res = self.forward(batch, hidden=True)
-                mask = self._batch(batch)["attention_mask"].unsqueeze(-1).to(torch.float64)
+                enc = self._batch(batch)
+                mask = enc["attention_mask"].unsqueeze(-1).to(torch.float64)
                 last = mask.sum(dim=1).long().squeeze(-1) - 1
+                plain = mask * ~torch.isin(enc["input_ids"], special.to(self.device)).unsqueeze(-1)
+                plain = torch.where(plain.sum(dim=1, keepdim=True) > 0, plain, mask)
                 for o, i in zip(out, idx, strict=True):
                     h = res.hidden_states[i].to(torch.float64)
                     if pooling == "mean":
-                        pooled = (h * mask).sum(dim=1) / mask.sum(dim=1)
+                        pooled = (h * plain).sum(dim=1) / plain.sum(dim=1)
                     else:
                         pooled = h[torch.arange(h.shape[0]), last]
                     o[rows] = pooled.cpu().numpy()
         return out
 
+    def _final_states(self, batch: list[list[int]]) -> Any:
+        """Final post-norm states ``(b, T, d)`` of one batch, read from the final norm's output.
+
+        The capture hook is registered now, after any steering hook, so it sees the steered state.
+        """
+        seen: list[Any] = []
+        handle = self.final_norm.register_forward_hook(lambda m, i, o: seen.append(o))
+        try:
+            self.forward(batch, keep=1)
+        finally:
+            handle.remove()
+        out = seen[-1]
+        return out[0] if isinstance(out, tuple) else out
+
+    def _logits_of(self, h: Any, ids: Any = None) -> Any:
+        """s·γ·h (+ b) for states ``h: (..., d)`` (all tokens, or the token ids ``ids``)."""
+        import torch
+
+        g = self.gamma_t if ids is None else self.gamma_t[ids]
+        logits = self.logit_map.scale * torch.matmul(h.to(g.dtype), g.T)
+        bias = getattr(self.model.get_output_embeddings(), "bias", None)
+        if bias is not None:
+            logits = logits + (bias if ids is None else bias[ids])
+        return logits.double()
+
     def last_logits(self, texts: list[str], token_ids: np.ndarray, batch_size: int = 16):
         """Logits of chosen tokens at each text's last position: ``(n, T)`` float64.
 
+        Computed as s·γ[ids]·h from the final state (what :meth:`check` verified), so only T of the
+        V logits are formed.
+
         Args:
-            texts: n strings. token_ids: ``(T,)`` ids (same for every text) or ``(n, T)``.
+            texts: n strings. token_ids: ``(T,)`` ids, the same for every text.
         """
         import torch
 
         ids = self.encode(texts)
-        tok = np.asarray(token_ids, dtype=np.int64)
-        tok = np.broadcast_to(tok, (len(texts), tok.shape[-1]))
-        out = np.zeros(tok.shape)
+        tok = torch.as_tensor(np.asarray(token_ids, dtype=np.int64), device=self.device)
+        out = np.zeros((len(texts), tok.numel()))
         with torch.inference_mode():
             for rows, batch in self.batches(ids, batch_size):
-                logits = self.forward(batch, keep=None).logits  # (b, T_max, V)
-                last = torch.as_tensor([len(x) - 1 for x in batch])
-                lg = logits[torch.arange(len(batch)), last].to(torch.float64)
-                out[rows] = torch.gather(lg, 1, torch.as_tensor(tok[rows])).cpu().numpy()
+                h = self._final_states(batch)
+                last = torch.as_tensor([len(x) - 1 for x in batch], device=self.device)
+                out[rows] = self._logits_of(h[torch.arange(len(batch)), last], tok).cpu().numpy()
+        return out
+
+    def sequence_logprobs(
+        self, contexts: list[str], continuations: list[str], batch_size: int = 8
+    ) -> np.ndarray:
+        """log p(continuation | context) = Σ_i log p(t_i | context, t_<i) per row: ``(n,)``.
+
+        The context is tokenised with the tokenizer's special tokens, the continuation (e.g.
+        ``" queen"``, several tokens or one) without, and the two are concatenated; the softmax runs
+        over the whole vocabulary at each continuation position.
+        """
+        import torch
+
+        ctx = self.encode(contexts)
+        cont = [
+            list(x)
+            for x in self.tokenizer(list(continuations), add_special_tokens=False)["input_ids"]
+        ]
+        if any(not c for c in cont):
+            raise InputError("a continuation tokenises to nothing; pass non-empty words")
+        ids = [a + b for a, b in zip(ctx, cont, strict=True)]
+        out = np.zeros(len(ids))
+        with torch.inference_mode():
+            for rows, batch in self.batches(ids, batch_size):
+                h = self._final_states(batch)
+                for r, i in enumerate(rows):
+                    n0, n1 = len(ctx[i]), len(cont[i])
+                    logp = torch.log_softmax(self._logits_of(h[r, n0 - 1 : n0 + n1 - 1]), dim=-1)
+                    tok = torch.as_tensor(cont[i], device=self.device)
+                    out[i] = float(logp[torch.arange(n1), tok].sum())
         return out
 
     # ------------------------------------------------------------------ checks

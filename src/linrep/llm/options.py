@@ -62,6 +62,8 @@ class AnalysisOptions:
         steer_layers: layers to steer at ([] = five layers spread over the depth, final included).
         steer_alphas: steering strengths, in units of the mean hidden-state norm at that layer.
         steer_folds: cross-fitting folds (direction from the other folds' pairs, ≥ 2).
+        multi_token: also use pairs whose words are several tokens, and sentence pairs: their
+            embedding side (:mod:`linrep.llm.textpairs`) and sequence log-probabilities in steering.
         statistics: every summary against its null (:mod:`linrep.llm.statistics`).
         n_null_draws: random word-pair direction sets per null of the cross-concept summaries.
         n_random_inner: random inner products of the random-inner-product distribution.
@@ -94,6 +96,7 @@ class AnalysisOptions:
     steer_layers: tuple[int, ...] = ()
     steer_alphas: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.4)
     steer_folds: int = 2
+    multi_token: bool = False
     statistics: bool = True
     n_null_draws: int = 200
     n_random_inner: int = 32

@@ -336,6 +336,33 @@ def _steering_section(rep, res: AnalysisResult) -> None:
         rep.add_table(s.table_rows(), caption=f"{escape(s.concept)}: log-odds change (mean ± s.e.)")
 
 
+def _text_pair_section(rep, res: AnalysisResult) -> None:
+    tp = res.text_pairs
+    if tp is None:
+        return
+    rep.add_heading("Pairs of any length (multi-token words, sentences)")
+    rep.add_text(
+        f"Each text of a pair is represented by its hidden state at layer {tp.layer} "
+        f"({tp.pooling} token{'s' if tp.pooling == 'mean' else ''}); Δλ = λ(target) − λ(base) plays "
+        f"the role of Δγ. Mean |cos| between the concepts' directions: {tp.mean_abs_offdiag:.3f}."
+    )
+    rep.add_table(
+        [
+            {
+                "concept": escape(c.name),
+                "pairs": c.n_pairs,
+                "multi-token": c.n_multi_token,
+                "LOO cos": format_interval(c.loo_cosine, *c.loo_cosine_ci),
+                "same-concept cos": c.same_concept_cosine,
+                f"cos with ḡ_W ({tp.alignment_inner})": c.alignment,
+            }
+            for c in tp.concepts
+        ],
+        caption="LOO cosine of the Δλ with its 95 % bootstrap interval over pairs; the last column "
+        "compares the text-pair direction with the single-token unembedding direction.",
+    )
+
+
 def _filter_section(rep, res: AnalysisResult) -> None:
     rep.add_heading("Token filter")
     rows = []
@@ -387,6 +414,7 @@ def build_report(res: AnalysisResult, config: dict[str, Any] | None = None):
         _layers_section,
         _intervention_section,
         _steering_section,
+        _text_pair_section,
     ):
         section(rep, res)
     for s in res.sections:

@@ -97,6 +97,8 @@ class AnalysisResult(Record):
         steering: steering through the network, one curve per ``steer`` concept.
         statistics: every summary against its null (:mod:`linrep.llm.statistics`; None when
             ``statistics=False``).
+        text_pairs: every concept's pairs of any length on the embedding side
+            (:mod:`linrep.llm.textpairs`; None unless ``multi_token=True``).
         sections: extension results (see :class:`ResultSection`).
         timings: step → seconds. options: the options used. notes: what the run noticed.
     """
@@ -112,6 +114,7 @@ class AnalysisResult(Record):
     layers: LayerProfile | None = None
     steering: tuple[Any, ...] = ()
     statistics: Any = None
+    text_pairs: Any = None
     sections: tuple[Any, ...] = ()
     timings: Mapping[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()

@@ -156,17 +156,18 @@ class SteeringCurve(Record):
 
 @dataclass(frozen=True)
 class _Rows:
-    """The contexts of one concept that belong to a kept word pair."""
+    """The contexts of one concept whose next word belongs to one of its pairs."""
 
     texts: list[str]
     labels: np.ndarray  # (n,) 0 base / 1 target
     pair: np.ndarray  # (n,) index of the word pair
-    tokens: np.ndarray  # (P, 2) token ids (base, target) of the pairs
+    words: list[tuple[str, str]]  # (P,) the pairs' words
+    tokens: np.ndarray  # (P, 2) single-token ids (base, target); -1 for a multi-token word
 
 
-def _rows(concept, cs) -> _Rows:
-    base = {b: k for k, (b, _) in enumerate(concept.words)}
-    target = {t: k for k, (_, t) in enumerate(concept.words)}
+def _rows(name: str, words: list[tuple[str, str]], tokens: np.ndarray, cs) -> _Rows:
+    base = {b: k for k, (b, _) in enumerate(words)}
+    target = {t: k for k, (_, t) in enumerate(words)}
     keep = [
         (i, (base if y == 0 else target)[w])
         for i, (w, y) in enumerate(zip(cs.words, cs.labels, strict=True))
@@ -174,13 +175,22 @@ def _rows(concept, cs) -> _Rows:
     ]
     if not keep:
         raise InputError(
-            f"--steer '{concept.name}': none of its contexts' words is one of its single-token "
-            "pairs; add contexts for those words"
+            f"--steer '{name}': none of its contexts' words is one of its pairs; add contexts for "
+            "those words (or set multi_token = true for words of several tokens)"
         )
     idx, pair = (np.asarray(x) for x in zip(*keep, strict=True))
-    return _Rows(
-        [cs.texts[i] for i in idx], np.asarray(cs.labels)[idx], pair, np.asarray(concept.pairs)
-    )
+    return _Rows([cs.texts[i] for i in idx], np.asarray(cs.labels)[idx], pair, words, tokens)
+
+
+def _pairs_of(name, kept, raw, unemb, opts) -> tuple[list[tuple[str, str]], np.ndarray]:
+    """A concept's word pairs and their token ids: the kept single-token pairs, or (multi_token)
+    every pair of its file with −1 for words of several tokens."""
+    if not opts.multi_token or name not in raw:
+        c = kept[name]
+        return list(c.words), np.asarray(c.pairs)
+    words = list(dict.fromkeys(raw[name].words))
+    ids = [[unemb.vocab.token_id(w, opts.leading_space) for w in pair] for pair in words]
+    return words, np.array([[-1 if i is None else i for i in p] for p in ids], dtype=np.int64)
 
 
 def _folds(pairs: np.ndarray, folds: int, seed: int) -> np.ndarray:
@@ -202,86 +212,113 @@ def _log_odds(logits: np.ndarray) -> np.ndarray:
     return logits[:, 1::2] - logits[:, 0::2]
 
 
-def steering_curves(lm, kept, contexts, unemb, opts, progress: bool = False) -> list[SteeringCurve]:
-    """:class:`SteeringCurve` of every concept in ``opts.steer`` (see the module docstring)."""
+def _spell(word: str, leading_space: bool) -> str:
+    return " " + word if leading_space else word
+
+
+def _measure(lm, rows: _Rows, ev: np.ndarray, other_ids: np.ndarray, opts):
+    """(on ``(n_ev,)``, off ``(n_ev, Q)``): each evaluated context's own pair log-odds (sequence
+    log-probabilities for multi-token words) and the other concepts' single-token pairs'."""
+    texts = [t for t, e in zip(rows.texts, ev, strict=True) if e]
+    pair = rows.pair[ev]
+    own = np.where(rows.tokens >= 0, rows.tokens, 0).ravel()
+    lo = _log_odds(lm.last_logits(texts, np.concatenate([own, other_ids]), opts.batch_size))
+    P = rows.tokens.shape[0]
+    on = lo[np.arange(len(texts)), pair]
+    multi = np.flatnonzero((rows.tokens[pair] < 0).any(axis=1))
+    if multi.size:
+        sub = [texts[i] for i in multi]
+        cont = [[_spell(rows.words[pair[i]][s], opts.leading_space) for i in multi] for s in (0, 1)]
+        on[multi] = lm.sequence_logprobs(sub, cont[1]) - lm.sequence_logprobs(sub, cont[0])
+    return on, lo[:, P:]
+
+
+def steering_curves(
+    lm, kept, contexts, unemb, opts, progress: bool = False, raw=None
+) -> list[SteeringCurve]:
+    """:class:`SteeringCurve` of every concept in ``opts.steer`` (see the module docstring).
+
+    Args:
+        lm: the loaded model. kept: the concepts with single-token pairs (off-target pairs).
+        contexts: concept → paired contexts. unemb: γ and vocabulary. opts: the options.
+        progress: show progress. raw: concept name → its file's pairs (for ``multi_token``).
+    """
     by_name = {c.name: c for c in kept}
-    missing = [s for s in opts.steer if s not in by_name or s not in contexts]
+    raw = {c.name: c for c in (raw or [])}
+    known = (set(by_name) | (set(raw) if opts.multi_token else set())) & set(contexts)
+    missing = [s for s in opts.steer if s not in known]
     if missing:
         raise InputError(
-            f"--steer {missing[0]!r}: needs a concept with single-token pairs and paired contexts "
-            f"(available: {sorted(set(by_name) & set(contexts)) or 'none'}); pick one of those"
+            f"--steer {missing[0]!r}: needs a concept with pairs and paired contexts (available: "
+            f"{sorted(known) or 'none'}); pick one of those"
         )
-    n = lm.n_layers
-    layers = [lm.resolve_layer(x) for x in opts.steer_layers] or _default_layers(n)
-    return [
-        _curve(lm, by_name[name], contexts[name], kept, layers, opts, progress)
-        for name in opts.steer
-    ]
+    layers = [lm.resolve_layer(x) for x in opts.steer_layers] or _default_layers(lm.n_layers)
+    curves = []
+    for name in opts.steer:
+        words, tokens = _pairs_of(name, by_name, raw, unemb, opts)
+        rows = _rows(name, words, tokens, contexts[name])
+        others = [c for c in kept if c.name != name]
+        curves.append(_curve(lm, name, rows, others, layers, opts, progress))
+    return curves
 
 
 def _default_layers(n: int) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(n / 5, n, 5)})
 
 
-def _curve(lm, concept, cs, kept, layers, opts, progress) -> SteeringCurve:
+def _curve(lm, name, rows: _Rows, others, layers, opts, progress) -> SteeringCurve:
     from tqdm.auto import tqdm
 
-    rows = _rows(concept, cs)
     fold = _folds(rows.pair, opts.steer_folds, opts.seed)[rows.pair]
-    others = [c for c in kept if c.name != concept.name]
-    ids = np.concatenate([rows.tokens.ravel()] + [c.pairs.ravel() for c in others])
+    other_ids = np.concatenate([c.pairs.ravel() for c in others] or [np.zeros(0, np.int64)])
     states = lm.hidden_states(rows.texts, layers, pooling=opts.pooling, batch_size=opts.batch_size)
     scales = [float(np.linalg.norm(S, axis=1).mean()) for S in states]
     estimator = get_estimator(opts.estimator)
-    A, L = len(opts.steer_alphas), len(layers)
-    change = np.full((L, A, len(rows.texts), ids.size // 2), np.nan)  # (L, A, n, pairs)
-    evaluated = np.zeros(len(rows.texts), dtype=bool)
+    A, L, n = len(opts.steer_alphas), len(layers), len(rows.texts)
+    on = np.full((L, A, n), np.nan)
+    off = np.full((L, A, n, other_ids.size // 2), np.nan)
     steps = [(f, i) for f in range(opts.steer_folds) for i in range(L)]
-    for f, i in tqdm(steps, desc=f"steer {concept.name}", unit="layer·fold", disable=not progress):
+    for f, i in tqdm(steps, desc=f"steer {name}", unit="layer·fold", disable=not progress):
         fit, ev = fold != f, (fold == f) & (rows.labels == 0)
         if not ev.any():
             continue
-        evaluated |= ev
         v = estimator.fit(states[i][fit], rows.labels[fit]).direction_
-        texts = [t for t, e in zip(rows.texts, ev, strict=True) if e]
-        base = _log_odds(lm.last_logits(texts, ids, opts.batch_size))
+        on0, off0 = _measure(lm, rows, ev, other_ids, opts)
         for k, a in enumerate(opts.steer_alphas):
             with steer(lm.model, v, a * scales[i], layers[i]):
-                lo = _log_odds(lm.last_logits(texts, ids, opts.batch_size))
-            change[i, k, ev] = lo - base
-    return _summarise(concept, others, rows, change, evaluated, layers, scales, opts)
+                on1, off1 = _measure(lm, rows, ev, other_ids, opts)
+            on[i, k, ev], off[i, k, ev] = on1 - on0, off1 - off0
+    return _summarise(name, others, rows, on, off, layers, scales, opts)
 
 
-def _summarise(concept, others, rows, change, evaluated, layers, scales, opts) -> SteeringCurve:
-    own = change[:, :, evaluated, :]  # (L, A, n_eval, pairs)
-    pair = rows.pair[evaluated]
-    own_cols = own[..., : rows.tokens.shape[0]]
-    on = own_cols[..., np.arange(pair.size), pair]  # (L, A, n_eval): each context's own pair
+def _summarise(name, others, rows, on, off, layers, scales, opts) -> SteeringCurve:
+    evaluated = ~np.isnan(on[0, 0])
+    on, off, pair = on[..., evaluated], off[..., evaluated, :], rows.pair[evaluated]
     per_pair = np.stack([on[..., pair == p].mean(axis=-1) for p in np.unique(pair)], axis=-1)
     se = (
         per_pair.std(axis=-1, ddof=1) / np.sqrt(per_pair.shape[-1])
         if per_pair.shape[-1] > 1
         else np.full(per_pair.shape[:-1], np.nan)
     )
-    by_concept, start = {}, rows.tokens.shape[0]
+    by_concept, start = {}, 0
     for c in others:
-        by_concept[c.name] = own[..., start : start + c.n_pairs].mean(axis=(-1, -2))
+        by_concept[c.name] = off[..., start : start + c.n_pairs].mean(axis=(-1, -2))
         start += c.n_pairs
-    off = (
+    mean_off = (
         np.mean([np.abs(v) for v in by_concept.values()], axis=0)
         if by_concept
         else np.full(on.shape[:2], np.nan)
     )
     return SteeringCurve(
-        concept=concept.name,
+        concept=name,
         layers=tuple(layers),
         alphas=tuple(opts.steer_alphas),
         scales=tuple(scales),
         on_target=per_pair.mean(axis=-1),
         on_target_se=se,
-        off_target=off,
+        off_target=mean_off,
         off_target_by_concept=by_concept,
         n_eval_contexts=int(evaluated.sum()),
-        n_pairs=int(np.unique(rows.pair).size),
+        n_pairs=int(np.unique(pair).size),
         folds=opts.steer_folds,
     )

@@ -124,6 +124,10 @@ def result_json(res: AnalysisResult) -> dict[str, Any]:
         "timings": dict(res.timings),
         "notes": list(res.notes),
     }
+    if res.text_pairs is not None:
+        tp = res.text_pairs.to_json()
+        tp.pop("directions", None)  # arrays: not for results.json
+        doc["text_pairs"] = tp
     if res.statistics is not None:
         doc["null_mean_abs_offdiag"] = res.statistics.null_mean_abs_offdiag()
         doc["statistics"] = res.statistics.to_json()
