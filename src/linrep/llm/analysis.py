@@ -330,7 +330,7 @@ def analyze_unembedding(
         seed: seed of every random draw.
         progress: show a progress bar.
     """
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     names = [c.name for c in concepts]
     labels = concept_groups(names, groups)
@@ -344,7 +344,9 @@ def analyze_unembedding(
     nulls = _random_pair_nulls(unemb, tested, inner, n_random_pairs, seed)
     shuffled = {}
     if n_shuffles > 0:
-        for n in tqdm(tested, desc="shuffled nulls", unit="inner product", disable=not progress):
+        for n in progress_bar(
+            tested, desc="shuffled nulls", unit="inner product", enabled=progress
+        ):
             shuffled[n] = geo.shuffled_unembedding_null(
                 unemb.gamma,
                 [c.pairs for c in concepts],

@@ -299,7 +299,8 @@ class LoadedLM:
             One ``(n, d)`` float64 array per layer, rows in the order of ``texts``.
         """
         import torch
-        from tqdm.auto import tqdm
+
+        from ..progress import progress_bar
 
         idx = [self.resolve_layer(x) for x in layers]
         ids = self.encode(texts)
@@ -307,7 +308,7 @@ class LoadedLM:
         out = [np.zeros((len(texts), self.d)) for _ in idx]
         steps = list(self.batches(ids, batch_size))
         with torch.inference_mode():
-            for rows, batch in tqdm(steps, desc=desc, unit="batch", disable=not progress):
+            for rows, batch in progress_bar(steps, desc=desc, unit="batch", enabled=progress):
                 res = self.forward(batch, hidden=True)
                 enc = self._batch(batch)
                 mask = enc["attention_mask"].unsqueeze(-1).to(torch.float64)

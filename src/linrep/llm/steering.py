@@ -267,7 +267,7 @@ def _default_layers(n: int) -> list[int]:
 
 
 def _curve(lm, name, rows: _Rows, others, layers, opts, progress) -> SteeringCurve:
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     fold = _folds(rows.pair, opts.steer_folds, opts.seed)[rows.pair]
     other_ids = np.concatenate([c.pairs.ravel() for c in others] or [np.zeros(0, np.int64)])
@@ -278,7 +278,7 @@ def _curve(lm, name, rows: _Rows, others, layers, opts, progress) -> SteeringCur
     on = np.full((L, A, n), np.nan)
     off = np.full((L, A, n, other_ids.size // 2), np.nan)
     steps = [(f, i) for f in range(opts.steer_folds) for i in range(L)]
-    for f, i in tqdm(steps, desc=f"steer {name}", unit="layer·fold", disable=not progress):
+    for f, i in progress_bar(steps, desc=f"steer {name}", unit="layer·fold", enabled=progress):
         fit, ev = fold != f, (fold == f) & (rows.labels == 0)
         if not ev.any():
             continue

@@ -169,15 +169,16 @@ def _gguf_vocab(path: Path, fields) -> tuple[list[str], np.ndarray, str]:
 
 def _dequantize(path: Path, t, progress: bool) -> np.ndarray:
     import gguf
-    from tqdm.auto import tqdm
+
+    from ..progress import progress_bar
 
     data, chunk, blocks = t.data, 16384, []
     try:
-        for start in tqdm(
+        for start in progress_bar(
             range(0, data.shape[0], chunk),
             desc=f"dequantize {t.name}",
             unit="chunk",
-            disable=not progress,
+            enabled=progress,
         ):
             blocks.append(
                 np.asarray(gguf.quants.dequantize(data[start : start + chunk], t.tensor_type))
