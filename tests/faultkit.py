@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,12 @@ def call(argv: list[str]) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT back to its default. A test run started in the background of a shell
+    without job control inherits SIGINT *ignored*, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(argv: list[str], cwd: Path) -> subprocess.Popen:
     """The real ``linrep`` process, running (own session, text pipes) — for signals and races."""
     return subprocess.Popen(
@@ -66,6 +73,7 @@ def start(argv: list[str], cwd: Path) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=_default_sigint,
     )
 
 
