@@ -25,7 +25,12 @@ Usage (from the repository root, after running the commands)::
 
 FORMATS: ``ci`` (mean ± 95 % half-width of a summary {"mean", "ci"}, 3 decimals; ``ci:N`` for N),
 a Python format spec for a number or a summary's mean (``.3f``, ``.2e``, ``d``), ``int``, ``str``.
-A claim's id may be used by several markers. Exit status: 0 all good, 1 problems (listed one per
+A claim's id may be used by several markers.
+
+A number that is *cited*, not measured (a reference implementation's or a paper's value shown
+beside ours for comparison), is written ``<!--ref:SOURCE-->0.27<!--/ref-->`` where SOURCE names
+where it comes from (a file of this repository, a paper); ``--strict`` accepts it and checks that
+a SOURCE given as a repository path exists. Exit status: 0 all good, 1 problems (listed one per
 line), 2 bad registry.
 """
 
@@ -43,6 +48,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = re.compile(r"<!--claim:([\w.\-]+)-->(.*?)<!--/claim-->", re.S)
+REF = re.compile(r"<!--ref:([^>]+?)-->(.*?)<!--/ref-->", re.S)
 FIELDS = ("id", "command", "file", "path", "format", "quick")
 
 
@@ -218,6 +224,7 @@ def unmarked_numbers(readme: str) -> list[str]:
     """
     text = re.sub(r"```.*?```", "", readme, flags=re.S)
     text = MARKER.sub("", text)
+    text = REF.sub("", text)
     text = re.sub(r"`[^`\n]*`", "", text)
     text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
     out = []
@@ -226,6 +233,16 @@ def unmarked_numbers(readme: str) -> list[str]:
             before = re.sub(r"[\d.]+–$", "", line[: m.start()])  # "rates 0.001–1": the range start
             if not SETTING.search(before):
                 out.append(f"unmarked number '{m.group(0)}' in: {line.strip()[:80]}")
+    return out
+
+
+def missing_sources(readme: str, root: Path = ROOT) -> list[str]:
+    """Cited numbers whose SOURCE looks like a repository path (has a '/' or '.md') but is absent."""
+    out = []
+    for source, shown in REF.findall(readme):
+        path = source.split("#")[0].split(" §")[0].strip()
+        if ("/" in path or path.endswith(".md")) and not (root / path).exists():
+            out.append(f"cited number '{shown.strip()}': its source '{source}' does not exist")
     return out
 
 
@@ -259,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                 atomic_write_text(a.readme, new)
         else:
             problems = check(readme, claims, a.root)
-            problems += unmarked_numbers(readme) if a.strict else []
+            problems += unmarked_numbers(readme) + missing_sources(readme) if a.strict else []
     for line in problems:
         print(line)
     return 1 if problems else 0

@@ -91,6 +91,13 @@ def test_keys_strict_and_registry_errors(planted, tmp_path):
     assert claims.unmarked_numbers("x 0.938 and <!--claim:a-->0.51<!--/claim--> `lr 0.01`") == [
         "unmarked number '0.938' in: x 0.938 and"
     ]
+    cited = (
+        "ref <!--ref:docs/learner.md §2-->0.27<!--/ref--> and <!--ref:nowhere/x.md-->0.5<!--/ref-->"
+    )
+    assert claims.unmarked_numbers(cited) == []
+    assert claims.missing_sources(cited) == [
+        "cited number '0.5': its source 'nowhere/x.md' does not exist"
+    ]
     bad = tmp_path / "bad.toml"
     bad.write_text('[[claim]]\nid = "x"\ncommand = "c"\nfile = "f"\npath = ["a"]\nformt = "ci"\n')
     with pytest.raises(claims.RegistryError, match="unknown"):
