@@ -305,7 +305,7 @@ def test_kill9_table_free_run_then_resume_is_bit_identical(tmp_path):
 
 
 def test_train_command_writes_geometry_into_metrics(tmp_path):
-    """`linrep train`'s Python twin writes same-/cross-concept cosines with intervals."""
+    """`linrep train`'s Python twin writes same-/cross-concept cosines, per run and mean ± SE."""
     from linrep.learn.run import train_from_config
 
     cfg = tmp_path / "c.toml"
@@ -319,4 +319,37 @@ def test_train_command_writes_geometry_into_metrics(tmp_path):
         "same_concept_cosine_identifiable",
     ):
         v = geo[key]
-        assert len(v["per_run"]) == 3 and np.isfinite(v["mean"]) and v["ci95"][0] <= v["mean"]
+        assert len(v["per_run"]) == 3 and np.isfinite(v["mean"])
+        assert v["se"] == pytest.approx(np.std(v["per_run"], ddof=1) / np.sqrt(3), rel=1e-9)
+
+
+def test_exact_minibatch_rows_equal_the_table_form(pair):
+    """Exact objective with a batch size on a table-free model: B contexts with their exact rows
+    p(·|ξ). Same contexts drawn as the table path (a function of seed and step), same gradient."""
+    from linrep.learn.config import ModelConfig, TrainConfig
+    from linrep.learn.model import BatchedModel
+    from linrep.learn.objective import Targets
+
+    lat, ref = pair
+    tc = [TrainConfig(objective="exact", optimizer="sgd", batch_size=16, seed=s) for s in (3, 4)]
+    mc = ModelConfig(encoder="mlp", d=6, width=8, unembedding_bias=True)
+    model = BatchedModel(mc, lat.contexts, lat.n_tokens, torch.float64)
+    theta = model.init([3, 4], [mc, mc]) + 0.1
+    rows = Targets(lat, tc, torch.float64, tables=False).batch(7)
+    ctx = rows.ctx
+    for k in range(2):  # the same contexts as with tables, each with its exact row
+        np.testing.assert_allclose(rows.P[k].numpy(), ref.p_next[ctx[k].numpy()], rtol=1e-12)
+    # the table form of the same minibatch: T = (counts / B) p(·|ξ), written out here
+    counts = torch.zeros(2, ref.n_contexts, 1, dtype=torch.float64)
+    for k in range(2):
+        for c in ctx[k].tolist():
+            counts[k, c] += 1.0 / 16
+    P = torch.as_tensor(ref.p_next)[None]
+    table = (counts * P, counts, P.expand(2, -1, -1))
+    for kind in ("cross_entropy", "squared", "sigmoid"):
+        G_rows, L_rows = model.grad_rows(theta, kind, rows)
+        assert L_rows is None  # the exact objective's step needs no loss value
+        G_table = model.grad(theta, kind, table)
+        torch.testing.assert_close(G_rows, G_table, rtol=1e-9, atol=1e-12)
+        L = model.loss_rows(theta, kind, rows)
+        torch.testing.assert_close(L, model.loss(theta, kind, table), rtol=1e-10, atol=0)

@@ -86,11 +86,10 @@ class ScaleGeometry:
         out["identifiable_rank"] = self.rank.astype(np.float64)
         return out
 
-    def to_json(self) -> dict[str, Any]:
-        """Plain data: per-run summaries with a 95 % seed interval, per-concept values, matrices,
+    def to_json(self, *, intervals: bool = True) -> dict[str, Any]:
+        """Plain data: per-run summaries (mean, standard error over runs and, with ``intervals``, a
+        95 % seed t-interval — which imports scipy), per-concept values, matrices, sampling
         standard errors and sample sizes."""
-        from .intervals import seed_interval
-
         summ = self.summary()
         out: dict[str, Any] = {
             "concepts": self.concepts,
@@ -103,8 +102,15 @@ class ScaleGeometry:
             ),
         }
         for key, v in summ.items():
-            iv = seed_interval(v)
-            out[key] = {"per_run": v.tolist(), "mean": iv.mean, "ci95": [iv.low, iv.high]}
+            fin = v[np.isfinite(v)]
+            se = float(fin.std(ddof=1) / np.sqrt(fin.size)) if fin.size > 1 else float("nan")
+            mean = float(fin.mean()) if fin.size else float("nan")
+            out[key] = {"per_run": v.tolist(), "mean": mean, "se": se}
+            if intervals:
+                from .intervals import seed_interval
+
+                iv = seed_interval(v)
+                out[key]["ci95"] = [iv.low, iv.high]
         for key, v in self.values.items():
             out[key]["per_concept"] = v.tolist()
         for key, v in self.matrices.items():
@@ -316,16 +322,18 @@ def _context_differences(latent, embed, n: int, rng, device):
 
 
 def _bootstrap_alignment_se(diffs, dirs, rng, reps: int = 200) -> Any:
-    """Bootstrap standard error of cos(f̄_i, ḡ_i) over the sampled context pairs, (K, m)."""
+    """Bootstrap standard error of cos(f̄_i, ḡ_i) over the sampled context pairs, (K, m).
+
+    Each resample's mean is a multinomial reweighting of the n differences, so all resamples are
+    one matmul: (reps, n) weights × (K, m, n, d).
+    """
     import torch
 
     K, m, n, d = diffs.shape
-    idx = torch.as_tensor(rng.integers(0, n, size=(reps, n)), device=diffs.device)
-    stats = torch.empty((reps, K, m), dtype=diffs.dtype, device=diffs.device)
-    for r in range(reps):
-        fbar = diffs[:, :, idx[r]].mean(dim=2)
-        stats[r] = (_unit(fbar) * dirs).sum(dim=2)
-    return stats.std(dim=0)
+    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=reps) / n  # (reps, n)
+    w = torch.as_tensor(counts, dtype=diffs.dtype, device=diffs.device)
+    fbar = torch.einsum("rn,kmnd->rkmd", w, diffs)
+    return (_unit(fbar) * dirs[None]).sum(dim=3).std(dim=0)
 
 
 def scale_hook(latent, **kw) -> Callable[..., dict[str, np.ndarray]]:

@@ -30,7 +30,7 @@ from .contexts import (
 )
 from .distributions import concept_vectors, log_p_concepts
 
-__all__ = ["LatentModel", "ConceptRegime", "SMALL_TABLE"]
+__all__ = ["LatentModel", "ConceptRegime", "SMALL_TABLE", "consistent_mass"]
 
 REGIME_TOL = 1e-8  # log-odds equal up to this many nats count as "constant"
 SMALL_TABLE = 2**22
@@ -377,9 +377,22 @@ def _next_token_table(
     table = np.empty((n, V))
     block = max(1, 2**21 // V)
     for s in range(0, n, block):  # blocks of rows; each block is one vectorised operation
-        consistent = (tv[None, :] & known[s : s + block, None]) == values[s : s + block, None]
-        np.multiply(consistent, p_tok[None, :], out=table[s : s + block])
+        table[s : s + block] = consistent_mass(
+            known[s : s + block], values[s : s + block], tv, p_tok
+        )
     z = table.sum(axis=1)
     possible = z > 0
     table /= np.where(possible, z, 1.0)[:, None]
     return table, possible
+
+
+def consistent_mass(known, values, token_vector, p_tok):
+    """p_tok(y) on the tokens consistent with each context, 0 elsewhere: (..., V).
+
+    ``known``/``values``: (...) bit masks of the contexts (:func:`~linrep.latent.contexts.encode`),
+    ``token_vector``: (V,) concept-vector index of every token, ``p_tok``: (V,) p(c(y)) w(y).
+    Normalising a row gives p(y | ξ). Written with operators only, so numpy arrays and torch
+    tensors (on any device) both work.
+    """
+    consistent = (token_vector & known[..., None]) == values[..., None]
+    return consistent * p_tok

@@ -158,10 +158,10 @@ class TrainConfig:
     one (when an output folder is given), so a killed run loses at most about this much work;
     0 = off. Results do not depend on when checkpoints were written."""
     eval_contexts: int | None = None
-    """Table-free latent models (sampled contexts beyond ``latent.max_cells``): the excess loss is
-    estimated on this many held-out contexts drawn from the context weights, with its standard
-    error (``excess_loss_se``). None = automatic (≤ 1024, and ≤ 2^26 / V so the held-out rows of
-    p(y|ξ) take ≤ 256 MB). Ignored when the exact table exists (the excess loss is then exact)."""
+    """Minibatch training on a large context set (no exact table in the learner): the excess loss
+    is estimated on this many held-out contexts drawn from the context weights, with its standard
+    error (``excess_loss_se``). None = 512. Ignored when the learner holds the exact table (the
+    excess loss is then exact)."""
     eval_seed: int = 0
     """Seed of the held-out contexts (the same for every run, so runs are compared on one sample)."""
     dtype: str = "float32"

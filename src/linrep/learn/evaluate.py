@@ -24,14 +24,15 @@ import numpy as np
 import torch
 
 from .losses import loss_floor, row_floor, row_losses
+from .parallel import wide
 
-__all__ = ["PopulationLoss", "Evaluation", "EVAL_CELLS"]
+__all__ = ["PopulationLoss", "Evaluation", "EVAL_CONTEXTS"]
 
-EVAL_CELLS = 1 << 26
-"""Cap on the cached held-out rows p(·|ξ) (contexts × tokens; 256 MB in float32) when
-``train.eval_contexts`` is left automatic."""
+EVAL_CONTEXTS = 512
+"""Held-out contexts when ``train.eval_contexts`` is left automatic. Their rows of p(·|ξ) are
+built chunk by chunk at every evaluation (never stored), so memory stays O(chunk · V)."""
 
-_CHUNK_CELLS = 1 << 24  # logits (K × contexts × V) evaluated at once
+_CHUNK_CELLS = 1 << 22  # logits (K × contexts × V) or rows p(·|ξ) held at once
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,8 @@ class PopulationLoss:
     Args:
         latent: the latent model.  kind: the loss.  dtype: torch dtype of the model.
         exact_target: the exact (T, r, P) target when the learner holds the tables, else None.
-        eval_contexts: number of held-out contexts N (None = automatic: ≤ 1024 and ≤
-            :data:`EVAL_CELLS` / V).  seed: seed of the held-out draw.
+        eval_contexts: number of held-out contexts N (None = :data:`EVAL_CONTEXTS`).
+        seed: seed of the held-out draw.
         device: torch device of the model.
     """
 
@@ -75,7 +76,7 @@ class PopulationLoss:
             self.method = f"exact over all {latent.n_contexts} contexts"
             return
         V = latent.n_tokens
-        n = eval_contexts if eval_contexts is not None else max(16, min(1024, EVAL_CELLS // V))
+        n = eval_contexts if eval_contexts is not None else EVAL_CONTEXTS
         if latent.n_contexts <= n:  # every context, weighted: exact
             rows = np.arange(latent.n_contexts)
             weights = np.asarray(latent.weights, dtype=np.float64)
@@ -90,14 +91,23 @@ class PopulationLoss:
                 f"estimate on {n} held-out contexts drawn from the context weights "
                 f"(exact over all {V} tokens per context; ± standard error over contexts)"
             )
-        P = latent.next_token_rows(rows) if hasattr(latent, "next_token_rows") else None
-        if P is None:
-            P = np.asarray(latent.p_next)[rows]
+        from .objective import ExactRows
+
         self.rows = torch.as_tensor(rows, dtype=torch.int64, device=device)
-        self.P = torch.as_tensor(P, dtype=dtype, device=device)
-        self.h = row_floor(kind, P)  # (N,) float64
+        self.exact_rows = ExactRows(latent, dtype, device)  # rows of p(·|ξ), built per chunk
+        self.chunk = max(1, _CHUNK_CELLS // latent.n_tokens)
+        self.h = np.concatenate(  # (N,) float64 floors, once
+            [
+                row_floor(kind, self.exact_rows(c).double().cpu().numpy())
+                for c in self.rows.split(self.chunk)
+            ]
+        )
         self.w = weights
         self.floor = float(weights @ self.h)
+
+    def _rows_P(self, a: int, b: int) -> torch.Tensor:
+        """p(·|ξ) of held-out contexts a … b − 1, (b − a, V)."""
+        return self.exact_rows(self.rows[a:b])
 
     def __call__(self, model, theta: torch.Tensor) -> Evaluation:
         """Population loss and excess loss of every run at θ: (K, P)."""
@@ -107,15 +117,16 @@ class PopulationLoss:
         K = theta.shape[0]
         p = model.views(theta)
         g, b = p["g"], p.get("b")
-        V = g.shape[1]
         N = self.rows.numel()
         ell = torch.empty((K, N), dtype=torch.float64)
-        step = max(1, _CHUNK_CELLS // (K * V))
+        step = max(1, self.chunk // K)
         for s in range(0, N, step):
             rows = self.rows[s : s + step]
             f = model.embed_rows(theta, rows[None].expand(K, -1))
-            z = torch.bmm(f, g.transpose(1, 2)) if b is None else torch.baddbmm(b, f, g.mT)
-            ell[:, s : s + step] = row_losses(self.kind, z, self.P[None, s : s + step]).double()
+            with wide(model.wide_threads or torch.get_num_threads()):
+                z = torch.bmm(f, g.transpose(1, 2)) if b is None else torch.baddbmm(b, f, g.mT)
+                P = self._rows_P(s, s + step)[None]
+                ell[:, s : s + step] = row_losses(self.kind, z, P).double()
         ex = ell.numpy() - self.h[None, :]  # (K, N) per-context excess
         excess = (ex * self.w).sum(axis=1)  # row by row: a run's value does not depend on K
         loss = torch.as_tensor(

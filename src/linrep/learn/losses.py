@@ -68,11 +68,13 @@ def rows_head(
     f: torch.Tensor,
     g: torch.Tensor,
     b: torch.Tensor | None,
-    tok: torch.Tensor,
+    tok: torch.Tensor | None,
     *,
+    P: torch.Tensor | None = None,
     want_grad: bool = True,
     ws: Workspace | None = None,
     dg_out: torch.Tensor | None = None,
+    threads: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """Minibatch loss and gradients of B sampled (context, token) rows per run.
 
@@ -85,27 +87,68 @@ def rows_head(
 
     Args:
         f: (K, B, d) embeddings of the rows' contexts.  g: (K, V, d).  b: (K, 1, V) or None.
-        tok: (K, B) int64 next tokens.  want_grad: False = the loss only (the gradients are None).
+        tok: (K, B) int64 next tokens, or None with ``P``: (K, B, V) the rows' exact target
+        distributions (the exact objective's minibatch: ℓ_b = the row loss against P_b).
+        want_grad: False = the loss only (the gradients are None).
         ws: buffers (the (K, B, V) logits live there).  dg_out: a (K, V, d) tensor (e.g. a view
-        of the caller's gradient buffer) to write ∂g into.
+        of the caller's gradient buffer) to write ∂g into.  threads: torch threads for the wide
+        kernels (the (K, B, V) matmuls and softmax; :func:`~linrep.learn.parallel.wide`), None =
+        the current setting.
 
     Returns:
-        (loss (K,), df (K, B, d), dg (K, V, d), db (K, 1, V) or None).
+        (loss (K,), df (K, B, d), dg (K, V, d), db (K, 1, V) or None); with ``P`` and
+        ``want_grad`` the loss is None (it would cost two more passes over (K, B, V)).
     """
+    from .parallel import wide
+
     K, B, _ = f.shape
+    n = torch.get_num_threads() if threads is None else threads
     gt = g.transpose(1, 2)
     zb = buffer(ws, "z", (K, B, g.shape[1]), f.dtype)
-    z = torch.bmm(f, gt, out=zb) if b is None else torch.baddbmm(b, f, gt, out=zb)
+    with wide(n):
+        z = torch.bmm(f, gt, out=zb) if b is None else torch.baddbmm(b, f, gt, out=zb)
+    if P is not None:  # exact targets: e = ∂ℓ/∂z from the table forms above
+        if not want_grad:
+            with wide(n):
+                return row_losses(kind, z, P).mean(dim=1), None, None, None
+        loss = None  # not needed for the step (the exact objective logs the population loss)
+        with wide(n):
+            e = logit_grad(kind, z, P, out=z)
+    else:
+        loss, e = _token_rows(kind, z, f, g, b, tok, want_grad, n)
+        if e is None:
+            return loss.mean(dim=1), None, None, None
+    inv = 1.0 / B
+    fs = f * inv
+    with wide(n):
+        dg = torch.bmm(e.transpose(1, 2), fs, out=dg_out)
+        df = torch.bmm(e, g)
+        db = e.sum(dim=1, keepdim=True) if b is not None else None
+    return (
+        (None if loss is None else loss.mean(dim=1)),
+        df.mul_(inv),
+        dg,
+        (None if db is None else db.mul_(inv)),
+    )
+
+
+def _token_rows(kind, z, f, g, b, tok, want_grad, threads):
+    """Row losses (K, B) and e = ∂ℓ/∂z (None unless ``want_grad``) for sampled next tokens."""
+    from .parallel import wide
+
     y = tok[:, :, None]
     zy = z.gather(2, y)[..., 0]  # (K, B)
     if kind == "sigmoid":
-        loss = torch.nn.functional.softplus(z).sum(dim=2) - zy
+        with wide(threads):
+            loss = torch.nn.functional.softplus(z).sum(dim=2) - zy
         if not want_grad:
-            return loss.mean(dim=1), None, None, None
-        e = torch.sigmoid_(z)
+            return loss, None
+        with wide(threads):
+            e = torch.sigmoid_(z)
         e.scatter_add_(2, y, torch.full_like(zy[..., None], -1.0))
     else:
-        e = torch.softmax(z, dim=2, out=z)  # in place: the logits are not needed again
+        with wide(threads):
+            e = torch.softmax(z, dim=2, out=z)  # in place: the logits are not needed again
         qy = e.gather(2, y)[..., 0]
         if kind == "cross_entropy":
             loss = -torch.log(qy)
@@ -117,22 +160,20 @@ def rows_head(
                     zrow = zrow + b[kk, 0]
                 loss[kk, bb] = torch.logsumexp(zrow, dim=1) - zy[kk, bb]
             if not want_grad:
-                return loss.mean(dim=1), None, None, None
+                return loss, None
             e.scatter_add_(2, y, torch.full_like(qy[..., None], -1.0))
         else:  # squared: ∂/∂z_j ‖q − 1_y‖² = 2 q_j [(q − 1_y)_j − Σ_v (q − 1_y)_v q_v]
             q = e
-            qq = (q * q).sum(dim=2)
+            with wide(threads):
+                qq = (q * q).sum(dim=2)
             loss = qq - 2.0 * qy + 1.0
             if not want_grad:
-                return loss.mean(dim=1), None, None, None
-            e = q.clone()
-            e.scatter_add_(2, y, torch.full_like(qy[..., None], -1.0))
-            e.sub_((qq - qy)[..., None]).mul_(q).mul_(2.0)
-    inv = 1.0 / B
-    dg = torch.bmm(e.transpose(1, 2), f * inv, out=dg_out)
-    df = torch.bmm(e, g).mul_(inv)
-    db = e.sum(dim=1, keepdim=True).mul_(inv) if b is not None else None
-    return loss.mean(dim=1), df, dg, db
+                return loss, None
+            with wide(threads):
+                e = q.clone()
+                e.scatter_add_(2, y, torch.full_like(qy[..., None], -1.0))
+                e.sub_((qq - qy)[..., None]).mul_(q).mul_(2.0)
+    return loss, e
 
 
 def logit_grad(

@@ -27,12 +27,15 @@ Target = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class Rows(NamedTuple):
-    """A minibatch of sampled (context, next token) rows: run k sees (ctx[k, b], tok[k, b])."""
+    """A minibatch of B contexts per run with their targets: sampled next tokens (``tok``) or the
+    exact next-token distributions (``P``)."""
 
     ctx: torch.Tensor
     """(K, B) int64 context indices into the model's context set."""
-    tok: torch.Tensor
-    """(K, B) int64 next tokens."""
+    tok: torch.Tensor | None
+    """(K, B) int64 sampled next tokens (objective ``sampled``), or None."""
+    P: torch.Tensor | None = None
+    """(K, B, V) p(y | ξ) of the batch's contexts (objective ``exact``), or None."""
 
 
 class BatchedModel:
@@ -82,6 +85,9 @@ class BatchedModel:
         self._view_ptr = 0
         self._view_cache: dict[str, torch.Tensor] = {}
         self.ws = Workspace(self.device)  # buffers of the intermediates of loss() and grad()
+        #: torch threads of the wide kernels of a minibatch of rows (None = the current setting;
+        #: see :mod:`linrep.learn.parallel`)
+        self.wide_threads: int | None = None
         self.encoder.ws = self.ws
 
     # ------------------------------------------------------------------ parameters
@@ -191,12 +197,23 @@ class BatchedModel:
         """Minibatch loss (K,) of sampled rows (no gradient)."""
         p = self.views(theta)
         f = self.encoder.forward_rows(p, batch.ctx)[0]
-        return rows_head(kind, f, p["g"], p.get("b"), batch.tok, want_grad=False, ws=self.ws)[0]
+        return rows_head(
+            kind,
+            f,
+            p["g"],
+            p.get("b"),
+            batch.tok,
+            P=batch.P,
+            want_grad=False,
+            ws=self.ws,
+            threads=self.wide_threads,
+        )[0]
 
     def grad_rows(
         self, theta: torch.Tensor, kind: str, batch: Rows, out: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gradient (K, P) and loss (K,) of a minibatch of sampled rows (O(B·V·d) per run).
+        """Gradient (K, P) and loss (K,) of a minibatch of rows (O(B·V·d) per run); the loss is
+        None for rows with exact targets ``P`` (see :func:`~linrep.learn.losses.rows_head`).
 
         ``out``: a (K, P) tensor to write the gradient into.
         """
@@ -206,7 +223,7 @@ class BatchedModel:
         if out is None:
             out = torch.empty_like(theta)
         dg_out = out[:, self.g_slice].view(K, self.V, self.d)  # ∂g, the big part, in place
-        head = {"ws": self.ws, "dg_out": dg_out}
+        head = {"ws": self.ws, "dg_out": dg_out, "P": batch.P, "threads": self.wide_threads}
         if enc.manual_backward:
             f, cache = enc.forward_rows(p, batch.ctx)
             loss, df, dg, db = rows_head(kind, f, p["g"], p.get("b"), batch.tok, **head)

@@ -77,8 +77,9 @@ def train_from_config(
 
 
 def final_geometry(latent, result) -> dict:
-    """Concept geometry of the trained runs for metrics.json (:mod:`linrep.geometry.scale`)."""
+    """Concept geometry of the trained runs for metrics.json (:mod:`linrep.geometry.scale`): per
+    run, and mean ± standard error over the runs (t-intervals: ``linrep simulate`` / reports)."""
     from ..geometry.scale import scale_geometry
 
     f, g = result.embeddings(), result.unembeddings()
-    return scale_geometry(latent, f, g, embed=result.embed_contexts).to_json()
+    return scale_geometry(latent, f, g, embed=result.embed_contexts).to_json(intervals=False)

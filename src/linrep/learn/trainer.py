@@ -41,6 +41,7 @@ from .hooks import MetricFn, check_bias_hooks, evaluate_hooks, normalise_hooks
 from .model import BatchedModel, Rows
 from .objective import Targets
 from .optim import BatchedOptimizer
+from .parallel import wide
 from .result import TrainResult, write_history
 from .runs import fingerprint, resolve_runs
 
@@ -101,10 +102,13 @@ def fit(
         result = fit_sharded(latent, mcfgs, tcfgs, hooks, out, resume, workers)
     else:
         old_threads = torch.get_num_threads()
-        torch.set_num_threads(_threads(latent, mcfgs, tcfgs))
+        threads = _threads(latent, mcfgs, tcfgs)
+        # minibatches of rows: one thread, and `threads` inside their wide kernels only
+        torch.set_num_threads(1 if tcfgs[0].minibatch else threads)
         try:
             with torch.no_grad():
                 run = Training(latent, mcfgs, tcfgs, hooks, out, progress=progress)
+                run.model.wide_threads = threads
                 if resume:
                     run.restore()
                 result = run.train()
@@ -118,7 +122,7 @@ def fit(
 def _step_work(latent, mcfgs, tcfgs) -> int:
     """Multiply-adds of the logits of one step, K·rows·V·d (rows = batch or all contexts)."""
     tc = tcfgs[0]
-    rows = tc.batch_size if tc.objective == "sampled" and tc.minibatch else latent.n_contexts
+    rows = tc.batch_size if tc.minibatch else latent.n_contexts
     return len(tcfgs) * rows * latent.n_tokens * mcfgs[0].d
 
 
@@ -172,9 +176,9 @@ class Training:
         self.seeds = [c.seed for c in tcfgs]
         self.device = device_of(tc)
         dtype = DTYPES[tc.dtype]
-        self.rows = tc.objective == "sampled" and tc.minibatch
-        # sampled minibatches never need a table; a small one still gives the exact evaluation
-        tables = not self.rows or bool(getattr(latent, "small", True))
+        # minibatches never need a table (sampled: rows of (context, token); exact: rows of
+        # (context, p(·|ξ))); a small latent model still gives tables and the exact evaluation
+        tables = not tc.minibatch or bool(getattr(latent, "small", True))
         if tables and not getattr(latent, "tabulated", True):
             raise ConfigError(
                 f"the latent model has no exact table ({latent.n_contexts:,} contexts × "
@@ -182,13 +186,14 @@ class Training:
                 '"sampled" and a batch_size (e.g. optimizer = "adam", batch_size = 256)'
             )
         self.model = BatchedModel(mcfgs[0], latent.contexts, latent.n_tokens, dtype, self.device)
-        if tc.minibatch and tc.objective == "sampled" and not self.model.encoder.takes_rows:
+        if tc.minibatch and not self.model.encoder.takes_rows:
             raise ConfigError(
-                f"model.encoder = '{mcfgs[0].encoder}' does not train on sampled minibatches yet; "
-                "remove train.batch_size (full batch) or use the linear, mlp or free encoder"
+                f"model.encoder = '{mcfgs[0].encoder}' does not train on minibatches yet; remove "
+                "train.batch_size (full batch) or use the linear, mlp or free encoder"
             )
         _check_memory(self.model, latent, tcfgs, dtype, tables=tables)
         self.targets = Targets(latent, tcfgs, dtype, self.device, tables=tables)
+        self.rows = self.targets.rows
         self.trainable = slice(
             self.model.n_encoder if tc.trainable == "unembedding" else 0, self.model.P
         )
@@ -293,13 +298,15 @@ class Training:
         batch = self._batch(t)
         if isinstance(batch, Rows):
             grad, loss = self.model.grad_rows(self.theta, self.tc.loss, batch, out=grad_buf)
-            self.window["sum"] += loss.double()
-            self.window["count"] += 1
+            if loss is not None:
+                self.window["sum"] += loss.double()
+                self.window["count"] += 1
         else:
             grad = self.model.grad(self.theta, self.tc.loss, batch, out=grad_buf)
         if self.failed:
             grad[sorted(self.failed)] = 0.0  # stopped runs keep their last finite state
-        self.opt.step(self.theta[:, free], grad[:, free], t)
+        with wide(self.model.wide_threads or torch.get_num_threads()):
+            self.opt.step(self.theta[:, free], grad[:, free], t)
 
     def record(self, t: int) -> None:
         """Verify θ_t and write its history rows (the one history writer)."""
@@ -428,6 +435,8 @@ class Training:
             opt.step(theta[:, self.trainable], grad[:, self.trainable], s)
             if not isinstance(batch, Rows):
                 loss = self.model.loss(theta, self.tc.loss, self.targets.exact)
+            elif loss is None:  # exact rows: the minibatch loss on θ_{s+1}'s next batch
+                loss = self.model.loss_rows(theta, self.tc.loss, self._batch(s + 1))
             bad = ~torch.isfinite(loss) | ~torch.isfinite(theta).all(dim=1)
             for k in runs:
                 if k not in found and bool(bad[k]):
@@ -476,6 +485,8 @@ class Training:
     def _train_loss(self, t: int, population_loss: torch.Tensor) -> np.ndarray:
         """The ``loss`` column at θ_t (see module docstring), (K,) float64."""
         if self.tc.objective == "exact":
+            self.window["sum"].zero_()
+            self.window["count"].zero_()
             return population_loss.double().cpu().numpy()
         if self.full is not None:
             return self.model.loss(self.theta, self.tc.loss, self.full).double().cpu().numpy()
