@@ -17,8 +17,14 @@
    x (W gᵀ) when that is cheaper, see ``linrep.learn.losses.factored_head_loss``; the plain
    association (x W) gᵀ is timed too); softmax/elementwise work is not counted. Target: ≥ 30 %.
 
+3. End to end: ``linrep train configs/train_linear.toml --seeds 0-9`` (start-up, data, 10 runs as
+   one ensemble, results written; ``train.workers`` 1 and 2) against a per-run PyTorch script doing
+   the same 10 runs one at a time, both timed as fresh processes from launch to exit. Target ≥ 20×.
+   Part 1 also prints each group's FLOP rate over the whole run as a fraction of a plain matmul's.
+
 Usage:  python benchmarks/bench_train.py [--steps 20000] [--naive-runs 40] [--threads 1]
-                                        [--skip-ensemble] [--skip-flops]
+                                        [--workers 1] [--skip-ensemble] [--skip-flops]
+                                        [--skip-end-to-end]
 """
 
 from __future__ import annotations
@@ -124,11 +130,13 @@ def kernel_seconds_per_step(lat: LatentModel, enc: str, K: int, steps: int = 200
     return us * 1e-6 / steps
 
 
-def bench_ensemble(steps: int, naive_runs: int, threads: int) -> None:
+def bench_ensemble(steps: int, naive_runs: int, threads: int, workers: int = 1) -> None:
     print(
         f"== 1. 40 runs (m in {{4,5}}, linear+mlp, 10 seeds, {steps} GD steps, exact): "
-        f"ensemble vs naive, {threads} thread(s) for both"
+        f"ensemble vs naive, {threads} thread(s) for both, linrep train.workers = {workers}; "
+        + "load {:.1f}/{:.1f}/{:.1f}".format(*os.getloadavg())
     )
+    peak = matmul_gflops()  # the plain-matmul rate every group's FLOP rate is held against
     lats = {m: LatentModel.from_config({"m": m}) for m in (4, 5)}
     cases = [(m, enc) for m in (4, 5) for enc in ("linear", "mlp")]
     per_case = max(1, min(10, naive_runs // len(cases)))
@@ -145,7 +153,13 @@ def bench_ensemble(steps: int, naive_runs: int, threads: int) -> None:
         res = fit(
             lats[m],
             ModelConfig(encoder=enc, d=32, width=64, depth=1),
-            TrainConfig(steps=steps, lr=1.0, log_every=max(1, steps // 10), threads=threads),
+            TrainConfig(
+                steps=steps,
+                lr=1.0,
+                log_every=max(1, steps // 10),
+                threads=threads,
+                workers=workers,
+            ),
             seeds=range(10),
             progress=False,
         )
@@ -164,11 +178,11 @@ def bench_ensemble(steps: int, naive_runs: int, threads: int) -> None:
         flops += fl
         print(
             f"  m={m} {enc:6s}: linrep K=10 {dt:7.2f} s (mean excess {ex:.1e}, {fl / dt / 1e9:5.1f} "
-            f"GFLOP/s) | naive 10 runs {dn:7.2f} s"
+            f"GFLOP/s over the whole run = {100 * fl / dt / 1e9 / (peak * workers):4.1f} % of "
+            f"{workers} plain matmul(s)) | naive 10 runs {dn:7.2f} s"
             f"{'' if per_case == 10 else f' ({per_case} timed, x{10 / per_case:g})'}"
             f" | ratio {dn / dt:5.1f}x | linrep's matmul+softmax kernels alone {kern:6.2f} s"
         )
-    peak = matmul_gflops()
     t_peak = flops / peak / 1e9
     print(f"  linrep ensembles total: {t_ens:8.2f} s")
     print(f"  naive per-run total   : {t_naive:8.2f} s")
@@ -240,6 +254,88 @@ def bench_flops(repeats: int = 20) -> None:
     torch.set_num_threads(default_threads)
 
 
+NAIVE_SCRIPT = """
+import sys, time
+import numpy as np, torch
+from linrep.latent import LatentModel
+torch.set_num_threads(1)
+lat = LatentModel.from_config({"m": 4})
+x = np.zeros((lat.n_contexts, 12), dtype=np.float32)
+for i, ctx in enumerate(lat.contexts):
+    for c, v in enumerate(ctx):
+        x[i, 3 * c + (2 if v < 0 else int(v))] = 1.0
+x = torch.from_numpy(x)
+target = torch.as_tensor(lat.weights[:, None] * lat.p_next, dtype=torch.float32)
+steps = int(sys.argv[1])
+for seed in range(int(sys.argv[2])):
+    torch.manual_seed(seed)
+    g = torch.nn.Parameter(0.1 * torch.randn(lat.n_tokens, 32))
+    enc = torch.nn.Linear(12, 32, bias=False)
+    torch.nn.init.normal_(enc.weight, std=0.1)
+    opt = torch.optim.SGD([g, *enc.parameters()], lr=1.0)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = -(target * torch.log_softmax(enc(x) @ g.T, dim=1)).sum()
+        loss.backward()
+        opt.step()
+"""
+
+
+def bench_end_to_end(steps: int, naive_runs: int) -> None:
+    """`linrep train configs/train_linear.toml --seeds 0-9` vs a per-run PyTorch script, both as
+    fresh processes timed from launch to exit (start-up, data, training, writing results)."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    cfg = Path(__file__).resolve().parents[1] / "configs" / "train_linear.toml"
+    print(
+        f"== 3. end to end: linrep train {cfg.name} --seeds 0-9 ({steps} GD steps, m = 4, linear) "
+        "vs a per-run PyTorch script, wall time from launch to exit; "
+        + "load {:.1f}/{:.1f}/{:.1f}".format(*os.getloadavg())
+    )
+
+    def wall(cmd: list[str]) -> float:
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        return time.perf_counter() - t0
+
+    startup = min(wall([sys.executable, "-c", "import torch, linrep.cli"]) for _ in range(2))
+    per = max(1, min(10, naive_runs))
+    naive = wall([sys.executable, "-c", NAIVE_SCRIPT, str(steps), str(per)])
+    naive_10 = startup + (naive - startup) * 10 / per
+    print(
+        f"  python + torch + linrep.cli import alone: {startup:5.2f} s; per-run PyTorch script, "
+        f"10 runs: {naive_10:6.2f} s"
+        + ("" if per == 10 else f" ({per} runs timed, training time x{10 / per:g})")
+    )
+    for workers in (1, 2):
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [
+                sys.executable,
+                "-m",
+                "linrep",
+                "train",
+                str(cfg),
+                "--out",
+                f"{tmp}/o",
+                "--seeds",
+                "0-9",
+                "--quiet",
+                "--set",
+                f"train.steps={steps}",
+                "--set",
+                f"train.workers={workers}",
+            ]
+            dt = wall(cmd)
+        print(
+            f"  linrep train --seeds 0-9, train.workers = {workers}: {dt:6.2f} s -> RATIO "
+            f"{naive_10 / dt:5.1f}x (target >= 20x); ceiling if linrep cost only its start-up: "
+            f"{naive_10 / startup:5.1f}x"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=20000)
@@ -250,13 +346,17 @@ def main() -> None:
         default=1,
         help="torch threads for both sides of benchmark 1 (1 = fit's automatic choice here)",
     )
+    ap.add_argument("--workers", type=int, default=1, help="linrep's train.workers in part 1")
     ap.add_argument("--skip-ensemble", action="store_true")
     ap.add_argument("--skip-flops", action="store_true")
+    ap.add_argument("--skip-end-to-end", action="store_true")
     args = ap.parse_args()
     if not args.skip_flops:
         bench_flops()
     if not args.skip_ensemble:
-        bench_ensemble(args.steps, args.naive_runs, args.threads)
+        bench_ensemble(args.steps, args.naive_runs, args.threads, args.workers)
+    if not args.skip_end_to_end:
+        bench_end_to_end(args.steps, args.naive_runs)
 
 
 if __name__ == "__main__":
