@@ -76,7 +76,7 @@ def rows_head(
     dg_out: torch.Tensor | None = None,
     threads: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """Minibatch loss and gradients of B sampled (context, token) rows per run.
+    """Minibatch loss and gradients of B rows per run: (context, sampled token) or (context, p(·|ξ)).
 
     L = (1/B) Σ_b ℓ(z_b, y_b) with z_b = g f_b + b, i.e. the table form of this module with
     T = the batch's empirical frequencies — without any (contexts × tokens) table: three
@@ -86,14 +86,17 @@ def rows_head(
     form's; its value exceeds it by 1 − ‖P̄(·|ξ)‖², a constant, when a context repeats in a batch).
 
     Args:
-        f: (K, B, d) embeddings of the rows' contexts.  g: (K, V, d).  b: (K, 1, V) or None.
-        tok: (K, B) int64 next tokens, or None with ``P``: (K, B, V) the rows' exact target
-        distributions (the exact objective's minibatch: ℓ_b = the row loss against P_b).
+        f: (K, B, d) embeddings of the rows' contexts.
+        g: (K, V, d) unembeddings.
+        b: (K, 1, V) biases or None.
+        tok: (K, B) int64 next tokens, or None with ``P``.
+        P: (K, B, V) the rows' exact target distributions (the exact objective's minibatch:
+            ℓ_b = the row loss against P_b), or None.
         want_grad: False = the loss only (the gradients are None).
-        ws: buffers (the (K, B, V) logits live there).  dg_out: a (K, V, d) tensor (e.g. a view
-        of the caller's gradient buffer) to write ∂g into.  threads: torch threads for the wide
-        kernels (the (K, B, V) matmuls and softmax; :func:`~linrep.learn.parallel.wide`), None =
-        the current setting.
+        ws: buffers (the (K, B, V) logits live there).
+        dg_out: a (K, V, d) tensor (e.g. a view of the caller's gradient buffer) to write ∂g into.
+        threads: torch threads for the wide kernels (the (K, B, V) matmuls and softmax;
+            :func:`~linrep.learn.parallel.wide`), None = the current setting.
 
     Returns:
         (loss (K,), df (K, B, d), dg (K, V, d), db (K, 1, V) or None); with ``P`` and
