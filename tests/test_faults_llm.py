@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from faultkit import assert_one_line_error, assert_unchanged, call, snapshot
+from linrep.report.render import blank_fraction, find_chromium, screenshot
 from test_faults_report import _assert_safe_html
 
 pytest.importorskip("gguf")
@@ -62,13 +63,24 @@ def test_a_damaged_cache_entry_is_detected_rebuilt_and_noted(toy, entry):
     assert code == 0 and "checksum mismatch" not in json.dumps(_results(toy / "third")["notes"])
 
 
-def test_hostile_concept_names_give_a_safe_report(toy):
+def test_hostile_concept_and_model_names_give_a_safe_report(toy):
     concepts = json.loads((toy / "concepts.json").read_text())
     for bad, pairs in zip(HOSTILE_CONCEPTS, concepts.values(), strict=True):
         write_pairs(toy / "hostile", bad, pairs)
-    code, _, err = _llm("--concepts", "hostile", "--out", "o")
+    model = toy / "[m](javascript:alert(1)) <b>x.gguf"  # the model's name comes from its file
+    model.hardlink_to(toy / "toy.gguf")
+    code, _, err = call(
+        ["llm", "--model", str(model), "--contexts", "none", "--quiet", "--concepts", "hostile"]
+        + ["--out", "o", "--set", "llm.n_random_pairs=500", "--set", "llm.n_boot=50"]
+    )
     assert code == 0, err
-    _assert_safe_html((toy / "o" / "report.html").read_text())
+    page = (toy / "o" / "report.html").read_text()
+    _assert_safe_html(page)
+    assert "&lt;b&gt;x" in page  # the name is shown, as text
+    assert "<b>x" not in page and "javascript:" not in page.replace("(javascript:alert(1))", "")
+    if find_chromium() is not None:  # and it renders in a real browser
+        png = screenshot(toy / "o" / "report.html", toy / "s.png", width=1400, height=1600)
+        assert blank_fraction(png) < 0.97
 
 
 def test_a_folder_with_a_single_concept(toy):

@@ -8,7 +8,9 @@ hidden state) and against generous bounds that random structure cannot meet.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import shutil
 
@@ -78,7 +80,10 @@ def run(tmp_path_factory):
         "--set",
         "llm.steer_alphas=[0.0, 0.3]",
     ]
-    rc = main(args)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        rc = main(args)
+    (root / "stdout.txt").write_text(printed.getvalue(), encoding="utf-8")
     res = json.loads((root / "out" / "results.json").read_text())["results"] if rc == 0 else None
     return root, rc, res, args
 
@@ -100,6 +105,10 @@ def test_run_writes_the_promised_results(run):
         assert 0 <= res["mean_abs_offdiag"][ip] < 1
     html = (root / "out" / "report.html").read_text(encoding="utf-8")
     assert "data:image/png;base64" in html and "Intervention" in html
+    # the last line names the published folder, never the staging one (.out.partial)
+    printed = (root / "stdout.txt").read_text(encoding="utf-8")
+    assert f"wrote {root / 'out' / 'report.html'} and results.json" in printed.splitlines()[-1]
+    assert ".partial" not in printed
 
 
 def test_concepts_are_linear_and_distinct(run):

@@ -207,3 +207,28 @@ def test_cli_bad_hierarchy_is_one_line_naming_the_file(tmp_path, capsys, case, m
     assert match in err
     assert "delete" in err or "add" in err or "fix" in err
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_cli_hierarchy_reads_only_the_unembedding_by_default(tmp_path, capsys, monkeypatch):
+    """``linrep llm --hierarchy DIR`` without --contexts/--layer/--steer runs no forward pass: a
+    GGUF holding only γ (no network to load) is enough, and the word pairs are still measured."""
+    pytest.importorskip("gguf")
+    from linrep.cli import main
+    from test_llm import write_gguf, write_pairs
+
+    monkeypatch.setenv("LINREP_CACHE", str(tmp_path / "cache"))
+    u = synthetic_unembedding()
+    model = write_gguf(tmp_path / "toy.gguf", u.vocab.tokens, u.token_type, u.gamma, "llama")
+    for a, b in (("organ", "limb"), ("positive", "negative")):
+        write_pairs(tmp_path / "pairs", f"{a} - {b}", list(zip(UNSEEN[a], UNSEEN[b])))
+    sets = ["llm.n_random_pairs=500", "llm.n_boot=20", "llm.hierarchy_n_null=20"]
+    sets += ["llm.hierarchy_min_words=3", "llm.n_null_draws=20", "llm.n_sign_flips=50"]
+    args = ["llm", "--model", str(model), "--concepts", str(tmp_path / "pairs")]
+    args += ["--hierarchy", str(write_folder(tmp_path / "h")), "--out", str(tmp_path / "out")]
+    assert main([*args, "--quiet", *[x for s in sets for x in ("--set", s)]]) == 0, (
+        capsys.readouterr().err
+    )
+    res = json.loads((tmp_path / "out" / "results.json").read_text(encoding="utf-8"))["results"]
+    assert len(res["hierarchy"]["edges"]) == len(EDGES) and res["embedding"] is None
+    assert set(res["concepts"]) == {"organ - limb", "positive - negative"}
+    assert res["timings"]["hierarchy_s"] > 0 and "embedding_side_s" not in res["timings"]

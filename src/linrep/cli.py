@@ -392,7 +392,8 @@ def _add_llm(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="builtin|DIR",
         help="also measure a category hierarchy (Park et al. 2024): '<category>.txt' files and "
-        "hierarchy.txt with 'parent<TAB>child' lines",
+        "hierarchy.txt with 'parent<TAB>child' lines; reads the unembedding only, so contexts "
+        "default to 'none' here (pass --contexts builtin to add the forward passes)",
     )
     _add_out_option(p, "report and results")
     p.add_argument("--config", type=Path, default=None, help="TOML file with an [llm] section")
@@ -443,6 +444,9 @@ def _llm_table(args: argparse.Namespace) -> tuple[dict, list[str]]:
     table |= {k: v for k, v in flags.items() if v is not None}
     if args.layer is not None:
         table["layer"] = _layer_arg(args.layer)
+    if table.get("hierarchy") and not any(k in table for k in ("contexts", "layer", "steer")):
+        # the hierarchy reads γ only; contexts would add minutes of forward passes nobody asked for
+        table["contexts"] = "none"
     if args.no_cache:
         table["use_cache"] = False
     return table, args.model or [table.get("model", LLMConfig.model)]

@@ -316,7 +316,7 @@ def _run(subject, raw, ctx, opts, cache, progress, extensions, builtin) -> Analy
     context = AnalysisContext(
         unemb, tuple(kept), inner, geom, directions, opts, matched, states, lm, progress
     )
-    sections = tuple(ext(context) for ext in extensions)
+    sections = tuple(_timed_section(ext, context, timer) for ext in extensions)
     timer["total_s"] = time.perf_counter() - t0
     return AnalysisResult(
         model=_model_info(subject, inner),
@@ -335,6 +335,15 @@ def _run(subject, raw, ctx, opts, cache, progress, extensions, builtin) -> Analy
         timings=dict(timer),
         notes=tuple(cache.notes),
     )
+
+
+def _timed_section(ext: Extension, context: AnalysisContext, timer: _Timer) -> ResultSection:
+    """Run one extension; its wall time goes to ``timings["<section key>_s"]``."""
+    t = time.perf_counter()
+    section = ext(context)
+    key = f"{getattr(section, 'key', 'section')}_s"
+    timer[key] = timer.get(key, 0.0) + time.perf_counter() - t
+    return section
 
 
 def _check_layers(opts: AnalysisOptions, n: int | None, *, needs_model: bool) -> None:

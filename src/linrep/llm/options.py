@@ -167,7 +167,9 @@ class LLMConfig(AnalysisOptions):
         model: built-in name (gemma-3-270m, smollm2-135m, qwen2.5-0.5b) or a GGUF file / HF folder.
         concepts: ``"builtin"`` (linrep's 27 word-pair lists) or a folder in Park et al.'s format.
         contexts: ``"builtin"``, a folder of ``[base - target].tsv`` files or of Park et al.'s
-            ``paired_contexts`` JSONL files, or ``"none"`` (unembedding only: no torch).
+            ``paired_contexts`` JSONL files, or ``"none"`` (unembedding only: no torch). With a
+            ``hierarchy`` and no ``contexts``, ``layer`` or ``steer`` given, ``linrep llm`` uses
+            ``"none"`` (the hierarchy reads γ only).
         cache: cache folder ("" = ``$LINREP_CACHE`` or the user cache folder).
         use_cache: use the unembedding / covariance / float32-model cache.
         blas_threads: BLAS threads; 0 = the BLAS default (all cores, fastest on an idle machine);
