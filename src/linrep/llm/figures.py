@@ -1,4 +1,5 @@
-"""The two figures only the real-model report draws: quantities against depth, and steering curves.
+"""Figures only the real-model report draws: quantities against depth, steering curves, and observed
+summaries against their nulls (one panel per inner product).
 
 (Heatmaps and interval plots come from :mod:`linrep.report.figures`.)
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["layer_profile_figure", "steering_figure"]
+__all__ = ["layer_profile_figure", "null_panels_figure", "steering_figure"]
 
 
 def _plt():
@@ -89,4 +90,50 @@ def steering_figure(curve):
         ax.axhline(0, color="black", lw=0.5)
         ax.grid(alpha=0.3)
     ax2.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
+
+
+Band = tuple[np.ndarray, np.ndarray, np.ndarray]  # (mean, lo, hi), each (n_categories,)
+
+
+def null_panels_figure(
+    panels: dict[str, dict[str, Band]], categories: list[str], *, ylabel: str, title: str
+):
+    """One panel per inner product (shared y): each category's observed value and null intervals.
+
+    Short upright category labels under every panel, one legend under the figure, so the figure
+    stays legible in the report's column however many inner products there are.
+
+    Args:
+        panels: panel title (inner product) → series label → (mean, lo, hi), each ``(C,)``; NaN
+            bounds draw no bar (e.g. the observed value).
+        categories: the ``C`` x tick labels, e.g. ``["all", "related", "unrelated"]``.
+        ylabel: y-axis label of the first panel.
+        title: figure title.
+    """
+    from ..report.layout import page_inches
+
+    plt = _plt()
+    n = max(len(panels), 1)
+    fig, axes = plt.subplots(
+        1, n, figsize=(page_inches(), 3.6), sharey=True, squeeze=False, layout="constrained"
+    )
+    x = np.arange(len(categories), dtype=float)
+    series: list[str] = []
+    for ax, (name, bands) in zip(axes[0], panels.items(), strict=False):
+        step = 0.6 / max(len(bands), 1)
+        for k, (label, (mean, lo, hi)) in enumerate(bands.items()):
+            mean, lo, hi = (np.asarray(a, float) for a in (mean, lo, hi))
+            err = np.nan_to_num(np.vstack([mean - lo, hi - mean]), nan=0.0).clip(min=0)
+            xs = x - 0.3 + step * (k + 0.5)
+            ax.errorbar(xs, mean, yerr=err, fmt="o", capsize=3, color=f"C{k}", label=label)
+            if label not in series:
+                series.append(label)
+        ax.set_xticks(x, categories)
+        ax.set_title(name, fontsize=11)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0, 0].set_ylabel(ylabel)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=9)
+    fig.suptitle(title)
     return fig

@@ -123,31 +123,29 @@ def _cross_tables(rep, s: RealModelStatistics) -> None:
 
 def _cross_figure(rep, s: RealModelStatistics) -> None:
     """Observed vs both nulls: all concept pairs, related pairs, unrelated pairs, per inner product."""
-    from ..report import figures
+    from .figures import null_panels_figure
 
-    cells = [
-        (ip, key, f"{_label(ip)}\n{what}")
-        for ip in s.cross
-        for key, what in (
-            ("mean_abs_offdiag", "all"),
-            ("within_abs", "related"),
-            ("between_abs", "unrelated"),
-        )
-    ]
+    keys = ("mean_abs_offdiag", "within_abs", "between_abs")
 
-    def pick(attr: str, field: str) -> np.ndarray:
+    def pick(ip: str, attr: str, field: str) -> np.ndarray:
         return np.array(
-            [float(getattr(getattr(getattr(s.cross[ip], attr), k), field)) for ip, k, _ in cells]
+            [float(getattr(getattr(getattr(s.cross[ip], attr), k), field)) for k in keys]
         )
 
-    obs = pick("random_pairs", "observed")
-    series = {"observed": (obs, obs, obs)}
-    for label, attr in (("random word pairs", "random_pairs"), ("shared words", "shared_words")):
-        series[label] = (pick(attr, "null_mean"), pick(attr, "q025"), pick(attr, "q975"))
+    panels = {}
+    for ip in s.cross:
+        obs = pick(ip, "random_pairs", "observed")
+        panels[_label(ip)] = {"observed": (obs, obs, obs)} | {
+            label: (pick(ip, attr, "null_mean"), pick(ip, attr, "q025"), pick(ip, attr, "q975"))
+            for label, attr in (
+                ("random word pairs", "random_pairs"),
+                ("shared words", "shared_words"),
+            )
+        }
     rep.add_figure(
-        figures.point_intervals(
-            [c[2] for c in cells],
-            series,
+        null_panels_figure(
+            panels,
+            ["all", "related", "unrelated"],
             ylabel="mean |cos| between concepts",
             title="Observed vs nulls (2.5–97.5 % of null draws)",
         ),
