@@ -773,3 +773,24 @@ def test_llm_report_escapes_hostile_concept_names(tmp_path):
     assert "javascript:" not in html.replace("[a](javascript:alert(1))", "")
     assert 'href="javascript' not in html and "<script>" not in html
     assert "[a](javascript:alert(1))" in html  # shown literally
+
+
+def test_to_pandas_needs_only_the_all_extra():
+    """``pip install -e ".[all]"`` brings pandas (AnalysisResult.to_pandas) and keeps torch pinned."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+
+    def expand(name: str) -> list[str]:
+        out = []
+        for req in extras[name]:
+            m = re.fullmatch(r"linrep\[(.+)\]", req)
+            out += [r for e in m.group(1).split(",") for r in expand(e.strip())] if m else [req]
+        return out
+
+    reqs = expand("all")
+    assert any(re.match(r"pandas\b", r) for r in reqs)
+    torch = [r for r in project["dependencies"] + reqs if re.match(r"torch\b", r)]
+    assert torch == ["torch==2.13.0"]
