@@ -80,10 +80,11 @@ def run(tmp_path_factory):
         "--set",
         "llm.steer_alphas=[0.0, 0.3]",
     ]
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
+    printed, errors = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(errors):
         rc = main(args)
     (root / "stdout.txt").write_text(printed.getvalue(), encoding="utf-8")
+    (root / "stderr.txt").write_text(errors.getvalue(), encoding="utf-8")
     res = json.loads((root / "out" / "results.json").read_text())["results"] if rc == 0 else None
     return root, rc, res, args
 
@@ -109,6 +110,8 @@ def test_run_writes_the_promised_results(run):
     printed = (root / "stdout.txt").read_text(encoding="utf-8")
     assert f"wrote {root / 'out' / 'report.html'} and results.json" in printed.splitlines()[-1]
     assert ".partial" not in printed
+    # --quiet: no progress bar, not even transformers' GGUF conversion (the cache starts empty)
+    assert "Converting" not in (root / "stderr.txt").read_text(encoding="utf-8")
 
 
 def test_concepts_are_linear_and_distinct(run):

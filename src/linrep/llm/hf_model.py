@@ -11,6 +11,9 @@ is always set: nothing is ever downloaded.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +46,31 @@ def _from_pretrained(folder: Path, gguf_file: str | None, progress: bool = True)
     )
     tok = AutoTokenizer.from_pretrained(str(folder), **({} if gguf_file is None else kw))
     extra: dict[str, Any] = {"device_map": "auto"} if torch.cuda.is_available() else {}
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, **kw, **extra)
+    with _gguf_conversion_bar(progress):
+        model = AutoModelForCausalLM.from_pretrained(
+            str(folder), dtype=torch.float32, **kw, **extra
+        )
     model.eval()
     return model, tok
+
+
+@contextmanager
+def _gguf_conversion_bar(progress: bool) -> Iterator[None]:
+    """transformers' GGUF de-quantization bar is a plain tqdm its logging switch does not reach:
+    disable it for the duration of the load when no progress is wanted (``--quiet``)."""
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # another transformers layout: nothing to silence
+        gguf_utils = None
+    bar = getattr(gguf_utils, "tqdm", None)
+    if progress or bar is None:
+        yield
+        return
+    gguf_utils.tqdm = partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = bar
 
 
 def _detach_gguf_quantizer(model: Any) -> bool:
