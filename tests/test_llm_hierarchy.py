@@ -232,3 +232,22 @@ def test_cli_hierarchy_reads_only_the_unembedding_by_default(tmp_path, capsys, m
     assert len(res["hierarchy"]["edges"]) == len(EDGES) and res["embedding"] is None
     assert set(res["concepts"]) == {"organ - limb", "positive - negative"}
     assert res["timings"]["hierarchy_s"] > 0 and "embedding_side_s" not in res["timings"]
+
+
+def test_tree_rows_keep_trees_whole_and_rows_narrow():
+    """Every category once, each tree in one row, no row wider than the limit unless one tree is."""
+    from linrep.llm.hierarchy_report import tree_rows
+
+    spec = load_hierarchy("builtin")
+    names = list(spec.names)
+    edges = [tuple(e) for e in spec.edges]
+    rows = tree_rows(names, edges, max_leaves=12)
+    assert sorted(n for r in rows for n in r) == sorted(names)
+    for p, c in edges:  # a child sits in its parent's row
+        assert any(p in r and c in r for r in rows)
+    parents = {p for p, _ in edges}
+    for r in rows:
+        leaves = [n for n in r if n not in parents]
+        roots = [n for n in r if all(c != n for _, c in edges)]
+        assert len(leaves) + 0.6 * (len(roots) - 1) <= 12 or len(roots) == 1
+    assert len(rows) > 1  # the built-in forest (5 trees, 23 leaves) does not fit one row

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from ..geometry.hierarchy import EdgeResult, HierarchyAnalysis
     from .hierarchy import HierarchyResult
 
-__all__ = ["add_hierarchy_section", "tree_figure", "edge_figure", "tree_layout"]
+__all__ = ["add_hierarchy_section", "tree_figure", "edge_figure", "tree_layout", "tree_rows"]
 
 NULL_LABELS = {
     "subset": "random subset of parent",
@@ -53,27 +53,99 @@ def tree_layout(names: list[str], edges: list[tuple[str, str]]) -> dict[str, tup
     return pos
 
 
+def tree_rows(
+    names: list[str], edges: list[tuple[str, str]], max_leaves: float = 12.0
+) -> list[list[str]]:
+    """Split the forest into rows of whole trees, each at most ``max_leaves`` leaves wide
+    (first fit, trees in their order; a wider tree gets a row of its own).
+
+    A node with several parents belongs to the tree of its first one.
+    """
+    parent: dict[str, str] = {}
+    for p, c in edges:
+        parent.setdefault(c, p)
+
+    def root(n: str) -> str:
+        while n in parent:
+            n = parent[n]
+        return n
+
+    trees: dict[str, list[str]] = {}
+    for n in names:
+        trees.setdefault(root(n), []).append(n)
+    rows: list[tuple[float, list[str]]] = []
+    for members in trees.values():
+        leaves = sum(1 for n in members if n not in parent.values())
+        for k, (used, row) in enumerate(rows):
+            if used + 0.6 + leaves <= max_leaves:
+                rows[k] = (used + 0.6 + leaves, row + members)
+                break
+        else:
+            rows.append((float(leaves), list(members)))
+    return [row for _, row in rows]
+
+
 def tree_figure(result: HierarchyResult):
     """The hierarchy as a tree; each edge coloured by |cos(ℓ_parent, ℓ_child − ℓ_parent)| and drawn
-    solid when that |cos| beats the random-subset null (dashed otherwise); nodes show Y(w)."""
+    solid when that |cos| beats the random-subset null (dashed otherwise); nodes show Y(w).
+
+    Whole trees are packed into rows (:func:`tree_rows`) drawn at the page width on one x scale,
+    so node labels keep their size in the report however many categories there are.
+    """
     from ..report.figures import _plt
+    from ..report.layout import page_inches
 
     plt = _plt()
     an = result.primary
     names = [c["name"] for c in result.categories]
     n_words = {c["name"]: c["n_words"] for c in result.categories}
-    pos = tree_layout(names, [tuple(e) for e in result.edges_spec])
-    width = max(pos.values())[0] + 1
-    depth = max(d for _, d in pos.values()) + 1
-    fig, ax = plt.subplots(figsize=(min(18, 2.0 + 0.62 * width), 1.2 + 1.5 * depth))
+    spec = [tuple(e) for e in result.edges_spec]
+    rows = tree_rows(names, spec)
+    layouts = [tree_layout(r, [(p, c) for p, c in spec if p in r and c in r]) for r in rows]
+    width = max(max(x for x, _ in pos.values()) + 1 for pos in layouts)
+    depth = max(d for pos in layouts for _, d in pos.values()) + 1
+    fig, axes = plt.subplots(
+        len(rows),
+        1,
+        figsize=(page_inches(), 0.7 + len(rows) * (0.3 + 1.05 * depth)),
+        squeeze=False,
+        layout="constrained",
+    )
     cmap = plt.get_cmap("RdYlBu_r")
     vmax = max(0.1, max(abs(e.cos_parent_childdiff) for e in an.edges))
-    for e in an.edges:
+    for ax, pos in zip(axes[:, 0], layouts, strict=True):
+        _draw_tree(ax, pos, [e for e in an.edges if e.parent in pos and e.child in pos], cmap, vmax)
+        for n, (x, y) in pos.items():
+            ax.text(
+                x,
+                -y,
+                f"{n}\n{n_words[n]}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                zorder=3,
+                bbox={"boxstyle": "round,pad=0.3", "fc": "#f2f2f2", "ec": "#555555"},
+            )
+        ax.set_xlim(-0.6, width - 0.4)
+        ax.set_ylim(-depth + 0.5, 0.5)
+        ax.axis("off")
+    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, vmax))
+    fig.colorbar(sm, ax=axes[:, 0].tolist(), fraction=0.03, pad=0.01, label="|cos(ℓp, ℓc − ℓp)|")
+    fig.suptitle(
+        f"Category hierarchy ({an.estimator} estimator); edge label = cos(ℓ_parent, ℓ_child − "
+        "ℓ_parent)\nsolid = beats the random-subset null, dashed = does not",
+        fontsize=10,
+    )
+    return fig
+
+
+def _draw_tree(ax, pos: dict[str, tuple[float, int]], edges, cmap, vmax: float) -> None:
+    """Edges of one row: colour = |cos(ℓp, ℓc − ℓp)| / vmax, solid when it beats the subset null."""
+    for e in edges:
         (x0, y0), (x1, y1) = pos[e.parent], pos[e.child]
         beats = e.orthogonality.get("subset")
         style = "-" if beats is not None and beats.beats else "--"
-        color = cmap(abs(e.cos_parent_childdiff) / vmax)
-        ax.plot([x0, x1], [-y0, -y1], style, color=color, lw=2.2, zorder=1)
+        ax.plot([x0, x1], [-y0, -y1], style, color=cmap(abs(e.cos_parent_childdiff) / vmax), lw=2)
         t = 0.7  # labels nearer the child: the labels of siblings spread out
         ax.text(
             x0 + t * (x1 - x0),
@@ -85,29 +157,6 @@ def tree_figure(result: HierarchyResult):
             bbox={"fc": "white", "ec": "none", "pad": 0.5},
             zorder=2,
         )
-    for n, (x, y) in pos.items():
-        ax.text(
-            x,
-            -y,
-            f"{n}\n{n_words[n]}",
-            ha="center",
-            va="center",
-            fontsize=8,
-            zorder=3,
-            bbox={"boxstyle": "round,pad=0.3", "fc": "#f2f2f2", "ec": "#555555"},
-        )
-    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, vmax))
-    fig.colorbar(sm, ax=ax, fraction=0.025, pad=0.01, label="|cos(ℓ_parent, ℓ_child − ℓ_parent)|")
-    ax.set_xlim(-0.8, width - 0.2)
-    ax.set_ylim(-depth + 0.4, 0.6)
-    ax.axis("off")
-    ax.set_title(
-        f"Category hierarchy ({an.estimator} estimator): edge label = cos(ℓ_parent, ℓ_child − "
-        "ℓ_parent); solid = beats the random-subset null, dashed = does not",
-        fontsize=9,
-    )
-    fig.tight_layout()
-    return fig
 
 
 def _abs_interval(lo: float, hi: float) -> tuple[float, float]:
