@@ -45,6 +45,13 @@ def test_exact_statistics_equal_dense_metrics(trained):
             geo.matrices["direction_cosine_matrix"][k], dense["direction_cosine_matrix"], atol=1e-12
         )
         assert geo.rank[k] == dense["identifiable_rank"]
+        # m(m−1)P² = 5·4·16² = 5120 ≤ n_cross ordered pairs: every pair is used, no sampling error
+        for suffix in ("", "_identifiable"):
+            key = "cross_pair_abs_cosine" + suffix
+            assert geo.sampled[key][k] == pytest.approx(dense[key], rel=1e-9)
+            assert geo.standard_errors[key][k] == 0.0
+    assert geo.cross_exact and geo.n_cross == 5 * 4 * 16**2
+    assert "cross-pair |cos| exact" in geo.to_json(intervals=False)["method"]
 
 
 def test_same_concept_equals_explicit_pair_matrix(trained):
@@ -65,7 +72,9 @@ def test_same_concept_equals_explicit_pair_matrix(trained):
 def test_sampled_estimates_cover_dense_values(trained):
     lat, res = trained
     f, g = res.embeddings(), res.unembeddings()
-    geo = scale_geometry(lat, f, g, embed=res.embed_contexts, n_cross=40_000, n_align=3000, seed=1)
+    # n_cross < the 5120 ordered cross pairs: sampled, with standard errors
+    geo = scale_geometry(lat, f, g, embed=res.embed_contexts, n_cross=4000, n_align=3000, seed=1)
+    assert not geo.cross_exact
     for k in range(2):
         dense = simulation_metrics(lat, f[k], g[k], probes=False, log_odds=False)
         for suffix in ("", "_identifiable"):

@@ -11,7 +11,8 @@ statistics of :mod:`linrep.geometry.simulation` (docs/latent-model.md §1–4) w
   with its mean |off-diagonal| per concept. Exact.
 - **cross-pair** |cos| between steering vectors of different concepts: there are Σ_{i<j} P_i P_j
   ≈ 2^(2m−1)·m²/2 such pairs, so it is **estimated** from ``n_cross`` uniformly drawn pairs, with its
-  standard error sd/√n.
+  standard error sd/√n — or computed exactly over every pair (standard error 0) when there are at
+  most ``n_cross`` ordered pairs m(m−1)P² (small m).
 - **alignment** cos(f̄_i, ḡ_j): f̄_i is the mean of f(ξ') − f(ξ) over context pairs identical except
   ξ_i = 0, ξ'_i = 1. It is **estimated** from ``n_align`` contexts drawn from the context weights,
   each set to C_i = 0 and to C_i = 1 and encoded by the trained encoder (``embed``), with a bootstrap
@@ -75,6 +76,8 @@ class ScaleGeometry:
     rank: np.ndarray
     n_cross: int
     n_align: int
+    cross_exact: bool = False
+    """True when ``cross_pair_abs_cosine`` used every ordered pair (``n_cross`` of them)."""
 
     def summary(self) -> dict[str, np.ndarray]:
         """Per-run scalars, name → (K,): means over concepts and the sampled estimates."""
@@ -98,7 +101,12 @@ class ScaleGeometry:
             "n_context_pairs_sampled": self.n_align,
             "method": (
                 "same-concept and cross-concept (direction) cosines exact over all pairs; "
-                "cross-pair |cos| and alignment estimated from sampled pairs (± standard error)"
+                + (
+                    "cross-pair |cos| exact over all pairs; "
+                    if self.cross_exact
+                    else "cross-pair |cos| estimated from sampled pairs (± standard error); "
+                )
+                + "alignment estimated from sampled context pairs (± standard error)"
             ),
         }
         for key, v in summ.items():
@@ -174,12 +182,12 @@ def scale_geometry(
     PF = torch.as_tensor(sub_f.projector, device=g.device)
     QG = torch.as_tensor(sub_g.projector, device=g.device)
     values, matrices, sampled, ses = {}, {}, {}, {}
-    cross_draw = _cross_draws(pairs, n_cross, rng)
+    cross_draw, cross_exact = _cross_draws(pairs, n_cross, rng)
     for suffix, gg, dd in (
         ("", g, diffs),
         ("_identifiable", g @ PF, None if diffs is None else diffs @ QG[:, None]),
     ):
-        block = _cosine_block(gg, pairs, cross_draw, dd, rng)
+        block = _cosine_block(gg, pairs, cross_draw, dd, rng, cross_exact)
         for key, v in block["values"].items():
             values[key + suffix] = v
         for key, v in block["matrices"].items():
@@ -197,6 +205,7 @@ def scale_geometry(
         standard_errors=ses,
         rank=np.asarray(sub_f.rank),
         n_cross=int(cross_draw[0].shape[0]),
+        cross_exact=cross_exact,
         n_align=0 if diffs is None else int(diffs.shape[2]),
     )
 
@@ -225,7 +234,7 @@ def _unit(x):
     return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(_EPS)
 
 
-def _cosine_block(g, pairs, cross_draw, diffs, rng) -> dict[str, dict[str, np.ndarray]]:
+def _cosine_block(g, pairs, cross_draw, diffs, rng, exact) -> dict[str, dict[str, np.ndarray]]:
     """Same-concept, direction, cross-pair and alignment cosines of one unembedding g (K, V, d)."""
     import torch
 
@@ -259,7 +268,8 @@ def _cosine_block(g, pairs, cross_draw, diffs, rng) -> dict[str, dict[str, np.nd
         v = _unit(_pair_vectors(g, pairs, cj, l_))
         a = (u * v).sum(dim=2).abs()  # (K, n)
         out["sampled"]["cross_pair_abs_cosine"] = a.mean(dim=1)
-        out["se"]["cross_pair_abs_cosine"] = a.std(dim=1) / np.sqrt(a.shape[1])
+        se = a.std(dim=1) / np.sqrt(a.shape[1])
+        out["se"]["cross_pair_abs_cosine"] = torch.zeros_like(se) if exact else se
     if diffs is not None:
         fbar = diffs.mean(dim=2)  # (K, m, d)
         align = _unit(fbar) @ dirs.mT  # (K, m, m): cos(f̄_i, ḡ_j)
@@ -292,15 +302,23 @@ def _pair_vectors(g, pairs, concept, index):
     return g[:, y[:, 1]] - g[:, y[:, 0]]
 
 
-def _cross_draws(pairs, n: int, rng) -> tuple[np.ndarray, ...]:
-    """n uniform draws of (concept i, pair k, concept j ≠ i, pair l); pair counts are equal."""
+def _cross_draws(pairs, n: int, rng) -> tuple[tuple[np.ndarray, ...], bool]:
+    """Draws (concept i, pair k, concept j ≠ i, pair l) and whether they are exhaustive.
+
+    Every ordered (i, k, j, l) once when there are at most n of them (m(m−1)P², exact), else n
+    uniform draws; pair counts P are equal across concepts.
+    """
     m = len(pairs)
     if m < 2 or n < 1:
-        return (np.zeros(0, np.int64),) * 4
+        return (np.zeros(0, np.int64),) * 4, False
+    P = pairs[0].shape[0]
+    if m * (m - 1) * P * P <= n:
+        i, k, j, l_ = (a.ravel() for a in np.indices((m, P, m, P)))
+        keep = i != j
+        return (i[keep], k[keep], j[keep], l_[keep]), True
     ci = rng.integers(0, m, n)
     cj = (ci + rng.integers(1, m, n)) % m  # uniform over j ≠ i
-    P = pairs[0].shape[0]
-    return ci, rng.integers(0, P, n), cj, rng.integers(0, P, n)
+    return (ci, rng.integers(0, P, n), cj, rng.integers(0, P, n)), False
 
 
 def _context_differences(latent, embed, n: int, rng, device):
