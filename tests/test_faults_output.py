@@ -66,6 +66,24 @@ def test_success_publishes_everything_and_leaves_no_staging(work):
     assert "wrote runs/a/" in out  # paths are printed as the user wrote them
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "t.toml", "--out", "o"],
+        ["latent", "t.toml", "--out", "o"],
+        ["simulate", "t.toml", "--out", "o"],
+        ["sweep", "s.toml", "--out", "o", "--serial"],
+        ["reproduce", "E7", "--quick", "--out", "o"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_printed_paths_name_the_published_folder_not_the_staging_one(work, argv):
+    """Progress and summaries (stdout and stderr) never show ``.o.partial``."""
+    code, out, err = call(argv)
+    assert code == 0, err
+    assert ".partial" not in out + err, out + err
+
+
 @pytest.mark.parametrize("command", ["train", "latent", "simulate", "sweep"])
 def test_non_empty_out_needs_resume_or_overwrite(finished, command):
     argv = {

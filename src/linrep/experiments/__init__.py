@@ -192,6 +192,7 @@ def reproduce(
         s = s or run_experiment(mod.NAME, out / mod.STEM, quick=quick, progress=progress)
         summaries.append(s)
         if progress:
-            print(f"{mod.NAME} done in {s.wall_time_s:.1f} s -> {Path(s.out) / 'report.html'}")
+            # relative to the output folder: the CLI may be writing into a staging folder
+            print(f"{mod.NAME} done in {s.wall_time_s:.1f} s -> {mod.STEM}/report.html")
     write_index(summaries, out, quick=quick, wall_time_s=time.perf_counter() - t0)
     return summaries
