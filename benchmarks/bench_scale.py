@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from record import Recorder
+
 D, B = 64, 256
 
 
@@ -95,7 +97,7 @@ def one(m: int, steps: int) -> dict:
     }
 
 
-def bench_steps(ms: list[int], steps: int) -> None:
+def bench_steps(ms: list[int], steps: int, rec: Recorder) -> None:
     print(
         f"== step vs its matmul floor (d = {D}, batch {B}, linear f, Adam, table-free); {_load()}"
     )
@@ -113,6 +115,7 @@ def bench_steps(ms: list[int], steps: int) -> None:
         )
         r = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append(r)
+        rec[f"m{m}"] = {**r, "ratio": r["step_ms"] / r["floor_ms"]}
         print(
             f"{r['m']:>3} {r['V']:>8} {r['threads']:>3} {r['step_ms']:>9.1f} {r['floor_ms']:>9.1f} "
             f"{r['step_ms'] / r['floor_ms']:>6.2f} {r['step_ms'] * 1e6 / r['V']:>9.1f} "
@@ -128,13 +131,15 @@ def bench_steps(ms: list[int], steps: int) -> None:
         for key, label in (("step_ms", "time"), ("peak_above_imports_MB", "memory")):
             y = np.array([r[key] for r in big], float)
             slope = np.polyfit(np.log(V), np.log(y), 1)[0]
+            rec[f"{label}_slope"] = float(slope)
             print(f"  {label} ∝ V^{slope:.2f} over V = {int(V[0])}…{int(V[-1])} (1.00 = linear)")
         if big:
             worst = max(r["step_ms"] / r["floor_ms"] for r in big)
+            rec["worst_ratio_m14plus"] = worst
             print(f"  worst step/floor at m >= 14: {worst:.2f} (target <= 1.5)")
 
 
-def bench_train(m: int) -> None:
+def bench_train(m: int, rec: Recorder) -> None:
     """``linrep train configs/train_scale.toml`` end to end at this m, against its matmul floor."""
     cfg = Path(__file__).resolve().parents[1] / "configs" / "train_scale.toml"
     with tempfile.TemporaryDirectory() as tmp:
@@ -175,6 +180,17 @@ def bench_train(m: int) -> None:
     )
     n_eval = 512  # held-out contexts (train.eval_contexts automatic)
     floor = 100 * r["floor_ms"] / 1e3 + 2 * (n_eval / B) * (r["floor_ms"] / 3) / 1e3
+    rec[f"train_m{m}"] = {
+        "wall_s": wall,
+        "startup_s": startup,
+        "loop_s": loop,
+        "floor_s": floor,
+        "loop_over_floor": loop / floor,
+        "wall_minus_startup_over_floor": (wall - startup) / floor,
+        "peak_MB": peak_mb,
+        "same_concept_cosine": geo.get("same_concept_cosine", {}).get("mean"),
+        "cross_concept_abs_cosine": geo.get("cross_concept_abs_cosine", {}).get("mean"),
+    }
     print(
         f"  m={m}: wall {wall:6.1f} s (python+torch start-up {startup:.1f} s), training loop "
         f"{loop:6.1f} s, matmul floor {floor:6.1f} s -> loop/floor {loop / floor:4.2f}, "
@@ -196,11 +212,13 @@ def main() -> None:
     if args.one is not None:
         print(json.dumps(one(args.one, args.steps)))
         return
-    bench_steps(args.ms, args.steps)
+    rec = Recorder("bench_scale")
+    bench_steps(args.ms, args.steps, rec)
     if args.train:
         print(f"== linrep train configs/train_scale.toml (100 Adam steps, batch {B}, d {D})")
         for m in (18, 16):
-            bench_train(m)
+            bench_train(m, rec)
+    rec.write()
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ import torch
 
 from linrep.latent import LatentModel
 from linrep.learn import ModelConfig, TrainConfig, fit
+from record import Recorder
 
 
 def naive_run(lat: LatentModel, encoder: str, seed: int, steps: int, d: int = 32) -> float:
@@ -130,7 +131,9 @@ def kernel_seconds_per_step(lat: LatentModel, enc: str, K: int, steps: int = 200
     return us * 1e-6 / steps
 
 
-def bench_ensemble(steps: int, naive_runs: int, threads: int, workers: int = 1) -> None:
+def bench_ensemble(
+    steps: int, naive_runs: int, threads: int, rec: Recorder, workers: int = 1
+) -> None:
     print(
         f"== 1. 40 runs (m in {{4,5}}, linear+mlp, 10 seeds, {steps} GD steps, exact): "
         f"ensemble vs naive, {threads} thread(s) for both, linrep train.workers = {workers}; "
@@ -176,6 +179,12 @@ def bench_ensemble(steps: int, naive_runs: int, threads: int, workers: int = 1) 
         t_naive += dn
         t_kernels += kern
         flops += fl
+        rec[f"ensemble_m{m}_{enc}"] = {
+            "linrep_s": dt,
+            "naive_s": dn,
+            "ratio": dn / dt,
+            "flop_fraction_of_matmul": fl / dt / 1e9 / (peak * workers),
+        }
         print(
             f"  m={m} {enc:6s}: linrep K=10 {dt:7.2f} s (mean excess {ex:.1e}, {fl / dt / 1e9:5.1f} "
             f"GFLOP/s over the whole run = {100 * fl / dt / 1e9 / (peak * workers):4.1f} % of "
@@ -184,6 +193,14 @@ def bench_ensemble(steps: int, naive_runs: int, threads: int, workers: int = 1) 
             f" | ratio {dn / dt:5.1f}x | linrep's matmul+softmax kernels alone {kern:6.2f} s"
         )
     t_peak = flops / peak / 1e9
+    rec.update(
+        ensemble_linrep_s=t_ens,
+        ensemble_naive_s=t_naive,
+        ensemble_ratio=t_naive / t_ens,
+        ensemble_kernel_ceiling=t_naive / t_kernels,
+        threads=threads,
+        steps=steps,
+    )
     print(f"  linrep ensembles total: {t_ens:8.2f} s")
     print(f"  naive per-run total   : {t_naive:8.2f} s")
     print(f"  RATIO naive / linrep  : {t_naive / t_ens:8.1f}x   (target >= 20x)")
@@ -204,7 +221,7 @@ def step_flops(model, n: int, V: int, d: int, h: int) -> int:
     return 2 * (3 * n * V * d + 2 * n * h * d)  # f = x W, z = f gᵀ, ∂f, ∂g, ∂W
 
 
-def bench_flops(repeats: int = 20) -> None:
+def bench_flops(rec: Recorder, repeats: int = 20) -> None:
     print("== 2. FLOP/s of one training step at m = 8, d = 64 (linear f) vs a plain float32 matmul")
     from linrep.learn.model import BatchedModel
     from linrep.learn.objective import Targets
@@ -246,6 +263,8 @@ def bench_flops(repeats: int = 20) -> None:
             )
             if factored != model.factored:
                 tag += " [forced]"
+            if factored == model.factored and threads == auto:
+                rec["step_flop_fraction_m8"] = fs / fm
             print(f"  threads {threads}{' (fit default)' if threads == auto else ''}, {tag}:")
             print(
                 f"    step {dt_step * 1e3:7.2f} ms, {flops_step / 1e6:6.1f} MFLOP -> {fs / 1e9:6.2f} GFLOP/s;"
@@ -281,7 +300,7 @@ for seed in range(int(sys.argv[2])):
 """
 
 
-def bench_end_to_end(steps: int, naive_runs: int) -> None:
+def bench_end_to_end(steps: int, naive_runs: int, rec: Recorder) -> None:
     """`linrep train configs/train_linear.toml --seeds 0-9` vs a per-run PyTorch script, both as
     fresh processes timed from launch to exit (start-up, data, training, writing results)."""
     import subprocess
@@ -329,6 +348,12 @@ def bench_end_to_end(steps: int, naive_runs: int) -> None:
                 f"train.workers={workers}",
             ]
             dt = wall(cmd)
+        rec[f"end_to_end_workers{workers}"] = {
+            "linrep_s": dt,
+            "naive_s": naive_10,
+            "ratio": naive_10 / dt,
+            "startup_s": startup,
+        }
         print(
             f"  linrep train --seeds 0-9, train.workers = {workers}: {dt:6.2f} s -> RATIO "
             f"{naive_10 / dt:5.1f}x (target >= 20x); ceiling if linrep cost only its start-up: "
@@ -351,12 +376,14 @@ def main() -> None:
     ap.add_argument("--skip-flops", action="store_true")
     ap.add_argument("--skip-end-to-end", action="store_true")
     args = ap.parse_args()
+    rec = Recorder("bench_train")
     if not args.skip_flops:
-        bench_flops()
+        bench_flops(rec)
     if not args.skip_ensemble:
-        bench_ensemble(args.steps, args.naive_runs, args.threads, args.workers)
+        bench_ensemble(args.steps, args.naive_runs, args.threads, rec, args.workers)
     if not args.skip_end_to_end:
-        bench_end_to_end(args.steps, args.naive_runs)
+        bench_end_to_end(args.steps, args.naive_runs, rec)
+    rec.write()
 
 
 if __name__ == "__main__":

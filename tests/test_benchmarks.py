@@ -23,7 +23,8 @@ def _run(script: str, *args: str) -> tuple[str, list[str]]:
 
 
 def test_bench_train_runs_and_reports_its_ratios():
-    out, _ = _run("bench_train.py", "--steps", "20", "--naive-runs", "4")
+    out, written = _run("bench_train.py", "--steps", "20", "--naive-runs", "4")
+    assert written == ["bench_train.json"]
     assert "RATIO naive / linrep" in out
     assert "linrep's step reduced to its matmul and softmax kernels" in out
     assert "(fit default), factored logits" in out  # the FLOP/s part, on fit's own path
@@ -34,3 +35,9 @@ def test_bench_transformer_runs_and_reports_its_ratio():
     assert written == ["bench_transformer.json"]
     assert out.count("RATIO previous / linrep") == 2  # train_transformer.toml and E4's setting
     assert "same math" in out and "load average" in out
+
+
+def test_bench_scale_runs_and_records_the_floor_ratio():
+    out, written = _run("bench_scale.py", "--ms", "6", "8", "--steps", "2")
+    assert "step vs its matmul floor" in out
+    assert written == ["bench_scale.json"]
