@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from record import Recorder
+from record import Recorder, linrep_command
 
 D, B = 64, 256
 
@@ -144,18 +144,9 @@ def bench_train(m: int, rec: Recorder) -> None:
     cfg = Path(__file__).resolve().parents[1] / "configs" / "train_scale.toml"
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
-        cmd = [
-            sys.executable,
-            "-m",
-            "linrep",
-            "train",
-            str(cfg),
-            "--out",
-            str(out),
-            "--quiet",
-            "--set",
-            f"latent.m={m}",
-        ]
+        cmd = linrep_command(
+            "train", cfg, "--out", out, "--quiet", "--set", f"latent.m={m}"
+        )  # fmt: skip
         t0 = time.perf_counter()
         proc = subprocess.run(
             ["/usr/bin/time", "-f", "%M", *cmd], capture_output=True, text=True, check=True

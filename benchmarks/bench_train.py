@@ -39,7 +39,7 @@ import torch
 
 from linrep.latent import LatentModel
 from linrep.learn import ModelConfig, TrainConfig, fit
-from record import Recorder
+from record import Recorder, linrep_command
 
 
 def naive_run(lat: LatentModel, encoder: str, seed: int, steps: int, d: int = 32) -> float:
@@ -331,22 +331,10 @@ def bench_end_to_end(steps: int, naive_runs: int, rec: Recorder) -> None:
     )
     for workers in (1, 2):
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = [
-                sys.executable,
-                "-m",
-                "linrep",
-                "train",
-                str(cfg),
-                "--out",
-                f"{tmp}/o",
-                "--seeds",
-                "0-9",
-                "--quiet",
-                "--set",
-                f"train.steps={steps}",
-                "--set",
-                f"train.workers={workers}",
-            ]
+            cmd = linrep_command(
+                "train", cfg, "--out", f"{tmp}/o", "--seeds", "0-9", "--quiet",
+                "--set", f"train.steps={steps}", "--set", f"train.workers={workers}",
+            )  # fmt: skip
             dt = wall(cmd)
         rec[f"end_to_end_workers{workers}"] = {
             "linrep_s": dt,

@@ -12,6 +12,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 
 RESULTS = Path(
@@ -36,6 +37,11 @@ def machine() -> dict:
         "torch": torch_version,
         "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+def linrep_command(*args: object) -> list[str]:
+    """``python -m linrep ARGS`` with this interpreter, for timing the CLI as a fresh process."""
+    return [sys.executable, "-m", "linrep", *map(str, args)]
 
 
 class Recorder:
