@@ -30,6 +30,7 @@ from faultkit import (
     start,
     write_files,
 )
+from linrep.errors import OutputError
 from linrep.io import MARKER, FolderLock, staged_output
 
 
@@ -259,6 +260,29 @@ def test_out_inside_a_folder_being_written_is_refused(finished):
         code, _, err = call(["latent", "t.toml", "--out", "out/inner"])
         assert_one_line_error(code, err, "another linrep process is writing")
     assert not (finished / "out" / "inner").exists()
+
+
+def test_out_inside_a_folder_still_being_staged_is_refused(work):
+    """The outer command's folder does not exist yet (its results are in .out.partial)."""
+    with FolderLock(work / ".out.lock", work / "out"):
+        code, _, err = call(["latent", "t.toml", "--out", "out/inner"])
+        assert_one_line_error(code, err, "another linrep process is writing")
+    assert not (work / "out").exists()
+
+
+def test_publishing_never_deletes_results_written_inside_meanwhile(tmp_path):
+    """Another command published into out/inner while this one staged out: nothing is deleted,
+    this run's results stay in .out.partial and the error names both."""
+    out = tmp_path / "out"
+    with pytest.raises(OutputError, match="out/inner") as e:
+        with staged_output(out, command="reproduce") as st:
+            (st.path / "report.html").write_text("mine")
+            (out / "inner").mkdir(parents=True)  # as `linrep llm --out out/inner` would publish
+            (out / "inner" / MARKER).write_text("{}")
+            (out / "inner" / "results.json").write_text("theirs")
+    assert ".out.partial" in str(e.value)
+    assert (out / "inner" / "results.json").read_text() == "theirs"
+    assert (tmp_path / ".out.partial" / "report.html").read_text() == "mine"
 
 
 def test_lock_of_a_killed_process_does_not_block(work):

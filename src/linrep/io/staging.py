@@ -110,8 +110,8 @@ def resolve_out(out: str | os.PathLike) -> Path:
             f"--out '{out}' is the current folder, one of its parents or a mount point; "
             "pass a sub-folder such as runs/NAME"
         )
-    for parent in final.parents:
-        if (parent / MARKER).is_file() and is_locked(_lock_path(parent)):
+    for parent in final.parents:  # locked even before it exists: its results are still staged
+        if is_locked(_lock_path(parent)):
             raise InputError(
                 f"--out '{out}' is inside '{show(parent)}', which another linrep process is "
                 "writing; wait for it to finish or choose a folder outside it"
@@ -296,8 +296,27 @@ def _trash(final: Path) -> Path:
     return final.parent / f".{final.name}.trash-{uuid.uuid4().hex[:8]}"
 
 
+def _lost_by_publishing(final: Path, partial: Path) -> list[Path]:
+    """Results of other linrep commands inside ``final`` that replacing it by ``partial`` would
+    delete (written there while this command ran, or kept by --resume's copy: those are in both)."""
+    if not final.is_dir():
+        return []
+    return [
+        p.parent
+        for p in final.glob(f"*/**/{MARKER}")
+        if not (partial / p.relative_to(final)).exists()
+    ]
+
+
 def _publish(stage: Stage) -> None:
     final, partial = stage.final, stage.path
+    lost = _lost_by_publishing(final, partial)
+    if lost:
+        raise OutputError(
+            f"'{show(final)}' now holds '{show(lost[0])}', results another linrep command wrote "
+            f"there while this one ran; publishing would delete them, so this run's results stay "
+            f"in '{show(partial)}' (move them where you want them, or re-run with another --out)"
+        )
     for tmp in partial.rglob(".*.tmp"):  # temp files of a write killed in an earlier attempt
         tmp.unlink(missing_ok=True)
     _write_marker(partial, _marker_command(partial) or "", "complete")
