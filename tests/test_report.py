@@ -79,6 +79,7 @@ def test_write_files_and_provenance(tmp_path):
     assert res["metadata"]["wall_time_s"] == 1.25
     assert res["metadata"]["mode"] == "quick"
     assert "numpy" in res["metadata"]["packages"]
+    assert res["metadata"]["cpus"] >= 1 and res["metadata"]["load_1min"] >= 0
     assert res["tables"][0]["columns"] == ["k", "v", "extra"]
     assert res["tables"][0]["rows"][0] == ["a|b", "0.123", "–"]
     assert res["figures"] == ["figures/hist.png", "figures/lines.png", "figures/points.png"]

@@ -247,7 +247,8 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
 
 
 def run_metadata(extra_packages: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Versions of Python, linrep and the numerical stack, the platform and a UTC timestamp."""
+    """Versions of Python, linrep and the numerical stack, the platform, the CPU count, the 1-minute
+    load average (how busy the machine was: timings in the file depend on it) and a UTC timestamp."""
     pkgs = ("linrep", "numpy", "scipy", "torch", "matplotlib", "scikit-learn", *extra_packages)
     versions = {}
     for name in pkgs:
@@ -259,5 +260,7 @@ def run_metadata(extra_packages: tuple[str, ...] = ()) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": versions,
+        "cpus": os.cpu_count(),
+        "load_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
