@@ -263,7 +263,7 @@ def bench_flops(rec: Recorder, repeats: int = 20) -> None:
             )
             if factored != model.factored:
                 tag += " [forced]"
-            if factored == model.factored and threads == auto:
+            if factored and threads == auto:  # what fit() runs: factored logits, its threads
                 rec["step_flop_fraction_m8"] = fs / fm
             print(f"  threads {threads}{' (fit default)' if threads == auto else ''}, {tag}:")
             print(
