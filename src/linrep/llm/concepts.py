@@ -247,18 +247,31 @@ def normalized_name(name: str) -> str:
     return "".join(unicodedata.normalize("NFKC", name).casefold().split())
 
 
-def _refuse_collisions(concepts: list[ConceptPairs]) -> list[ConceptPairs]:
-    seen: dict[str, ConceptPairs] = {}
-    for c in concepts:
-        key = normalized_name(c.name)
+def name_collision(items: Sequence) -> tuple | None:
+    """The first two of ``items`` (each with ``.name`` and ``.path``) whose names are the same
+    concept under :func:`normalized_name`, or None."""
+    seen = {}
+    for item in items:
+        key = normalized_name(item.name)
         if key in seen:
-            a, b = seen[key].path, c.path
-            raise InputError(
-                f"concept files '{a.name if a else seen[key].name}' and '{b.name if b else c.name}' "
-                "name the same concept (names differ only in case, spacing or Unicode form); "
-                "merge them or rename one"
-            )
-        seen[key] = c
+            return seen[key], item
+        seen[key] = item
+    return None
+
+
+def source_label(item) -> str:
+    """How an error names where a concept came from: its file's name, else the concept's name."""
+    return item.path.name if item.path else item.name
+
+
+def _refuse_collisions(concepts: list[ConceptPairs]) -> list[ConceptPairs]:
+    clash = name_collision(concepts)
+    if clash:
+        a, b = map(source_label, clash)
+        raise InputError(
+            f"concept files '{a}' and '{b}' name the same concept (names differ only in case, "
+            "spacing or Unicode form); merge them or rename one"
+        )
     return concepts
 
 

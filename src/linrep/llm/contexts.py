@@ -233,17 +233,13 @@ def load_contexts(source: str | os.PathLike | None = "builtin") -> dict[str, Con
 
 
 def _refuse_collisions(sets: list[ContextSet]) -> dict[str, ContextSet]:
-    from .concepts import normalized_name
+    from .concepts import name_collision, source_label
 
-    seen: dict[str, ContextSet] = {}
-    for s in sets:
-        key = normalized_name(s.name)
-        if key in seen:
-            a, b = seen[key].path, s.path
-            raise InputError(
-                f"context files '{a.name if a else seen[key].name}' and "
-                f"'{b.name if b else s.name}' are for the same concept '{s.name}'; merge them or "
-                "remove one"
-            )
-        seen[key] = s
+    clash = name_collision(sets)
+    if clash:
+        a, b = map(source_label, clash)
+        raise InputError(
+            f"context files '{a}' and '{b}' are for the same concept '{clash[1].name}'; merge them "
+            "or remove one"
+        )
     return {s.name: s for s in sets}
