@@ -8,35 +8,17 @@ far to trust them). ``python scripts/claims.py update`` then copies the numbers 
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
-import platform
 import sys
 from pathlib import Path
+
+from linrep.io import run_metadata
 
 RESULTS = Path(
     os.environ.get("LINREP_BENCH_RESULTS") or Path(__file__).resolve().parent / "results"
 )
 """Folder of the results files (``$LINREP_BENCH_RESULTS`` moves it, e.g. in the tests' tiny runs)."""
-
-
-def machine() -> dict:
-    """CPU count, the 1-minute load average now, Python and torch versions, the date (UTC)."""
-    try:
-        import torch
-
-        torch_version = torch.__version__
-    except ImportError:  # pragma: no cover - torch is a core dependency
-        torch_version = None
-    return {
-        "cpus": os.cpu_count(),
-        "load_1min": round(os.getloadavg()[0], 2),
-        "machine": platform.machine(),
-        "python": platform.python_version(),
-        "torch": torch_version,
-        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    }
 
 
 def linrep_command(*args: object) -> list[str]:
@@ -55,7 +37,7 @@ class Recorder:
     def __init__(self, name: str, out: Path | None = None) -> None:
         self.name = name
         self.path = Path(out) if out is not None else RESULTS / f"{name}.json"
-        self.before = machine()
+        self.before = run_metadata()  # versions, platform, CPU count, load, time
         self.numbers: dict = {}
 
     def __setitem__(self, key: str, value) -> None:
@@ -69,7 +51,7 @@ class Recorder:
             "benchmark": self.name,
             "command": f"python benchmarks/{self.name}.py",
             "machine": self.before,
-            "load_1min_after": machine()["load_1min"],
+            "load_1min_after": round(os.getloadavg()[0], 2),
             "results": self.numbers,
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
