@@ -88,9 +88,11 @@ class BatchedOptimizer:
         warm, c = lr_factor(self.cfg, t)
         return warm * (self.min_lr + (self.lr - self.min_lr) * c)
 
-    @torch.no_grad()
     def step(self, theta: torch.Tensor, grad: torch.Tensor, t: int) -> None:
         """Update θ (K, P) in place from the loss gradient ``grad`` (K, P) (modified in place)."""
+        if torch.is_grad_enabled():  # the training loop runs without autograd: no switch per step
+            with torch.no_grad():
+                return self.step(theta, grad, t)
         lr = self.lr_at(t)
         if self.kind in ("gd", "sgd"):
             if self.any_wd:

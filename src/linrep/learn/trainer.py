@@ -225,6 +225,7 @@ class Training:
         }
         self.good = self._snapshot(0)
         self.progress = progress
+        self._free_key: tuple | None = None  # (grad buffer, θ, their trainable views)
 
     # ------------------------------------------------------------------ restore
     def restore(self) -> None:
@@ -293,20 +294,37 @@ class Training:
         return self.result(seconds)
 
     def step(self, t: int, grad_buf: torch.Tensor) -> None:
-        """One optimisation step θ_t → θ_{t+1}."""
-        free = self.trainable
-        batch = self._batch(t)
-        if isinstance(batch, Rows):
-            grad, loss = self.model.grad_rows(self.theta, self.tc.loss, batch, out=grad_buf)
+        """One optimisation step θ_t → θ_{t+1}.
+
+        Per-step Python work is kept to the calls themselves: the trainable views of θ and of
+        ``grad_buf`` are made once per buffer (:meth:`_free_views`), and the thread switch of
+        :func:`~linrep.learn.parallel.wide` is entered only when it changes the thread count.
+        """
+        if self.rows:
+            grad, loss = self.model.grad_rows(self.theta, self.tc.loss, self._batch(t), out=grad_buf)
             if loss is not None:
                 self.window["sum"] += loss.double()
                 self.window["count"] += 1
         else:
-            grad = self.model.grad(self.theta, self.tc.loss, batch, out=grad_buf)
+            grad = self.model.grad(self.theta, self.tc.loss, self.full, out=grad_buf)
         if self.failed:
             grad[sorted(self.failed)] = 0.0  # stopped runs keep their last finite state
-        with wide(self.model.wide_threads or torch.get_num_threads()):
-            self.opt.step(self.theta[:, free], grad[:, free], t)
+        theta_free, grad_free = self._free_views(grad)
+        threads = self.model.wide_threads
+        if threads is None or threads == torch.get_num_threads():
+            self.opt.step(theta_free, grad_free, t)
+        else:
+            with wide(threads):
+                self.opt.step(theta_free, grad_free, t)
+
+    def _free_views(self, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(θ[:, trainable], grad[:, trainable]); cached for the loop's reused gradient buffer."""
+        key = self._free_key
+        if key is not None and key[0] is grad and key[1] is self.theta:
+            return key[2], key[3]
+        views = (self.theta[:, self.trainable], grad[:, self.trainable])
+        self._free_key = (grad, self.theta, *views)
+        return views
 
     def record(self, t: int) -> None:
         """Verify θ_t and write its history rows (the one history writer)."""
