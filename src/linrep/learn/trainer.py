@@ -301,7 +301,9 @@ class Training:
         :func:`~linrep.learn.parallel.wide` is entered only when it changes the thread count.
         """
         if self.rows:
-            grad, loss = self.model.grad_rows(self.theta, self.tc.loss, self._batch(t), out=grad_buf)
+            grad, loss = self.model.grad_rows(
+                self.theta, self.tc.loss, self._batch(t), out=grad_buf
+            )
             if loss is not None:
                 self.window["sum"] += loss.double()
                 self.window["count"] += 1
