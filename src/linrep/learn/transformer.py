@@ -83,7 +83,8 @@ class _Plan(NamedTuple):
 
     Block 0 runs on U rows: one per distinct prefix (positions 0..i of a context) when depth ≥ 2,
     the B query positions when depth = 1; the residual stream below the last block is laid out
-    (position j, context b), j-major. T = (2m + 2)·L table cells, H heads.
+    (position j, context b), j-major. Either way the B query positions are the last B rows, in
+    context order. T = (2m + 2)·L table cells, H heads.
     """
 
     cell: torch.Tensor
@@ -122,8 +123,15 @@ def _plan(seq: np.ndarray, allowed: np.ndarray, n_tok: int, depth: int, heads: i
         prefix = np.where(np.arange(L) <= np.arange(L)[:, None], seq[:, None, :], -1)  # (B, i, j)
         prefix = prefix.transpose(1, 0, 2).reshape(L * B, L)  # j-major rows j·B + b
         _, first, keys = np.unique(prefix, axis=0, return_index=True, return_inverse=True)
+        keys = keys.reshape(-1)
+        # the queries' rows (full contexts, distinct) last and in context order: slices, not indices
+        is_query = np.zeros(len(first), dtype=bool)
+        is_query[keys[-B:]] = True
+        order = np.concatenate([np.flatnonzero(~is_query), keys[-B:]])
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        first, keys = first[order], torch.as_tensor(rank[keys])
         i, b = np.divmod(first, B)
-        keys = torch.as_tensor(keys.reshape(-1))
     U = len(b)
     kcell = cell[b].T  # (L, U): the cell of each key position of each row
     h = np.arange(H)[:, None, None]
@@ -158,37 +166,30 @@ class _Runs(NamedTuple):
     cell: torch.Tensor
     """(K·U,) rows of the (K·T, w) x₀ table for block 0's rows."""
     vo: torch.Tensor
-    """(K·U, L·H) rows of the (K·H·T, w) value-output tables: block 0's bags."""
+    """(K·U·L·H,) rows of the (K·H·T, w) value-output tables: block 0's bags, L·H entries each."""
+    vo_offsets: torch.Tensor
+    """(K·U,) their starts."""
     back_rows: torch.Tensor
     """(K·H·L·U,) rows of ∂y (K·U, w): block 0's transposed bags."""
     back_offsets: torch.Tensor
     """(K·H·T,) their starts."""
     keys: torch.Tensor | None
     """(K·L·B,) block-0 row of each (position j, context b); None if depth = 1."""
-    queries: torch.Tensor | None
-    """(K·B,) row of each context's query position in the last block's input (block 0's rows if
-    depth = 2, the (position, context) grid if depth ≥ 3); None if depth = 1."""
 
 
-def _runs(plan: _Plan, K: int, T: int, depth: int) -> _Runs:
+def _runs(plan: _Plan, K: int, T: int) -> _Runs:
     """:class:`_Runs` of a plan for K runs (T table cells)."""
     run = torch.arange(K)[:, None]
     U, H = plan.cell.shape[0], plan.back_offsets.shape[0] // T
     N = plan.back_rows.shape[0]
-    keys = queries = None
-    if plan.keys is not None:
-        keys = plan.keys + U * run  # (K, L·B)
-        B = plan.qmask.shape[2]
-        LB = keys.shape[1]
-        queries = keys[:, -B:] if depth == 2 else LB * run + torch.arange(LB - B, LB)
-        keys, queries = keys.reshape(-1), queries.reshape(-1)
+    keys = None if plan.keys is None else (plan.keys + U * run).reshape(-1)  # (K·L·B,)
     return _Runs(
         cell=(plan.cell + T * run).reshape(-1),
-        vo=(plan.vo + H * T * run[:, :, None]).reshape(K * U, -1),
+        vo=(plan.vo + H * T * run[:, :, None]).reshape(-1),
+        vo_offsets=torch.arange(0, plan.vo.numel() * K, plan.vo.shape[1]),
         back_rows=(plan.back_rows + U * run).reshape(-1),
         back_offsets=(plan.back_offsets + N * run).reshape(-1),
         keys=keys,
-        queries=queries,
     )
 
 
@@ -208,33 +209,35 @@ class _Buf:
         return self(name, shape).zero_()
 
 
+@functools.lru_cache(maxsize=16)
+def _unit_affine(w: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gain 1 and bias 0 (w,): aten's LayerNorm runs its vectorised loop only when given both
+    (x̂ · 1 + 0 = x̂ exactly). Never modified."""
+    return torch.ones(w, dtype=dtype), torch.zeros(w, dtype=dtype)
+
+
 def _ln(x: torch.Tensor, g: torch.Tensor, b: torch.Tensor, buf: _Buf, name: str):
     """LayerNorm over the last axis of x (K, R, w), per-run gain/bias (K, 1, w): h = x̂ ⊙ gain + bias,
-    x̂ = (x − μ) ρ, ρ = 1/√(var + ε) (biased variance). Returns h and the cache (x̂, ρ)."""
-    xhat, _, rstd = torch.native_layer_norm(x, (x.shape[-1],), None, None, EPS)
-    return torch.addcmul(b, xhat, g, out=buf(name + ".h", x.shape)), (xhat, rstd)
+    x̂ = (x − μ) ρ, ρ = 1/√(var + ε) (biased variance). Returns h and the cache (x, x̂, μ, ρ);
+    x must not change before the backward pass."""
+    xhat, mean, rstd = torch.native_layer_norm(
+        x, (x.shape[-1],), *_unit_affine(x.shape[-1], x.dtype), EPS
+    )
+    return torch.addcmul(b, xhat, g, out=buf(name + ".h", x.shape)), (x, xhat, mean, rstd)
 
 
 def _ln_back(dh: torch.Tensor, g: torch.Tensor, cache: tuple, buf: _Buf, name: str):
     """(∂x, ∂gain, ∂bias) of :func:`_ln` from ∂h (K, R, w):
-    ∂x = ρ (∂x̂ − mean ∂x̂ − x̂ mean(∂x̂ ⊙ x̂)), ∂x̂ = ∂h ⊙ gain (the bracket is aten's LayerNorm
-    backward of x̂ itself: mean 0, ρ 1)."""
-    xhat, rstd = cache
+    ∂x = ρ (∂x̂ − mean ∂x̂ − x̂ mean(∂x̂ ⊙ x̂)), ∂x̂ = ∂h ⊙ gain (aten's LayerNorm backward of
+    x without an affine part)."""
+    x, xhat, mean, rstd = cache
     tmp = buf(f"tmp{tuple(dh.shape)}", dh.shape)
     dg = torch.mul(dh, xhat, out=tmp).sum(dim=1, keepdim=True)
     db = dh.sum(dim=1, keepdim=True)
-    zero, one = torch.zeros_like(rstd), torch.ones_like(rstd)
     dx = torch.ops.aten.native_layer_norm_backward(
-        torch.mul(dh, g, out=tmp),
-        xhat,
-        (dh.shape[-1],),
-        zero,
-        one,
-        None,
-        None,
-        (True, False, False),
+        torch.mul(dh, g, out=tmp), x, (dh.shape[-1],), mean, rstd, None, None, (True, False, False)
     )[0]
-    return dx.mul_(rstd), dg, db
+    return dx, dg, db
 
 
 @functools.lru_cache(maxsize=16)
@@ -263,7 +266,9 @@ def _attend_table(qkv_t, Wo, plan: _Plan, runs: _Runs, heads: int, buf: _Buf):
     a = torch.softmax(s.view(K, H, L, U).add_(plan.mask0), dim=2, out=buf("t.a", (K, H, L, U)))
     vo = torch.bmm(v, Wo.reshape(K * H, dh, w))  # (K·H, T, w): v_h W_o,h on the table
     psw = torch.permute(a, (0, 3, 2, 1)).reshape(K * U, L * H)  # bag u: its (j, h) entries
-    y = F.embedding_bag(runs.vo, vo.view(-1, w), per_sample_weights=psw, mode="sum")
+    y = F.embedding_bag(
+        runs.vo, vo.view(-1, w), runs.vo_offsets, per_sample_weights=psw.view(-1), mode="sum"
+    )
     return y.view(K, U, w), (q, k, v, vo, a)
 
 
@@ -325,13 +330,20 @@ def _attend_rows_back(do, q, kv, a, buf: _Buf, name: str):
     do = do.unsqueeze(2)  # (K, Lq, 1, B, w)
     tmp = buf(name + ".qk", (K, Lq, L, B, w))
     dkv = buf(name + ".dkv", (K, L, B, 2, w))
-    torch.sum(torch.mul(torch.matmul(a, S.T, out=tmp), do, out=tmp), dim=1, out=dkv[:, :, :, 1])
+    dk, dv = dkv[:, :, :, 0], dkv[:, :, :, 1]
+
+    def sum_queries(x: torch.Tensor, y: torch.Tensor, out: torch.Tensor) -> None:
+        """out = Σ over the Lq queries of x ⊙ y (one query: the product itself, no sum pass)."""
+        if Lq == 1:
+            torch.mul(x, y, out=out.unsqueeze(1))
+        else:
+            torch.sum(torch.mul(x, y, out=buf(name + ".t2", tmp.shape)), dim=1, out=out)
+
+    sum_queries(torch.matmul(a, S.T, out=tmp), do, dv)
     da = torch.matmul(torch.mul(do, v.unsqueeze(1), out=tmp), S)  # (K, Lq, L, B, H)
     ds = da.sub_((a * da).sum(2, keepdim=True)).mul_(a).mul_(1.0 / math.sqrt(w // H))
     dse = torch.matmul(ds, S.T, out=tmp)  # ∂s spread over each head's channels
-    torch.sum(
-        torch.mul(dse, q.unsqueeze(2), out=buf(name + ".t2", tmp.shape)), dim=1, out=dkv[:, :, :, 0]
-    )
+    sum_queries(dse, q.unsqueeze(2), dk)
     dq = torch.mul(dse, k.unsqueeze(1), out=tmp).sum(dim=2)
     return dq, dkv.view(kv.shape)
 
@@ -398,7 +410,7 @@ class TransformerEncoder(Encoder):
         """H = LN_f(x_last): (K, n, w), and the cache of :meth:`backward_features`."""
         K = p["tok_emb"].shape[0]
         if K not in self._runs:
-            self._runs[K] = _runs(self.plan, K, self.T, self.cfg.depth)
+            self._runs[K] = _runs(self.plan, K, self.T)
         buf = _Buf(ws if ws is not None else self.ws, p["tok_emb"].dtype)
         return self._features(p, self.plan, self._runs[K], buf)
 
@@ -443,7 +455,7 @@ class TransformerEncoder(Encoder):
         query positions only. Returns x after the block at the queries, (K, B, w)."""
         i, L, w = self.cfg.depth - 1, self.L, self.cfg.width
         K, R, _ = x.shape
-        B = runs.queries.numel() // K
+        B = plan.qmask.shape[2]  # the queries are the last B rows of x
         keys = runs.keys if i == 1 else None  # depth 2: x is on block 0's rows, else the grid
         c: dict[str, Any] = {"keys": keys}
         h, c["ln1"] = _ln(x, p[f"ln1_g{i}"], p[f"ln1_b{i}"], buf, f"ln1.{i}")
@@ -453,12 +465,11 @@ class TransformerEncoder(Encoder):
             kv = kv.view(K * R, 2 * w)
             kv = torch.index_select(kv, 0, keys, out=buf(f"kvg{i}", (K * L * B, 2 * w)))
         kv = kv.view(K, L, B, 2 * w)
-        hq = torch.index_select(h.view(K * R, w), 0, runs.queries).view(K, B, w)
+        hq = h[:, R - B :]
         q = torch.bmm(hq, W[:, :, :w]).view(K, 1, B, w)
         o, c["a"] = _attend_rows(q, kv, plan.qmask, self.cfg.heads, buf, "last")
         o = o.view(K, B, w)
-        x = torch.index_select(x.view(K * R, w), 0, runs.queries).view(K, B, w)
-        x = torch.baddbmm(x, o, p[f"Wo{i}"])
+        x = torch.baddbmm(x[:, R - B :], o, p[f"Wo{i}"])
         c.update(h=h, hq=hq, q=q, kv=kv, o=o)
         x, c["mlp"] = self._mlp(p, i, x, buf)
         blocks.append(c)
@@ -486,7 +497,7 @@ class TransformerEncoder(Encoder):
         g: Params = {}
         dx, g["lnf_g"], g["lnf_b"] = _ln_back(dH, p["lnf_g"], lnf, buf, "lnf")  # (K, B, w)
         if depth > 1:
-            dx = self._last_back(p, blocks[-1], runs, dx, g, buf)  # (K, R, w)
+            dx = self._last_back(p, blocks[-1], dx, g, buf)  # (K, R, w)
         for i in reversed(range(1, depth - 1)):
             c = blocks[i]
             K, LB, _ = dx.shape
@@ -518,7 +529,7 @@ class TransformerEncoder(Encoder):
         g["pos_emb"] = dx0t.sum(dim=1)
         return g
 
-    def _last_back(self, p: Params, c: dict, runs: _Runs, dx: torch.Tensor, g: Params, buf: _Buf):
+    def _last_back(self, p: Params, c: dict, dx: torch.Tensor, g: Params, buf: _Buf):
         """∂x of the last block's input rows (K, R, w) from ∂x of its output (K, B, w)."""
         i, w = self.cfg.depth - 1, self.cfg.width
         K, B, _ = dx.shape
@@ -538,12 +549,11 @@ class TransformerEncoder(Encoder):
             (torch.bmm(c["hq"].transpose(1, 2), dq), torch.bmm(h.transpose(1, 2), dkv)), dim=2
         )
         dh = torch.bmm(dkv, W[:, :, w:].transpose(1, 2), out=buf(f"dh{i}", h.shape))
-        dhq = torch.bmm(dq, W[:, :, :w].transpose(1, 2))
-        dh.view(K * R, w).index_add_(0, runs.queries, dhq.view(-1, w))
+        dh[:, R - B :].baddbmm_(dq, W[:, :, :w].transpose(1, 2))  # the queries: the last B rows
         dxr, g[f"ln1_g{i}"], g[f"ln1_b{i}"] = _ln_back(
             dh, p[f"ln1_g{i}"], c["ln1"], buf, f"ln1.{i}"
         )
-        dxr.view(K * R, w).index_add_(0, runs.queries, dx.view(-1, w))  # the residual
+        dxr[:, R - B :].add_(dx)  # the residual
         return dxr
 
     def _mlp_back(self, p: Params, i: int, cache: tuple, dy: torch.Tensor, g: Params, buf: _Buf):
