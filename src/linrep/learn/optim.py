@@ -13,11 +13,12 @@ Updates at step t = 0, 1, … with learning rate η_t = schedule(t) and gradient
 
 Schedule: linear warm-up over ``warmup_steps``, then constant or cosine from lr to min_lr at ``steps``.
 
-Large models (≥ :data:`FUSED_MIN` parameters per run, e.g. the 2^18 × 64 unembedding at m = 18)
-run Adam/AdamW through torch's fused single-pass kernel, one call per group of runs with equal
-hyper-parameters: the update is memory-bound, and the fused kernel reads and writes every array
-once instead of ~6 times. It computes the same formulas (denominator √v / √(1−β₂^{t+1}) + ε, the
-same value up to rounding).
+Adam/AdamW run through torch's fused single-pass kernel (models of ≥ :data:`FUSED_MIN` parameters
+per run: all of them), one call per group of runs with equal hyper-parameters: the update is
+memory-bound, and the fused kernel reads and writes every array once instead of ~9 times (at the
+2^18 × 64 unembedding of m = 18, and at small sizes too: 0.1 ms instead of 0.36 ms for the
+transformer's 5 × 27,232 parameters). It computes the same formulas (denominator
+√v / √(1−β₂^{t+1}) + ε, the same value up to rounding); the separate-op path below states them.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from .config import TrainConfig
 
 __all__ = ["BatchedOptimizer", "lr_factor", "FUSED_MIN"]
 
-FUSED_MIN = 1 << 16
-"""Parameters per run from which Adam/AdamW use torch's fused kernel."""
+FUSED_MIN = 0
+"""Parameters per run from which Adam/AdamW use torch's fused kernel (0: always)."""
 
 
 def lr_factor(cfg: TrainConfig, t: int) -> tuple[float, float]:
