@@ -262,7 +262,7 @@ def _attend_table(qkv_t, Wo, plan: _Plan, runs: _Runs, heads: int, buf: _Buf):
     s_t = torch.baddbmm(
         buf("t.st", (K * H, T, T)), q, k.transpose(1, 2), beta=0.0, alpha=1.0 / math.sqrt(dh)
     )
-    s = torch.gather(s_t.view(K, -1), 1, plan.scores.expand(K, -1), out=buf("t.s", (K, H * L * U)))
+    s = torch.index_select(s_t.view(K, -1), 1, plan.scores[0], out=buf("t.s", (K, H * L * U)))
     a = torch.softmax(s.view(K, H, L, U).add_(plan.mask0), dim=2, out=buf("t.a", (K, H, L, U)))
     vo = torch.bmm(v, Wo.reshape(K * H, dh, w))  # (K·H, T, w): v_h W_o,h on the table
     psw = torch.permute(a, (0, 3, 2, 1)).reshape(K * U, L * H)  # bag u: its (j, h) entries
@@ -279,7 +279,7 @@ def _attend_table_back(dy, cache, Wo, plan: _Plan, runs: _Runs, buf: _Buf):
     T, dh = q.shape[1:]
     w = H * dh
     m = torch.bmm(dy, vo.view(K, H * T, w).transpose(1, 2), out=buf("t.m", (K, U, H * T)))
-    da = torch.gather(m.view(K, -1), 1, plan.gather.expand(K, -1), out=buf("t.da", (K, H * L * U)))
+    da = torch.index_select(m.view(K, -1), 1, plan.gather[0], out=buf("t.da", (K, H * L * U)))
     da = da.view(a.shape)
     ds = da.sub_((a * da).sum(2, keepdim=True)).mul_(a)  # ∂s·√d_h
     ds_t = buf.zeros("t.dst", (K, H * T * T)).scatter_add_(
