@@ -94,7 +94,7 @@ class _Plan(NamedTuple):
     scores: torch.Tensor
     """(1, H·L·U) index h·T² + cell·T + cell_j of (h, j, u) into the per-head (T, T) score tables."""
     gather: torch.Tensor
-    """(1, H·L·U) index u·H·T + h·T + cell_j of (h, j, u) into per-row (H, T) tables."""
+    """(1, H·L·U) index h·U·T + u·T + cell_j of (h, j, u) into per-head (U, T) tables."""
     vo: torch.Tensor
     """(U, L·H) index h·T + cell_j of (u, j, h) into the per-head (T, ·) value-output tables."""
     back_rows: torch.Tensor
@@ -149,7 +149,7 @@ def _plan(seq: np.ndarray, allowed: np.ndarray, n_tok: int, depth: int, heads: i
         cell=t(cell[b, i]),
         mask0=t(add[b, i].T, dtype),
         scores=t((h * T * T + cell[b, i] * T + kcell).reshape(1, -1)),
-        gather=t((u * H * T + h * T + kcell).reshape(1, -1)),
+        gather=t((h * U * T + u * T + kcell).reshape(1, -1)),
         vo=t((h * T + kcell).transpose(2, 1, 0).reshape(U, L * H)),
         back_rows=t(np.tile(np.tile(u, L)[order], H)),
         back_weights=t((np.arange(H)[:, None] * L * U + order).reshape(-1)),
@@ -278,7 +278,11 @@ def _attend_table_back(dy, cache, Wo, plan: _Plan, runs: _Runs, buf: _Buf):
     K, H, L, U = a.shape
     T, dh = q.shape[1:]
     w = H * dh
-    m = torch.bmm(dy, vo.view(K, H * T, w).transpose(1, 2), out=buf("t.m", (K, U, H * T)))
+    # ∂a_hju = ∂o_hu · v_h[cell_ju], ∂o_h = ∂y W_o,hᵀ: per-head (U, T) tables of ∂o_h · v_h
+    doT = torch.bmm(Wo, dy.transpose(1, 2), out=buf("t.doT", (K, w, U)))  # (K, (h, d_h), U)
+    m = torch.bmm(
+        doT.view(K * H, dh, U).transpose(1, 2), v.transpose(1, 2), out=buf("t.m", (K * H, U, T))
+    )
     da = torch.index_select(m.view(K, -1), 1, plan.gather[0], out=buf("t.da", (K, H * L * U)))
     da = da.view(a.shape)
     ds = da.sub_((a * da).sum(2, keepdim=True)).mul_(a)  # ∂s·√d_h
@@ -549,7 +553,7 @@ class TransformerEncoder(Encoder):
             (torch.bmm(c["hq"].transpose(1, 2), dq), torch.bmm(h.transpose(1, 2), dkv)), dim=2
         )
         dh = torch.bmm(dkv, W[:, :, w:].transpose(1, 2), out=buf(f"dh{i}", h.shape))
-        dh[:, R - B :].baddbmm_(dq, W[:, :, :w].transpose(1, 2))  # the queries: the last B rows
+        dh[:, R - B :].add_(torch.bmm(dq, W[:, :, :w].transpose(1, 2)))  # the queries: last B rows
         dxr, g[f"ln1_g{i}"], g[f"ln1_b{i}"] = _ln_back(
             dh, p[f"ln1_g{i}"], c["ln1"], buf, f"ln1.{i}"
         )
