@@ -160,6 +160,26 @@ def _plan(seq: np.ndarray, allowed: np.ndarray, n_tok: int, depth: int, heads: i
     )
 
 
+class _Bags(NamedTuple):
+    """The transposed gather of rows ``index`` (N,) from n rows: ∂src (n, ·) = Σ of the gathered
+    rows' gradients per source row, as one ``embedding_bag`` (no zeroed buffer, no index_add)."""
+
+    order: torch.Tensor
+    """(N,) positions in the gathered tensor, sorted by source row."""
+    offsets: torch.Tensor
+    """(n,) start of each source row's bag."""
+
+    @classmethod
+    def of(cls, index: torch.Tensor, n: int) -> _Bags:
+        idx = index.numpy()
+        starts = np.concatenate([[0], np.cumsum(np.bincount(idx, minlength=n))[:-1]])
+        return cls(torch.as_tensor(np.argsort(idx, kind="stable")), torch.as_tensor(starts))
+
+    def sum(self, grad: torch.Tensor) -> torch.Tensor:
+        """(n, w) sums of grad (N, w) per source row (0 for rows never gathered)."""
+        return F.embedding_bag(self.order, grad, self.offsets, mode="sum")
+
+
 class _Runs(NamedTuple):
     """A plan's indices for K runs whose rows are stacked (run k's rows offset by k·rows)."""
 
@@ -175,6 +195,10 @@ class _Runs(NamedTuple):
     """(K·H·T,) their starts."""
     keys: torch.Tensor | None
     """(K·L·B,) block-0 row of each (position j, context b); None if depth = 1."""
+    key_bags: _Bags | None
+    """The transposed gather of ``keys`` (onto block 0's K·U rows)."""
+    cell_bags: _Bags
+    """The transposed gather of ``cell`` (onto the K·T table cells)."""
 
 
 def _runs(plan: _Plan, K: int, T: int) -> _Runs:
@@ -183,13 +207,16 @@ def _runs(plan: _Plan, K: int, T: int) -> _Runs:
     U, H = plan.cell.shape[0], plan.back_offsets.shape[0] // T
     N = plan.back_rows.shape[0]
     keys = None if plan.keys is None else (plan.keys + U * run).reshape(-1)  # (K·L·B,)
+    cell = (plan.cell + T * run).reshape(-1)
     return _Runs(
-        cell=(plan.cell + T * run).reshape(-1),
+        cell=cell,
         vo=(plan.vo + H * T * run[:, :, None]).reshape(-1),
         vo_offsets=torch.arange(0, plan.vo.numel() * K, plan.vo.shape[1]),
         back_rows=(plan.back_rows + U * run).reshape(-1),
         back_offsets=(plan.back_offsets + N * run).reshape(-1),
         keys=keys,
+        key_bags=None if keys is None else _Bags.of(keys, K * U),
+        cell_bags=_Bags.of(cell, K * T),
     )
 
 
@@ -461,7 +488,7 @@ class TransformerEncoder(Encoder):
         K, R, _ = x.shape
         B = plan.qmask.shape[2]  # the queries are the last B rows of x
         keys = runs.keys if i == 1 else None  # depth 2: x is on block 0's rows, else the grid
-        c: dict[str, Any] = {"keys": keys}
+        c: dict[str, Any] = {"key_bags": runs.key_bags if i == 1 else None}
         h, c["ln1"] = _ln(x, p[f"ln1_g{i}"], p[f"ln1_b{i}"], buf, f"ln1.{i}")
         W = p[f"Wqkv{i}"]  # (K, w, 3w)
         kv = torch.bmm(h, W[:, :, w:], out=buf(f"kv{i}", (K, R, 2 * w)))
@@ -521,13 +548,13 @@ class TransformerEncoder(Encoder):
         c = blocks[0]
         U = runs.cell.numel() // K
         if depth > 2:  # the full grid's ∂x onto the distinct prefixes
-            dx = buf.zeros("dxu", (K * U, w)).index_add_(0, runs.keys, dx.view(-1, w)).view(K, U, w)
+            dx = runs.key_bags.sum(dx.view(-1, w)).view(K, U, w)
         dx = self._mlp_back(p, 0, c["mlp"], dx, g, buf)
         dqkv_t, g["Wo0"] = _attend_table_back(dx, c["att"], p["Wo0"], plan, runs, buf)
         g["Wqkv0"] = torch.bmm(c["h"].transpose(1, 2), dqkv_t)
         dh0t = torch.bmm(dqkv_t, p["Wqkv0"].transpose(1, 2))
         dx0t, g["ln1_g0"], g["ln1_b0"] = _ln_back(dh0t, p["ln1_g0"], c["ln1"], buf, "ln1.0")
-        dx0t.view(K * T, w).index_add_(0, runs.cell, dx.view(-1, w))  # the residual ∂x₀
+        dx0t.view(K * T, w).add_(runs.cell_bags.sum(dx.view(-1, w)))  # the residual ∂x₀
         dx0t = dx0t.view(K, self.n_tok, self.L, w)
         g["tok_emb"] = dx0t.sum(dim=2)
         g["pos_emb"] = dx0t.sum(dim=1)
@@ -545,8 +572,8 @@ class TransformerEncoder(Encoder):
         dq, dkv = _attend_rows_back(do, c["q"], c["kv"], c["a"], buf, "last")
         dq = dq.view(K, B, w)
         dkv = dkv.view(-1, 2 * w)
-        if c["keys"] is not None:
-            dkv = buf.zeros(f"dkv{i}", (K * R, 2 * w)).index_add_(0, c["keys"], dkv)
+        if c["key_bags"] is not None:
+            dkv = c["key_bags"].sum(dkv)
         dkv = dkv.view(K, R, 2 * w)
         W = p[f"Wqkv{i}"]
         g[f"Wqkv{i}"] = torch.cat(
