@@ -94,7 +94,7 @@ class _Plan(NamedTuple):
     scores: torch.Tensor
     """(1, H·L·U) index h·T² + cell·T + cell_j of (h, j, u) into the per-head (T, T) score tables."""
     gather: torch.Tensor
-    """(1, H·L·U) index h·U·T + u·T + cell_j of (h, j, u) into per-head (U, T) tables."""
+    """(1, H·L·U) index h·T·U + cell_j·U + u of (h, j, u) into per-head (T, U) tables."""
     vo: torch.Tensor
     """(U, L·H) index h·T + cell_j of (u, j, h) into the per-head (T, ·) value-output tables."""
     back_rows: torch.Tensor
@@ -149,7 +149,7 @@ def _plan(seq: np.ndarray, allowed: np.ndarray, n_tok: int, depth: int, heads: i
         cell=t(cell[b, i]),
         mask0=t(add[b, i].T, dtype),
         scores=t((h * T * T + cell[b, i] * T + kcell).reshape(1, -1)),
-        gather=t((h * U * T + u * T + kcell).reshape(1, -1)),
+        gather=t((h * T * U + kcell * U + u).reshape(1, -1)),
         vo=t((h * T + kcell).transpose(2, 1, 0).reshape(U, L * H)),
         back_rows=t(np.tile(np.tile(u, L)[order], H)),
         back_weights=t((np.arange(H)[:, None] * L * U + order).reshape(-1)),
@@ -291,25 +291,24 @@ def _attend_table(qkv_t, Wo, plan: _Plan, runs: _Runs, heads: int, buf: _Buf):
     )
     s = torch.index_select(s_t.view(K, -1), 1, plan.scores[0], out=buf("t.s", (K, H * L * U)))
     a = torch.softmax(s.view(K, H, L, U).add_(plan.mask0), dim=2, out=buf("t.a", (K, H, L, U)))
-    vo = torch.bmm(v, Wo.reshape(K * H, dh, w))  # (K·H, T, w): v_h W_o,h on the table
+    Wh = Wo.reshape(K * H, dh, w)  # W_o,h: the rows of W_o that head h's channels multiply
+    vo = torch.bmm(v, Wh)  # (K·H, T, w): v_h W_o,h on the table
     psw = torch.permute(a, (0, 3, 2, 1)).reshape(K * U, L * H)  # bag u: its (j, h) entries
     y = F.embedding_bag(
         runs.vo, vo.view(-1, w), runs.vo_offsets, per_sample_weights=psw.view(-1), mode="sum"
     )
-    return y.view(K, U, w), (q, k, v, vo, a)
+    return y.view(K, U, w), (q, k, v, Wh, a)
 
 
 def _attend_table_back(dy, cache, Wo, plan: _Plan, runs: _Runs, buf: _Buf):
     """(∂qkv_t (K, T, 3w), ∂W_o (K, w, w)) of :func:`_attend_table` from ∂y (K, U, w)."""
-    q, k, v, vo, a = cache
+    q, k, v, Wh, a = cache
     K, H, L, U = a.shape
     T, dh = q.shape[1:]
     w = H * dh
-    # ∂a_hju = ∂o_hu · v_h[cell_ju], ∂o_h = ∂y W_o,hᵀ: per-head (U, T) tables of ∂o_h · v_h
+    # ∂a_hju = ∂o_hu · v_h[cell_ju], ∂o_h = ∂y W_o,hᵀ: per-head (T, U) tables of v_h · ∂o_h
     doT = torch.bmm(Wo, dy.transpose(1, 2), out=buf("t.doT", (K, w, U)))  # (K, (h, d_h), U)
-    m = torch.bmm(
-        doT.view(K * H, dh, U).transpose(1, 2), v.transpose(1, 2), out=buf("t.m", (K * H, U, T))
-    )
+    m = torch.bmm(v, doT.view(K * H, dh, U), out=buf("t.m", (K * H, T, U)))
     da = torch.index_select(m.view(K, -1), 1, plan.gather[0], out=buf("t.da", (K, H * L * U)))
     da = da.view(a.shape)
     ds = da.sub_((a * da).sum(2, keepdim=True)).mul_(a)  # ∂s·√d_h
@@ -321,15 +320,11 @@ def _attend_table_back(dy, cache, Wo, plan: _Plan, runs: _Runs, buf: _Buf):
     dvo = F.embedding_bag(
         runs.back_rows, dy.reshape(K * U, w), runs.back_offsets, per_sample_weights=psw, mode="sum"
     ).view(K * H, T, w)
-    Wh = Wo.reshape(K * H, dh, w)
     scale = 1.0 / math.sqrt(dh)
-    dqkv = torch.stack(
-        (
-            torch.baddbmm(q, ds_t, k, beta=0.0, alpha=scale),
-            torch.baddbmm(k, ds_t.transpose(1, 2), q, beta=0.0, alpha=scale),
-            torch.bmm(dvo, Wh.transpose(1, 2)),
-        )
-    )  # (3, K·H, T, d_h)
+    dqkv = buf("t.dqkv", (3, K * H, T, dh))
+    torch.baddbmm(q, ds_t, k, beta=0.0, alpha=scale, out=dqkv[0])
+    torch.baddbmm(k, ds_t.transpose(1, 2), q, beta=0.0, alpha=scale, out=dqkv[1])
+    torch.bmm(dvo, Wh.transpose(1, 2), out=dqkv[2])
     dqkv = dqkv.view(3, K, H, T, dh).permute(1, 3, 0, 2, 4).reshape(K, T, 3 * w)
     return dqkv, torch.bmm(v.transpose(1, 2), dvo).view(K, w, w)
 
