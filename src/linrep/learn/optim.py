@@ -70,6 +70,7 @@ class BatchedOptimizer:
         self.constant = c0.lr_schedule == "constant" and c0.warmup_steps == 0
         self.state: dict[str, torch.Tensor] = {}
         self.fused = self.kind in ("adam", "adamw") and P >= FUSED_MIN
+        self._groups: list[tuple[tuple[float, ...], list[int]]] | None = None  # constant lr only
         if self.kind in ("adam", "adamw"):
             K = len(cfgs)
             self.state = {
@@ -81,6 +82,7 @@ class BatchedOptimizer:
         """Stop updating these runs (their learning rate becomes 0)."""
         self.lr[runs] = 0.0
         self.min_lr[runs] = 0.0
+        self._groups = None
 
     def lr_at(self, t: int) -> torch.Tensor:
         """η_t per run, (K, 1)."""
@@ -120,20 +122,18 @@ class BatchedOptimizer:
         """Adam/AdamW by torch's fused kernel, one call per group of equal hyper-parameters."""
         m, v = self.state["m"], self.state["v"]
         fused = torch._fused_adamw_ if self.kind == "adamw" else torch._fused_adam_
-        cols = [lr, self.beta1, self.beta2, self.wd, self.eps]
-        hyper = torch.cat(cols, dim=1).double().cpu().tolist()  # (K, 5)
         step = torch.tensor(float(t + 1), device=theta.device)
-        groups: dict[tuple[float, ...], list[int]] = {}
-        for k, h in enumerate(hyper):
-            groups.setdefault(tuple(h), []).append(k)
-        for (lr_k, b1, b2, wd, eps), runs in groups.items():
+        K = theta.shape[0]
+        flat = all(x.is_contiguous() for x in (theta, grad, m, v))
+        for (lr_k, b1, b2, wd, eps), runs in self._hyper_groups(lr):
+            if flat and len(runs) == K:  # one group: the whole flat arrays in one call
+                arrays = [[x.view(-1)] for x in (theta, grad, m, v)]
+            else:
+                arrays = [[x[k] for k in runs] for x in (theta, grad, m, v)]
             fused(
-                [theta[k] for k in runs],
-                [grad[k] for k in runs],
-                [m[k] for k in runs],
-                [v[k] for k in runs],
+                *arrays,
                 [],
-                [step] * len(runs),
+                [step] * len(arrays[0]),
                 lr=lr_k,
                 beta1=b1,
                 beta2=b2,
@@ -142,6 +142,19 @@ class BatchedOptimizer:
                 amsgrad=False,
                 maximize=False,
             )
+
+    def _hyper_groups(self, lr: torch.Tensor) -> list[tuple[tuple[float, ...], list[int]]]:
+        """Runs grouped by equal (lr, β₁, β₂, weight decay, ε) at this step's lr (K, 1) (kept
+        while the lr is constant)."""
+        if self._groups is not None:
+            return self._groups
+        cols = [lr, self.beta1, self.beta2, self.wd, self.eps]
+        groups: dict[tuple[float, ...], list[int]] = {}
+        for k, h in enumerate(torch.cat(cols, dim=1).double().cpu().tolist()):  # (K, 5)
+            groups.setdefault(tuple(h), []).append(k)
+        if self.constant:
+            self._groups = list(groups.items())
+        return list(groups.items())
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return dict(self.state)
