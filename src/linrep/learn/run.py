@@ -22,6 +22,10 @@ __all__ = ["train_from_config", "parse_seeds"]
 
 SECTIONS = ("latent", "model", "train")
 
+SMALL_GEOMETRY = 1 << 22
+"""Unembedding entries K·V·d up to which the final geometry runs on one thread
+(:func:`~linrep.learn.parallel.one_thread`)."""
+
 
 def resolve_config(config: str | Path, overrides: list[str] = ()) -> dict:
     """The TOML config with ``--set`` overrides applied and sections checked."""
@@ -82,4 +86,10 @@ def final_geometry(latent, result) -> dict:
     from ..geometry.scale import scale_geometry
 
     f, g = result.embeddings(), result.unembeddings()
-    return scale_geometry(latent, f, g, embed=result.embed_contexts).to_json(intervals=False)
+    K, V, d = g.shape
+    if K * V * d > SMALL_GEOMETRY:
+        return scale_geometry(latent, f, g, embed=result.embed_contexts).to_json(intervals=False)
+    from .parallel import one_thread
+
+    with one_thread():  # tiny kernels: threads would only wait for each other
+        return scale_geometry(latent, f, g, embed=result.embed_contexts).to_json(intervals=False)
