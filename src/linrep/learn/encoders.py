@@ -55,6 +55,9 @@ class Encoder:
     #: The model's step buffers (set by BatchedModel; None when the encoder stands alone). An
     #: encoder may keep a step's intermediates there on its unfactored path too.
     ws: Workspace | None = None
+    #: True if :meth:`features` takes ``x=`` (the inputs of a block of contexts) and its backward
+    #: is :meth:`backward_features`: the model may then run a full-batch step block by block.
+    blocks = False
 
     def __init__(
         self,
@@ -226,6 +229,7 @@ class MLPEncoder(Encoder):
 
     out_name = "W_out"
     needs_dH = True
+    blocks = True
 
     def shapes(self):
         out = []
@@ -255,6 +259,10 @@ class MLPEncoder(Encoder):
         if self._xk is None or self._xk.shape[0] != K:
             self._xk = self.x.expand(K, *self.x.shape).contiguous()
         return self._xk
+
+    def block_inputs(self, K: int, a: int, b: int) -> torch.Tensor:
+        """x(ξ) of contexts a … b − 1 for every run, (K, b − a, 3m) (a view)."""
+        return self._x_batched(K)[:, a:b]
 
     def features(self, p, ws=None, x=None):
         """H (K, n, width) of every context, or of the inputs ``x`` (K, B, 3m) if given."""

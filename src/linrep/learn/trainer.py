@@ -288,6 +288,7 @@ class Training:
         if bar is not None:
             bar.close()
         self.model.ws.clear()
+        self.model._tail_ws.clear()
         seconds = time.perf_counter() - t0
         if self.out is not None:
             self.checkpoint(steps)
