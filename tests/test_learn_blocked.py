@@ -48,9 +48,18 @@ def _literal_loss(lat, p, loss, act):
     return (w * bce).sum()
 
 
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def threads(request):
+    """torch threads: 2 splits the blocks over two Python threads (one torch thread each)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(old)
+
+
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
-def test_blocked_gradient_and_loss_match_autograd(lat4, small_blocks, loss, activation):
+def test_blocked_gradient_and_loss_match_autograd(lat4, small_blocks, threads, loss, activation):
     mc = ModelConfig(
         encoder="mlp", d=5, width=8, depth=2, activation=activation, unembedding_bias=True
     )
@@ -72,9 +81,9 @@ def test_blocked_gradient_and_loss_match_autograd(lat4, small_blocks, loss, acti
         assert L[k].item() == pytest.approx(ref.item(), rel=1e-12)
 
 
-def test_blocked_fit_equals_one_pass_fit_and_repeats_bit_for_bit(lat4, monkeypatch):
+def test_blocked_fit_equals_one_pass_fit_and_repeats_bit_for_bit(lat4, monkeypatch, threads):
     mc = ModelConfig(encoder="mlp", d=6, width=16)
-    tc = TrainConfig(steps=30, lr=0.5, log_every=10, dtype="float64")
+    tc = TrainConfig(steps=30, lr=0.5, log_every=10, dtype="float64", threads=threads)
     whole = fit(lat4, mc, tc, seeds=[0, 1], progress=False)
     monkeypatch.setattr(model_mod, "BLOCK_BYTES", 16 * 2 * 16 * 8)
     a = fit(lat4, mc, tc, seeds=[0, 1], progress=False)

@@ -90,7 +90,8 @@ class BatchedModel:
         self._view_ptr = 0
         self._view_cache: dict[str, torch.Tensor] = {}
         self.ws = Workspace(self.device)  # buffers of the intermediates of loss() and grad()
-        self._tail_ws = Workspace(self.device)  # the last, shorter block of a blocked step
+        self._block_wss: list[tuple[Workspace, Workspace]] = []  # per block worker: full, tail
+        self._threads: tuple | None = None  # (count, thread pool) of the blocked step
         #: torch threads of the wide kernels of a minibatch of rows (None = the current setting;
         #: see :mod:`linrep.learn.parallel`)
         self.wide_threads: int | None = None
@@ -214,19 +215,52 @@ class BatchedModel:
 
         The loss is a sum over contexts, so its gradient is the sum of the blocks' gradients; each
         block runs the encoder on its inputs, the head and the backward pass, and adds its (K, P)
-        gradient into ``out``. Same gradient up to the order of the sum over contexts.
+        gradient into a sum. With t > 1 torch threads the blocks are split into t contiguous
+        shares, one per Python thread running its kernels on one torch thread (the kernels
+        release the GIL): no OpenMP barrier per kernel, where a descheduled worker would stall
+        every kernel of the step on a shared machine. The shares' sums are added in share order,
+        so a run's gradient depends only on (rows, t), never on timing. Same gradient as
+        :meth:`grad` up to the order of the sum over contexts.
         """
         K = theta.shape[0]
         p = self.views(theta)
+        n = target[0].shape[1]
+        out = torch.empty_like(theta) if out is None else out
+        blocks = [(a, min(n, a + rows)) for a in range(0, n, rows)]
+        threads = min(torch.get_num_threads(), len(blocks))
+        self.encoder.block_inputs(K, 0, 1)  # build the shared inputs before any thread reads them
+        if threads == 1:
+            self._blocks_sum(p, kind, target, blocks, out, 0)
+            return out
+        shares = [
+            blocks[i * len(blocks) // threads : (i + 1) * len(blocks) // threads]
+            for i in range(threads)
+        ]
+        sums = [out] + [
+            self.ws(f"block_sum{i}", tuple(theta.shape), theta.dtype) for i in range(1, threads)
+        ]
+        pool = self._pool(threads)
+
+        def share(i: int) -> None:
+            torch.set_num_threads(1)  # this Python thread's kernels: one torch thread
+            self._blocks_sum(p, kind, target, shares[i], sums[i], i)
+
+        for job in [pool.submit(share, i) for i in range(threads)]:  # (threads are per thread)
+            job.result()
+        for s in sums[1:]:
+            out.add_(s)
+        return out
+
+    def _blocks_sum(self, p, kind, target, blocks, out, worker: int) -> None:
+        """Write Σ over ``blocks`` [(a, e), …] of the blocks' gradients into ``out`` (K, P)."""
         enc = self.encoder
         T, r, P = target
-        n = T.shape[1]
+        K = out.shape[0]
         W, g, b = p[enc.out_name], p["g"], p.get("b")
-        out = torch.empty_like(theta) if out is None else out
-        part = self.ws("block_grad", tuple(theta.shape), theta.dtype)
-        for a in range(0, n, rows):
-            e = min(n, a + rows)
-            ws = self.ws if e - a == rows else self._tail_ws  # one set of buffers per block shape
+        full, tail = self._block_ws(worker)
+        part = full("block_grad", tuple(out.shape), out.dtype)
+        for j, (a, e) in enumerate(blocks):
+            ws = full if e - a == blocks[0][1] - blocks[0][0] else tail  # buffers per block shape
             H, cache = enc.features(p, ws, x=enc.block_inputs(K, a, e))
             f = torch.bmm(H, W, out=buffer(ws, "f", (K, e - a, self.d), H.dtype))
             df, dg, db = head_loss(kind, f, g, b, (T[:, a:e], r[:, a:e], P[:, a:e]), ws=ws)
@@ -236,11 +270,39 @@ class BatchedModel:
             if db is not None:
                 grads["b"] = db
             parts = [grads[name].reshape(K, -1) for name, *_ in self.layout]
-            if a == 0:
+            if j == 0:
                 torch.cat(parts, dim=1, out=out)
             else:
                 out.add_(torch.cat(parts, dim=1, out=part))
-        return out
+
+    def _block_ws(self, worker: int) -> tuple[Workspace, Workspace]:
+        """(buffers of full blocks, buffers of the last shorter block) of one block worker."""
+        while len(self._block_wss) <= worker:
+            self._block_wss.append((Workspace(self.device), Workspace(self.device)))
+        return self._block_wss[worker]
+
+    def _pool(self, threads: int):
+        """A thread pool of ``threads`` workers for the blocked step (kept across steps)."""
+        if self._threads is None or self._threads[0] != threads:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.release_threads()
+            self._threads = (threads, ThreadPoolExecutor(threads, thread_name_prefix="linrep"))
+        return self._threads[1]
+
+    def release_threads(self) -> None:
+        """Shut the blocked step's thread pool down (it is rebuilt when needed)."""
+        if self._threads is not None:
+            self._threads[1].shutdown()
+            self._threads = None
+
+    def clear_buffers(self) -> None:
+        """Release every step buffer and the blocked step's threads (a trained model keeps none)."""
+        self.ws.clear()
+        for full, tail in self._block_wss:
+            full.clear()
+            tail.clear()
+        self.release_threads()
 
     def embed_contexts(self, theta: torch.Tensor, contexts: np.ndarray) -> torch.Tensor:
         """f of any contexts (N, m) int8 (−1 = ⋄) under every run, (K, N, d).

@@ -287,8 +287,7 @@ class Training:
         self._update_bar(bar, steps)
         if bar is not None:
             bar.close()
-        self.model.ws.clear()
-        self.model._tail_ws.clear()
+        self.model.clear_buffers()
         seconds = time.perf_counter() - t0
         if self.out is not None:
             self.checkpoint(steps)
