@@ -267,11 +267,25 @@ def _ln_back(dh: torch.Tensor, g: torch.Tensor, cache: tuple, buf: _Buf, name: s
     return dx, dg, db
 
 
+class _Heads(NamedTuple):
+    """The (w, H) 0/1 matrix S of channel c in head h: x (…, w) @ S sums each head's d_h channels,
+    a (…, H) @ Sᵀ spreads a head's value over its channels; the scaled copies fold the scores'
+    1/√d_h into the same products. Contiguous, never modified."""
+
+    S: torch.Tensor
+    St: torch.Tensor
+    S_scaled: torch.Tensor
+    """S / √d_h"""
+    St_scaled: torch.Tensor
+    """Sᵀ / √d_h"""
+
+
 @functools.lru_cache(maxsize=16)
-def _heads(w: int, heads: int, dtype: torch.dtype) -> torch.Tensor:
-    """(w, H) 0/1 matrix of channel c in head h: x (…, w) @ it sums each head's d_h channels,
-    a (…, H) @ its transpose spreads a head's value over its channels. Never modified."""
-    return (torch.arange(w)[:, None] // (w // heads) == torch.arange(heads)).to(dtype)
+def _heads(w: int, heads: int, dtype: torch.dtype) -> _Heads:
+    """:class:`_Heads` of width w and H heads."""
+    S = (torch.arange(w)[:, None] // (w // heads) == torch.arange(heads)).to(dtype)
+    c = 1.0 / math.sqrt(w // heads)
+    return _Heads(S, S.T.contiguous(), S * c, (S * c).T.contiguous())
 
 
 def _attend_table(qkv_t, Wo, plan: _Plan, runs: _Runs, heads: int, buf: _Buf):
@@ -341,9 +355,9 @@ def _attend_rows(q, kv, mask, heads: int, buf: _Buf, name: str):
     S = _heads(w, heads, q.dtype)
     k, v = kv.view(K, L, B, 2, w).unbind(3)
     qk = torch.mul(q.unsqueeze(2), k.unsqueeze(1), out=buf(name + ".qk", (K, Lq, L, B, w)))
-    s = torch.matmul(qk, S).mul_(1.0 / math.sqrt(w // heads)).add_(mask)
+    s = torch.matmul(qk, S.S_scaled).add_(mask)
     a = torch.softmax(s, dim=2, out=buf(name + ".a", s.shape))
-    av = torch.mul(torch.matmul(a, S.T, out=qk), v.unsqueeze(1), out=qk)  # ⊙ v, head by head
+    av = torch.mul(torch.matmul(a, S.St, out=qk), v.unsqueeze(1), out=qk)  # ⊙ v, head by head
     return av.sum(dim=2), a
 
 
@@ -365,10 +379,10 @@ def _attend_rows_back(do, q, kv, a, buf: _Buf, name: str):
         else:
             torch.sum(torch.mul(x, y, out=buf(name + ".t2", tmp.shape)), dim=1, out=out)
 
-    sum_queries(torch.matmul(a, S.T, out=tmp), do, dv)
-    da = torch.matmul(torch.mul(do, v.unsqueeze(1), out=tmp), S)  # (K, Lq, L, B, H)
-    ds = da.sub_((a * da).sum(2, keepdim=True)).mul_(a).mul_(1.0 / math.sqrt(w // H))
-    dse = torch.matmul(ds, S.T, out=tmp)  # ∂s spread over each head's channels
+    sum_queries(torch.matmul(a, S.St, out=tmp), do, dv)
+    da = torch.matmul(torch.mul(do, v.unsqueeze(1), out=tmp), S.S)  # (K, Lq, L, B, H)
+    ds = da.sub_((a * da).sum(2, keepdim=True)).mul_(a)  # ∂s
+    dse = torch.matmul(ds, S.St_scaled, out=tmp)  # ∂s / √d_h spread over each head's channels
     sum_queries(dse, q.unsqueeze(2), dk)
     dq = torch.mul(dse, k.unsqueeze(1), out=tmp).sum(dim=2)
     return dq, dkv.view(kv.shape)
