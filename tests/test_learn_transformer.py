@@ -25,7 +25,12 @@ ARCHS = [  # depth 1 (block 0 is the last block), 2 (the shipped config's shape)
     {"depth": 1, "width": 8, "heads": 2},
     {"depth": 2, "width": 8, "heads": 2},
     {"depth": 3, "width": 6, "heads": 3},
+    {"depth": 2, "width": 4, "heads": 1},  # one head: size-1 head axes in every layout
 ]
+
+
+def _arch_id(a: dict) -> str:
+    return f"depth{a['depth']}-heads{a['heads']}"
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +85,7 @@ def reference_loss(lat, loss: str, f, g, b):
     return (w * F.binary_cross_entropy_with_logits(z, P, reduction="none")).sum()
 
 
-@pytest.mark.parametrize("arch", ARCHS, ids=lambda a: f"depth{a['depth']}")
+@pytest.mark.parametrize("arch", ARCHS, ids=_arch_id)
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("factored", [True, False], ids=["factored-head", "plain-head"])
 def test_gradient_matches_autograd_of_a_literal_transformer(lat4, arch, loss, factored):
@@ -101,7 +106,7 @@ def test_gradient_matches_autograd_of_a_literal_transformer(lat4, arch, loss, fa
         np.testing.assert_allclose(G[k].numpy(), ref.numpy(), rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("arch", ARCHS, ids=lambda a: f"depth{a['depth']}")
+@pytest.mark.parametrize("arch", ARCHS, ids=_arch_id)
 def test_gradient_matches_finite_differences_in_every_tensor(lat3, arch):
     """⟨∇L, v⟩ = (L(θ + εv) − L(θ − εv)) / 2ε for a random direction v inside each tensor."""
     m, th = _model(lat3, **arch)
@@ -151,3 +156,13 @@ def test_training_is_deterministic_and_runs_do_not_interact(lat3):
     one = fit(lat3, mc, {**tc, "dtype": "float64"}, seeds=[1], progress=False)
     two = fit(lat3, mc, {**tc, "dtype": "float64"}, seeds=[0, 1], progress=False)
     np.testing.assert_allclose(two.embeddings()[1], one.embeddings()[0], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_a_run_alone_has_its_gradient_inside_an_ensemble(lat3, heads):
+    """K = 1 (size-1 run axes in every layout) gives the run's gradient in a 2-run ensemble."""
+    m2, th = _model(lat3, depth=2, width=4, heads=heads)
+    m1 = BatchedModel(m2.cfg, lat3.contexts, lat3.n_tokens, torch.float64)
+    G2 = m2.grad(th, "cross_entropy", Targets(lat3, [TrainConfig()] * 2, torch.float64).full())
+    G1 = m1.grad(th[1:], "cross_entropy", Targets(lat3, [TrainConfig()], torch.float64).full())
+    np.testing.assert_allclose(G1[0].numpy(), G2[1].numpy(), rtol=1e-12, atol=1e-14)

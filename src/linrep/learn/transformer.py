@@ -307,9 +307,9 @@ def _attend_table(qkv_t, Wo, plan: _Plan, runs: _Runs, heads: int, buf: _Buf):
     a = torch.softmax(s.view(K, H, L, U).add_(plan.mask0), dim=2, out=buf("t.a", (K, H, L, U)))
     Wh = Wo.reshape(K * H, dh, w)  # W_o,h: the rows of W_o that head h's channels multiply
     vo = torch.bmm(v, Wh)  # (K·H, T, w): v_h W_o,h on the table
-    psw = torch.permute(a, (0, 3, 2, 1)).reshape(K * U, L * H)  # bag u: its (j, h) entries
+    psw = torch.permute(a, (0, 3, 2, 1)).reshape(-1)  # bag u: its (j, h) entries
     y = F.embedding_bag(
-        runs.vo, vo.view(-1, w), runs.vo_offsets, per_sample_weights=psw.view(-1), mode="sum"
+        runs.vo, vo.view(-1, w), runs.vo_offsets, per_sample_weights=psw, mode="sum"
     )
     return y.view(K, U, w), (q, k, v, Wh, a)
 
