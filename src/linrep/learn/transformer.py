@@ -299,7 +299,7 @@ def _attend_table(qkv_t, Wo, plan: _Plan, runs: _Runs, heads: int, buf: _Buf):
     L, U = plan.mask0.shape
     w, H = w3 // 3, heads
     dh = w // H
-    q, k, v = qkv_t.view(K, T, 3, H, dh).permute(2, 0, 3, 1, 4).reshape(3, K * H, T, dh)
+    q, k, v = qkv_t.view(K, T, 3, H, dh).permute(2, 0, 3, 1, 4).reshape(3, K * H, T, dh).unbind()
     s_t = torch.baddbmm(
         buf("t.st", (K * H, T, T)), q, k.transpose(1, 2), beta=0.0, alpha=1.0 / math.sqrt(dh)
     )
