@@ -304,11 +304,12 @@ a whole ``fit`` (data setup, initialisation, 5 exact evaluations over all contex
 rather than a step in isolation, short enough for this benchmark's budget."""
 
 
-def bench_large(rec: Recorder, naive_runs: int) -> None:
-    """Part 4: whole-run FLOP rate of the compute-bound group :data:`LARGE` (fit's own threads)."""
+def bench_large(rec: Recorder, naive_runs: int, steps: int) -> None:
+    """Part 4: whole-run FLOP rate of the compute-bound group :data:`LARGE` (fit's own threads;
+    at most ``steps`` steps)."""
     from linrep.learn.trainer import _threads
 
-    c = LARGE
+    c = {**LARGE, "steps": min(LARGE["steps"], steps)}
     lat = LatentModel.from_config({"m": c["m"]})
     mc = ModelConfig(encoder=c["encoder"], d=c["d"], width=c["width"], depth=1)
     tc = TrainConfig(steps=c["steps"], lr=1.0, log_every=10)
@@ -548,7 +549,7 @@ def main() -> None:
     if not args.skip_end_to_end:
         bench_end_to_end(args.steps, args.naive_runs, rec)
     if not args.skip_large:
-        bench_large(rec, args.naive_runs)
+        bench_large(rec, args.naive_runs, args.steps)
     rec.write()
 
 
