@@ -203,6 +203,7 @@ def head_loss(
     target: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     want_grad: bool = True,
     ws: Workspace | None = None,
+    dg_into: torch.Tensor | None = None,
 ):
     """Loss per run, or gradients with respect to f, g and b.
 
@@ -212,6 +213,8 @@ def head_loss(
         target: (T, r, P): table (K|1, n, V), row masses (K|1, n, 1), targets P = T / r.
         want_grad: gradients (training step) instead of the loss (evaluation).
         ws: buffers for the intermediates (then df lives in ``ws`` until the next call).
+        dg_into: a (K, V, d) sum to add ∂g to inside its matmul (blocks of contexts); it is
+            returned as dg.
 
     Returns:
         ``want_grad``: (df (K, n, d), dg (K, V, d), db (K, 1, V) or None); otherwise loss (K,).
@@ -225,7 +228,8 @@ def head_loss(
         return logit_loss(kind, z, T, r)
     dz = logit_grad(kind, z, P, buffer(ws, "e", shape, f.dtype)).mul_(r)
     df = torch.bmm(dz, g, out=buffer(ws, "df", f.shape, f.dtype))
-    dg = torch.bmm(dz.transpose(1, 2), f)
+    dzt = dz.transpose(1, 2)
+    dg = torch.bmm(dzt, f) if dg_into is None else dg_into.baddbmm_(dzt, f)
     db = dz.sum(dim=1, keepdim=True) if b is not None else None
     return df, dg, db
 

@@ -252,28 +252,34 @@ class BatchedModel:
         return out
 
     def _blocks_sum(self, p, kind, target, blocks, out, worker: int) -> None:
-        """Write Σ over ``blocks`` [(a, e), …] of the blocks' gradients into ``out`` (K, P)."""
+        """Write Σ over ``blocks`` [(a, e), …] of the blocks' gradients into ``out`` (K, P).
+
+        ∂g and ∂W_out, the large ones, are summed inside their matmuls (``baddbmm_`` into
+        accumulators, β = 1); the encoder's other gradients are added block by block.
+        """
         enc = self.encoder
         T, r, P = target
         K = out.shape[0]
         W, g, b = p[enc.out_name], p["g"], p.get("b")
         full, tail = self._block_ws(worker)
-        part = full("block_grad", tuple(out.shape), out.dtype)
-        for j, (a, e) in enumerate(blocks):
+        acc = {
+            name: full(f"acc_{name}", (K, *shape), out.dtype).zero_()
+            for name, shape, *_ in self.layout
+        }
+        for a, e in blocks:
             ws = full if e - a == blocks[0][1] - blocks[0][0] else tail  # buffers per block shape
             H, cache = enc.features(p, ws, x=enc.block_inputs(K, a, e))
             f = torch.bmm(H, W, out=buffer(ws, "f", (K, e - a, self.d), H.dtype))
-            df, dg, db = head_loss(kind, f, g, b, (T[:, a:e], r[:, a:e], P[:, a:e]), ws=ws)
-            grads = enc.backward_features(p, cache, torch.bmm(df, W.mT), ws)
-            grads[enc.out_name] = torch.bmm(H.mT, df)
-            grads["g"] = dg
+            tgt = (T[:, a:e], r[:, a:e], P[:, a:e])
+            df, _, db = head_loss(kind, f, g, b, tgt, ws=ws, dg_into=acc["g"])
+            acc[enc.out_name].baddbmm_(H.mT, df)
+            dH = torch.bmm(df, W.mT, out=buffer(ws, "dH", tuple(H.shape), H.dtype))
+            grads = enc.backward_features(p, cache, dH, ws)
             if db is not None:
                 grads["b"] = db
-            parts = [grads[name].reshape(K, -1) for name, *_ in self.layout]
-            if j == 0:
-                torch.cat(parts, dim=1, out=out)
-            else:
-                out.add_(torch.cat(parts, dim=1, out=part))
+            for name, v in grads.items():
+                acc[name].add_(v)
+        torch.cat([acc[name].reshape(K, -1) for name, *_ in self.layout], dim=1, out=out)
 
     def _block_ws(self, worker: int) -> tuple[Workspace, Workspace]:
         """(buffers of full blocks, buffers of the last shorter block) of one block worker."""
