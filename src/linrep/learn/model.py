@@ -141,15 +141,11 @@ class BatchedModel:
             )
         rows = self.block_rows(theta.shape[0], target)
         if rows:  # a sum over contexts: block by block, as the step (see block_rows)
-            T, r, P = target
-            n, total = T.shape[1], 0.0
-            for a in range(0, n, rows):
-                e = min(n, a + rows)
-                H, _ = enc.features(p, None, x=enc.block_inputs(theta.shape[0], a, e))
-                f = torch.bmm(H, p[enc.out_name])
-                tgt = (T[:, a:e], r[:, a:e], P[:, a:e])
-                total = total + head_loss(kind, f, p["g"], p.get("b"), tgt, want_grad=False)
-            return total
+
+            def share(blocks: list[tuple[int, int]], worker: int) -> torch.Tensor:
+                return sum(self._block_loss(p, kind, target, a, e) for a, e in blocks)
+
+            return sum(self._over_blocks(theta.shape[0], target, rows, share))
         f, _ = enc.forward(p)
         return head_loss(kind, f, p["g"], p.get("b"), target, want_grad=False, ws=ws)
 
@@ -224,32 +220,47 @@ class BatchedModel:
         """
         K = theta.shape[0]
         p = self.views(theta)
-        n = target[0].shape[1]
         out = torch.empty_like(theta) if out is None else out
+
+        def share(blocks: list[tuple[int, int]], worker: int) -> torch.Tensor:
+            total = out if worker == 0 else self.ws(f"block_sum{worker}", out.shape, out.dtype)
+            self._blocks_sum(p, kind, target, blocks, total, worker)
+            return total
+
+        for total in self._over_blocks(K, target, rows, share)[1:]:
+            out.add_(total)
+        return out
+
+    def _over_blocks(self, K: int, target: Target, rows: int, share) -> list:
+        """[share(blocks_i, i) for each share i]: the blocks of ``rows`` contexts split into t
+        contiguous shares, t = the torch threads (see :meth:`_grad_blocked`); share i runs on
+        Python thread i with one torch thread (share 0 on the caller's thread when t = 1)."""
+        n = target[0].shape[1]
         blocks = [(a, min(n, a + rows)) for a in range(0, n, rows)]
         threads = min(torch.get_num_threads(), len(blocks))
         self.encoder.block_inputs(K, 0, 1)  # build the shared inputs before any thread reads them
         if threads == 1:
-            self._blocks_sum(p, kind, target, blocks, out, 0)
-            return out
+            return [share(blocks, 0)]
         shares = [
             blocks[i * len(blocks) // threads : (i + 1) * len(blocks) // threads]
             for i in range(threads)
         ]
-        sums = [out] + [
-            self.ws(f"block_sum{i}", tuple(theta.shape), theta.dtype) for i in range(1, threads)
-        ]
-        pool = self._pool(threads)
 
-        def share(i: int) -> None:
+        def run(i: int):
             torch.set_num_threads(1)  # this Python thread's kernels: one torch thread
-            self._blocks_sum(p, kind, target, shares[i], sums[i], i)
+            return share(shares[i], i)
 
-        for job in [pool.submit(share, i) for i in range(threads)]:  # (threads are per thread)
-            job.result()
-        for s in sums[1:]:
-            out.add_(s)
-        return out
+        pool = self._pool(threads)
+        return [job.result() for job in [pool.submit(run, i) for i in range(threads)]]
+
+    def _block_loss(self, p, kind: str, target: Target, a: int, e: int) -> torch.Tensor:
+        """Loss per run (K,) of contexts a … e − 1 (a block of the loss's sum over contexts)."""
+        enc = self.encoder
+        T, r, P = target
+        H, _ = enc.features(p, None, x=enc.block_inputs(p[enc.out_name].shape[0], a, e))
+        f = torch.bmm(H, p[enc.out_name])
+        tgt = (T[:, a:e], r[:, a:e], P[:, a:e])
+        return head_loss(kind, f, p["g"], p.get("b"), tgt, want_grad=False)
 
     def _blocks_sum(self, p, kind, target, blocks, out, worker: int) -> None:
         """Write Σ over ``blocks`` [(a, e), …] of the blocks' gradients into ``out`` (K, P).
