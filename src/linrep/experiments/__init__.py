@@ -21,7 +21,8 @@ a frozen ``Settings`` dataclass for its ``[experiment]`` section (always with ``
 :class:`~linrep.experiments.config.ExperimentConfig` (``cfg.settings``, ``cfg.latent``,
 ``cfg.model``, ``cfg.train``, ``cfg.seeds``; never the raw TOML dict), ``report`` a
 :class:`linrep.report.Report` to fill, and the headline a ``{name: Summary}`` dict of the numbers the
-index shows. ``run`` trains through :mod:`~linrep.experiments.training`, measures with
+index shows. A module may also define ``title(cfg) -> str``, a title that follows the config (E5
+names the m range it runs). ``run`` trains through :mod:`~linrep.experiments.training`, measures with
 :mod:`linrep.geometry` / :mod:`linrep.theory`, summarises with :mod:`~linrep.experiments.stats` and
 formats with :mod:`~linrep.experiments.cells`. :func:`run_experiment` does the rest (config,
 ``--quick``, writing); :func:`reproduce` runs several and writes an index report.
@@ -125,8 +126,9 @@ def run_experiment(
     cfg = load_config(path, mod.Settings, quick=quick, overrides=overrides)
     out = ensure_out_dir(out_dir)
     t0 = time.perf_counter()
+    title = _title(mod, cfg)
     rep = Report(
-        f"{mod.NAME} — {mod.TITLE}", config=cfg.to_json(), seeds=cfg.seeds, summary=mod.QUESTION
+        f"{mod.NAME} — {title}", config=cfg.to_json(), seeds=cfg.seeds, summary=mod.QUESTION
     )
     headline = mod.run(cfg, rep, progress=progress)
     mode = "quick" if quick else "full"
@@ -135,7 +137,12 @@ def run_experiment(
     wall = time.perf_counter() - t0
     rep.write(out, wall_time_s=wall)
     figures = [f"figures/{n}.png" for n in rep.figure_files]
-    return ExperimentRun(mod.NAME, mod.TITLE, headline, str(out), wall, figures, mode)
+    return ExperimentRun(mod.NAME, title, headline, str(out), wall, figures, mode)
+
+
+def _title(mod, cfg) -> str:
+    """The module's ``title(cfg)`` when it has one (a title that follows the config), else TITLE."""
+    return mod.title(cfg) if hasattr(mod, "title") else mod.TITLE
 
 
 def _finished(mod, folder: Path, quick: bool) -> ExperimentRun | None:
@@ -153,7 +160,9 @@ def _finished(mod, folder: Path, quick: bool) -> ExperimentRun | None:
         return None
     headline = doc.get("results", {}).get("headline", {})
     wall = float(meta.get("wall_time_s", 0.0))
-    return ExperimentRun(mod.NAME, mod.TITLE, headline, str(folder), wall, doc["figures"], mode)
+    return ExperimentRun(
+        mod.NAME, _title(mod, cfg), headline, str(folder), wall, doc["figures"], mode
+    )
 
 
 def reproduce(
