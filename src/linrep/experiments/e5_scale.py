@@ -353,6 +353,11 @@ def _headline(s: Settings, stats) -> dict[str, Summary | float]:
             head[f"cross_concept_abs_cosine {tag}"] = st["cross_concept_abs_cosine"]
             head[f"same_concept_cosine_identifiable {tag}"] = st["same_concept_cosine_identifiable"]
             head[f"captured {tag}"] = st["captured"]
+    for m in s.ms[1:-1]:  # the in-between m at the largest d (small and big are above)
+        head[f"same_concept_cosine_identifiable m={m} {_factor_label(hi)}"] = stats[(m, hi)][
+            "same_concept_cosine_identifiable"
+        ]
+        head[f"captured m={m} {_factor_label(hi)}"] = stats[(m, hi)]["captured"]
     if 1.0 in s.d_factors:  # d = m: the smallest d that can hold m orthogonal directions
         for m in (small, big):
             st = stats[(m, 1.0)]
