@@ -294,6 +294,16 @@ def _report(rep, cfg, stats, dims) -> None:
         "plateau is necessary, not sufficient, for having reached the class's floor."
     )
     rep.add_table(rows, caption="E5: geometry by (m, d)")
+    bad = [
+        f"m = {m}, {_factor_label(f)}"
+        for (m, f), st in stats.items()
+        if st["status"] == "not fitted"
+    ]
+    unfit = (
+        f"Not fitted (a learner still moving): {'; '.join(bad)}."
+        if bad
+        else "Every cell is fitted or at a plateau."
+    )
     groups = [_factor_label(f) for f in s.d_factors]
     for key, label, fname in (
         ("same_concept_cosine", "same-concept cos", "e5_parallelism"),
@@ -322,7 +332,7 @@ def _report(rep, cfg, stats, dims) -> None:
             xlabel="concepts m",
             title=f"{label} vs m",
         )
-        rep.add_figure(fig, fname, caption=f"{label} against m, one series per d/m.")
+        rep.add_figure(fig, fname, caption=f"{label} against m, one series per d/m. {unfit}")
     rep.results["fit"] = {
         "fit_fraction": s.fit_fraction,
         "plateau_fraction": s.plateau_fraction,
