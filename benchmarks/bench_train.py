@@ -207,13 +207,14 @@ def bench_ensemble(
         f"ensemble vs naive, {threads} thread(s) for both, linrep train.workers = {workers}; "
         + "load {:.1f}/{:.1f}/{:.1f}".format(*os.getloadavg())
     )
-    peak = matmul_gflops()  # the plain-matmul rate every group's FLOP rate is held against
     lats = {m: LatentModel.from_config({"m": m}) for m in (4, 5)}
     cases = [(m, enc) for m in (4, 5) for enc in ("linear", "mlp")]
     per_case = max(1, min(10, naive_runs // len(cases)))
     t_ens = t_naive = t_kernels = flops = 0.0
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
+    # the plain-matmul rate every group's FLOP rate is held against, at the groups' own threads
+    peak = matmul_gflops()
     # warm-up (lazy imports, first-call allocations) outside the timings, for both sides
     fit(
         lats[4], {"encoder": "mlp"}, {"steps": 20, "threads": threads}, seeds=[0, 1], progress=False
