@@ -253,13 +253,19 @@ class BatchedModel:
         pool = self._pool(threads)
         return [job.result() for job in [pool.submit(run, i) for i in range(threads)]]
 
+    def _block_forward(self, p, target: Target, a: int, e: int, ws: Workspace | None = None):
+        """(H, cache, f, targets) of contexts a … e − 1: the encoder on the block's inputs, f = H W
+        and the block's rows of (T, r, P) (``ws``: buffers for H and f, None to allocate)."""
+        enc = self.encoder
+        W = p[enc.out_name]
+        K = W.shape[0]
+        H, cache = enc.features(p, ws, x=enc.block_inputs(K, a, e))
+        f = torch.bmm(H, W, out=buffer(ws, "f", (K, e - a, self.d), H.dtype))
+        return H, cache, f, tuple(x[:, a:e] for x in target)
+
     def _block_loss(self, p, kind: str, target: Target, a: int, e: int) -> torch.Tensor:
         """Loss per run (K,) of contexts a … e − 1 (a block of the loss's sum over contexts)."""
-        enc = self.encoder
-        T, r, P = target
-        H, _ = enc.features(p, None, x=enc.block_inputs(p[enc.out_name].shape[0], a, e))
-        f = torch.bmm(H, p[enc.out_name])
-        tgt = (T[:, a:e], r[:, a:e], P[:, a:e])
+        _, _, f, tgt = self._block_forward(p, target, a, e)
         return head_loss(kind, f, p["g"], p.get("b"), tgt, want_grad=False)
 
     def _blocks_sum(self, p, kind, target, blocks, out, worker: int) -> None:
@@ -269,7 +275,6 @@ class BatchedModel:
         accumulators, β = 1); the encoder's other gradients are added block by block.
         """
         enc = self.encoder
-        T, r, P = target
         K = out.shape[0]
         W, g, b = p[enc.out_name], p["g"], p.get("b")
         full, tail = self._block_ws(worker)
@@ -279,9 +284,7 @@ class BatchedModel:
         }
         for a, e in blocks:
             ws = full if e - a == blocks[0][1] - blocks[0][0] else tail  # buffers per block shape
-            H, cache = enc.features(p, ws, x=enc.block_inputs(K, a, e))
-            f = torch.bmm(H, W, out=buffer(ws, "f", (K, e - a, self.d), H.dtype))
-            tgt = (T[:, a:e], r[:, a:e], P[:, a:e])
+            H, cache, f, tgt = self._block_forward(p, target, a, e, ws)
             df, _, db = head_loss(kind, f, g, b, tgt, ws=ws, dg_into=acc["g"])
             acc[enc.out_name].baddbmm_(H.mT, df)
             dH = torch.bmm(df, W.mT, out=buffer(ws, "dH", tuple(H.shape), H.dtype))

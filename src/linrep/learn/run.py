@@ -83,13 +83,13 @@ def train_from_config(
 def final_geometry(latent, result) -> dict:
     """Concept geometry of the trained runs for metrics.json (:mod:`linrep.geometry.scale`): per
     run, and mean ± standard error over the runs (t-intervals: ``linrep simulate`` / reports)."""
-    from ..geometry.scale import scale_geometry
+    import contextlib
 
-    f, g = result.embeddings(), result.unembeddings()
-    K, V, d = g.shape
-    if K * V * d > SMALL_GEOMETRY:
-        return scale_geometry(latent, f, g, embed=result.embed_contexts).to_json(intervals=False)
+    from ..geometry.scale import scale_geometry
     from .parallel import one_thread
 
-    with one_thread():  # tiny kernels: threads would only wait for each other
+    f, g = result.embeddings(), result.unembeddings()
+    # tiny kernels on a small ensemble: threads would only wait for each other
+    small = g.size <= SMALL_GEOMETRY  # K·V·d entries
+    with one_thread() if small else contextlib.nullcontext():
         return scale_geometry(latent, f, g, embed=result.embed_contexts).to_json(intervals=False)
