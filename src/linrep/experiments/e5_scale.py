@@ -286,11 +286,11 @@ def _report(rep, cfg, stats, dims) -> None:
         "(see each cell's `excess_loss_method` in results.json). **captured**: 1 − excess / "
         "(log V − H̄), the share of the information the context carries about the next token "
         "that the learner has picked up (log V − H̄ is the uniform predictor's excess). "
-        f"**status**: *fitted* if every run has excess + 2 SE ≤ {s.fit_fraction:g} · "
-        "(log V − H̄); else *plateau* if every run's excess fell by at most "
+        f"**status**: `fitted` if every run has excess + 2 SE ≤ {s.fit_fraction:g} · "
+        "(log V − H̄); else `plateau` if every run's excess fell by at most "
         f"max({s.plateau_fraction:g} · excess, 2 SE) over the last quarter of its steps; else "
-        "*not fitted*. For d < m the class cannot reach the floor (m independent bits do not fit "
-        "in rank d), so *plateau* is the most one can ask there; with a decaying learning rate a "
+        "`not fitted`. For d < m the class cannot reach the floor (m independent bits do not fit "
+        "in rank d), so `plateau` is the most one can ask there; with a decaying learning rate a "
         "plateau is necessary, not sufficient, for having reached the class's floor."
     )
     rep.add_table(rows, caption="E5: geometry by (m, d)")
