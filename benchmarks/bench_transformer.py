@@ -21,11 +21,23 @@ Settings (read from the shipped configs):
   e4       configs/e4_architecture.toml, its transformer: width 64, depth 1, 4 heads, GD, K = 10
   m5, m6   the train setting at m = 5 and 6 (243 and 729 contexts), K = 5 (``--more``)
 
+Part 2 measures against the filing-time code itself (issue 13 was filed against commit
+96ee160): a temporary ``git worktree`` of that commit from this repository's own history, then
+``python -m linrep train configs/train_transformer.toml --seeds 0-4 --quiet`` as a fresh process
+with that tree's ``src`` first on PYTHONPATH (previous) and with this checkout's (linrep), each
+tree with its own config file, in interleaved rounds (previous, linrep, previous, linrep, …).
+Each side runs a short and a long run (``--filing-steps 100 1100``) in every round; the cost of a
+step is the difference of their wall times over the difference of their step counts, so start-up,
+data and writing the results cancel. Checkpoints are switched off on both sides
+(``train.checkpoint_every`` beyond the run). The part is skipped, with the reason printed and
+recorded, when the commit is not available (not a git checkout, a shallow clone); the temporary
+worktree is removed afterwards, also on error.
+
 ``--fit-steps N`` also times ``linrep.learn.fit`` end to end for N steps of E4's transformer
 (K = 10, both regimes' cost is the same), to size E4's budget.
 
 Usage:  python benchmarks/bench_transformer.py [--rounds 7] [--steps 20] [--threads 1] [--more]
-                                               [--fit-steps 0]
+            [--fit-steps 0] [--filing-rounds 3] [--filing-steps 100 1100] [--skip-filing]
 """
 
 from __future__ import annotations
@@ -33,7 +45,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,9 +64,12 @@ from linrep.learn.model import BatchedModel
 from linrep.learn.objective import Targets
 from linrep.learn.optim import BatchedOptimizer
 from linrep.learn.transformer import render_contexts
-from record import Recorder
+from record import Recorder, linrep_command
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+FILING_COMMIT = "96ee160487970956148cfa4a6218670cd7851c01"
+"""The last commit before the speed-up work: the code issue 13's "present speed" refers to."""
 
 
 # ------------------------------------------------------------------ the reference implementation
@@ -197,6 +216,115 @@ def bench_steps(rounds: int, steps: int, more: bool, rec: Recorder) -> None:
         )
 
 
+# ------------------------------------------------------------------ part 2: the filing-time code
+def _git(*args: object) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(REPO), *map(str, args)], capture_output=True, text=True)
+
+
+def filing_unavailable(commit: str) -> str | None:
+    """Why the filing-time commit cannot be checked out here, or None when it can."""
+    try:
+        if _git("rev-parse", "--is-inside-work-tree").returncode:
+            return f"{REPO} is not a git checkout"
+    except FileNotFoundError:
+        return "git is not installed"
+    if _git("cat-file", "-e", f"{commit}^{{commit}}").returncode:
+        shallow = _git("rev-parse", "--is-shallow-repository").stdout.strip() == "true"
+        return f"commit {commit[:7]} is not in this clone's history" + (
+            " (shallow clone: `git fetch --unshallow` brings it)" if shallow else ""
+        )
+    return None
+
+
+def _train_seconds(src: Path, cfg: Path, steps: int, out: Path) -> float:
+    """Wall seconds of `linrep train CFG --seeds 0-4` with ``src`` first on the import path."""
+    cmd = linrep_command(
+        "train", cfg, "--out", out, "--seeds", "0-4", "--quiet",
+        "--set", f"train.steps={steps}", "--set", f"train.checkpoint_every={10**9}",
+    )  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=out.parent)
+    dt = time.perf_counter() - t0
+    shutil.rmtree(out, ignore_errors=True)
+    return dt
+
+
+def _imported_from(src: Path) -> Path:
+    """Where ``import linrep`` resolves with ``src`` first on PYTHONPATH (checked, not assumed)."""
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    code = "import linrep; print(linrep.__file__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    return Path(out.stdout.strip()).resolve()
+
+
+def bench_filing_time(rounds: int, steps: tuple[int, int], rec: Recorder) -> None:
+    commit, (short, long) = FILING_COMMIT, steps
+    print(
+        f"== vs the filing-time code {commit[:7]}: linrep train configs/train_transformer.toml "
+        f"--seeds 0-4 as fresh processes, {rounds} interleaved rounds, ms/step from "
+        f"{long}- minus {short}-step runs (wall)"
+    )
+    reason = filing_unavailable(commit)
+    if reason is not None:
+        print(f"  SKIPPED: {reason}")
+        rec["filing_time"] = {"skipped": reason}
+        return
+    with tempfile.TemporaryDirectory(prefix="linrep-filing-") as tmp:
+        old = Path(tmp) / "filing"
+        add = _git("worktree", "add", "--detach", old, commit)
+        if add.returncode:
+            print(f"  SKIPPED: git worktree add failed: {add.stderr.strip()}")
+            rec["filing_time"] = {"skipped": f"git worktree add failed: {add.stderr.strip()}"}
+            return
+        try:
+            _filing_rounds(old, rounds, short, long, rec)
+        finally:
+            _git("worktree", "remove", "--force", old)
+            _git("worktree", "prune")
+
+
+def _filing_rounds(old: Path, rounds: int, short: int, long: int, rec: Recorder) -> None:
+    sides = {"previous": old, "linrep": REPO}
+    for name, root in sides.items():
+        where = _imported_from(root / "src")
+        if not where.is_relative_to((root / "src").resolve()):
+            raise RuntimeError(f"{name}: `import linrep` resolves to {where}, not {root / 'src'}")
+    work = Path(old).parent
+    ms: dict[str, list[float]] = {name: [] for name in sides}
+    for root in sides.values():  # warm-up: page cache, .pyc files
+        _train_seconds(root / "src", root / "configs" / "train_transformer.toml", 1, work / "w")
+    for _ in range(rounds):
+        for name, root in sides.items():
+            cfg = root / "configs" / "train_transformer.toml"
+            t_short = _train_seconds(root / "src", cfg, short, work / "o")
+            t_long = _train_seconds(root / "src", cfg, long, work / "o")
+            ms[name].append(1e3 * (t_long - t_short) / (long - short))
+    ratios = [a / b if b > 0 else math.nan for a, b in zip(ms["previous"], ms["linrep"])]
+    med = statistics.median(ratios)
+    for i, r in enumerate(ratios):
+        print(
+            f"  round {i + 1}: previous {ms['previous'][i]:7.2f} ms/step, linrep "
+            f"{ms['linrep'][i]:6.2f} ms/step -> {r:4.1f}x"
+        )
+    rec["filing_time"] = {
+        "commit": FILING_COMMIT,
+        "command": "linrep train configs/train_transformer.toml --seeds 0-4 --quiet "
+        f"--set train.checkpoint_every={10**9} --set train.steps=N",
+        "steps": [short, long],
+        "previous_ms_per_step": ms["previous"],
+        "linrep_ms_per_step": ms["linrep"],
+        "ratios": ratios,
+        "ratio": med,
+        "ratio_range": [min(ratios), max(ratios)],
+        "rounds": rounds,
+    }
+    print(
+        f"  RATIO filing-time code / linrep: {med:5.1f}x  (median of {rounds} rounds; range "
+        f"{min(ratios):.1f}-{max(ratios):.1f}; target >= 5x)"
+    )
+
+
 def bench_fit(steps: int) -> None:
     lat, mc, tc, K = settings(False)["e4"]
     print(f"== linrep.learn.fit end to end, E4's transformer, {steps} steps, K={K}")
@@ -223,7 +351,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--more", action="store_true", help="also m = 5 and m = 6")
     ap.add_argument("--fit-steps", type=int, default=0)
+    ap.add_argument("--filing-rounds", type=int, default=3, help="rounds of part 2")
+    ap.add_argument(
+        "--filing-steps", type=int, nargs=2, default=(100, 1100), metavar=("SHORT", "LONG"),
+        help="part 2's step counts; a step costs the wall-time difference over LONG - SHORT",
+    )  # fmt: skip
+    ap.add_argument("--skip-filing", action="store_true", help="skip part 2 (git worktree runs)")
     args = ap.parse_args()
+    if args.filing_steps[1] <= args.filing_steps[0]:
+        ap.error("--filing-steps SHORT LONG needs LONG > SHORT")
     torch.set_num_threads(args.threads)
     rec = Recorder("bench_transformer")
     load = os.getloadavg()
@@ -231,6 +367,8 @@ def main() -> None:
         f"machine: {os.cpu_count()} cores, load average {load[0]:.1f} at start; torch threads {args.threads}"
     )
     bench_steps(args.rounds, args.steps, args.more, rec)
+    if not args.skip_filing:
+        bench_filing_time(args.filing_rounds, tuple(args.filing_steps), rec)
     if args.fit_steps:
         bench_fit(args.fit_steps)
     print(f"load average {os.getloadavg()[0]:.1f} at end")

@@ -34,10 +34,18 @@ def test_bench_train_runs_and_reports_its_ratios():
 
 
 def test_bench_transformer_runs_and_reports_its_ratio():
-    out, written = _run("bench_transformer.py", "--rounds", "1", "--steps", "2")
+    out, written = _run(
+        "bench_transformer.py", "--rounds", "1", "--steps", "2",
+        "--filing-rounds", "1", "--filing-steps", "2", "3",
+    )  # fmt: skip
     assert written == ["bench_transformer.json"]
     assert out.count("RATIO previous / linrep") == 2  # train_transformer.toml and E4's setting
     assert "same math" in out and "load average" in out
+    # part 2 runs the filing-time commit's CLI, or says why it cannot (a shallow clone)
+    assert "== vs the filing-time code 96ee160" in out
+    assert ("RATIO filing-time code / linrep" in out) != ("SKIPPED: " in out)
+    trees = subprocess.run(["git", "-C", str(BENCH), "worktree", "list"], capture_output=True)
+    assert b"linrep-filing-" not in trees.stdout  # its temporary worktree is gone
 
 
 def test_bench_scale_runs_and_records_the_floor_ratio():
