@@ -144,6 +144,24 @@ def test_step_buffers_are_reused_without_leaking(lat3):
         assert m.ws.nbytes > 0
 
 
+@pytest.mark.parametrize("factored", [True, False], ids=["factored-head", "plain-head"])
+@pytest.mark.parametrize("arch", ARCHS[1:3], ids=_arch_id)
+def test_gradient_written_into_the_loops_buffer(lat3, arch, factored):
+    """grad(out=buf) writes every column of the reused (K, P) buffer (a NaN-filled one keeps no
+    NaN), equal to the encoder's own gradient tensors assembled by the model (``grad_into`` off)."""
+    m, th = _model(lat3, **arch)
+    m.factored = factored
+    target = Targets(lat3, [TrainConfig()] * 2, torch.float64).full()
+    th2 = th + 0.3 * torch.randn(th.shape, generator=torch.Generator().manual_seed(6))
+    apart, _ = _model(lat3, **arch)
+    apart.factored, apart.encoder.grad_into = factored, False
+    buf = torch.empty_like(th)
+    for t in (th, th2, th):
+        buf.fill_(float("nan"))
+        assert m.grad(t, "squared", target, out=buf) is buf
+        assert torch.equal(buf, apart.grad(t, "squared", target))
+
+
 def test_training_is_deterministic_and_runs_do_not_interact(lat3):
     """Same seeds → the same bits; a run trained inside an ensemble = the run trained alone."""
     mc = {"encoder": "transformer", "d": 6, "width": 8, "depth": 2, "heads": 2}

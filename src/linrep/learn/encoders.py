@@ -55,6 +55,10 @@ class Encoder:
     #: The model's step buffers (set by BatchedModel; None when the encoder stands alone). An
     #: encoder may keep a step's intermediates there on its unfactored path too.
     ws: Workspace | None = None
+    #: True if :meth:`backward_features` and :meth:`backward` take ``out=``: (K, *shape) views of
+    #: the model's flat (K, P) gradient by parameter name, which they may return as their
+    #: gradients after writing into them (the model then skips assembling those columns).
+    grad_into = False
     #: True if :meth:`features` takes ``x=`` (the inputs of a block of contexts) and its backward
     #: is :meth:`backward_features`: the model may then run a full-batch step block by block.
     blocks = False

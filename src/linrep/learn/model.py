@@ -89,6 +89,7 @@ class BatchedModel:
         self._view_src: torch.Tensor | None = None
         self._view_ptr = 0
         self._view_cache: dict[str, torch.Tensor] = {}
+        self._grad_key: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None
         self.ws = Workspace(self.device)  # buffers of the intermediates of loss() and grad()
         self._block_wss: list[tuple[Workspace, Workspace]] = []  # per block worker: full, tail
         self._threads: tuple | None = None  # (count, thread pool) of the blocked step
@@ -120,6 +121,17 @@ class BatchedModel:
         views = {name: theta[:, o : o + s].view(K, *shape) for name, shape, o, s in self.layout}
         self._view_src, self._view_ptr, self._view_cache = theta, theta.data_ptr(), views
         return views
+
+    def _grad_views(self, out: torch.Tensor | None, K: int) -> tuple[torch.Tensor, dict]:
+        """A (K, P) gradient buffer (``out`` or a new one) and its named views (K, *shape), cached
+        for the training loop's reused buffer."""
+        if out is not None and self._grad_key is not None and self._grad_key[0] is out:
+            return self._grad_key
+        if out is None:
+            out = torch.empty(K, self.P, dtype=self.dtype, device=self.device)
+        views = {name: out[:, o : o + s].view(K, *shape) for name, shape, o, s in self.layout}
+        self._grad_key = (out, views)
+        return self._grad_key
 
     def embed(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(f: (K, n, d) for every context, g: (K, V, d))."""
@@ -165,6 +177,8 @@ class BatchedModel:
             return self._grad_blocked(theta, kind, target, block, out)
         p = self.views(theta)
         ws = self.ws
+        flat, into = self._grad_views(out, K) if enc.grad_into else (out, None)
+        kw = {} if into is None else {"out": into}  # the encoder writes into flat's columns
         if self.factored:
             H, cache = enc.features(p, ws)
             Hr = None
@@ -176,17 +190,22 @@ class BatchedModel:
             dH, dW, dg, db = factored_head_loss(
                 kind, H, p[enc.out_name], p["g"], p.get("b"), target, True, enc.needs_dH, Hr, ws
             )
-            grads = enc.backward_features(p, cache, dH, ws)
+            grads = enc.backward_features(p, cache, dH, ws, **kw)
             grads[enc.out_name] = dW
         else:
             f, cache = enc.forward(p)
             df, dg, db = head_loss(kind, f, p["g"], p.get("b"), target, ws=ws)
-            grads = enc.backward(p, cache, df)
+            grads = enc.backward(p, cache, df, **kw)
         grads["g"] = dg
         if db is not None:
             grads["b"] = db
-        parts = [grads[name].reshape(K, -1) for name, *_ in self.layout]
-        return torch.cat(parts, dim=1, out=out)
+        if into is None:
+            parts = [grads[name].reshape(K, -1) for name, *_ in self.layout]
+            return torch.cat(parts, dim=1, out=flat)
+        for name, view in into.items():
+            if grads[name] is not view:  # the head's gradients, any the encoder did not write
+                view.copy_(grads[name].reshape(view.shape))
+        return flat
 
     def block_rows(self, K: int, target: Target) -> int:
         """Contexts per block of a blocked full-batch step (:meth:`_grad_blocked`), 0 = none.

@@ -253,14 +253,15 @@ def _ln(x: torch.Tensor, g: torch.Tensor, b: torch.Tensor, buf: _Buf, name: str)
     return torch.addcmul(b, xhat, g, out=buf(name + ".h", x.shape)), (x, xhat, mean, rstd)
 
 
-def _ln_back(dh: torch.Tensor, g: torch.Tensor, cache: tuple, buf: _Buf, name: str):
+def _ln_back(dh: torch.Tensor, g: torch.Tensor, cache: tuple, buf: _Buf, out: Params, names):
     """(∂x, ∂gain, ∂bias) of :func:`_ln` from ∂h (K, R, w):
     ∂x = ρ (∂x̂ − mean ∂x̂ − x̂ mean(∂x̂ ⊙ x̂)), ∂x̂ = ∂h ⊙ gain (aten's LayerNorm backward of
-    x without an affine part)."""
+    x without an affine part). ∂gain, ∂bias go into ``out`` under ``names`` (gain, bias) when
+    there."""
     x, xhat, mean, rstd = cache
     tmp = buf(f"tmp{tuple(dh.shape)}", dh.shape)
-    dg = torch.mul(dh, xhat, out=tmp).sum(dim=1, keepdim=True)
-    db = dh.sum(dim=1, keepdim=True)
+    dg = torch.sum(torch.mul(dh, xhat, out=tmp), dim=1, keepdim=True, out=out.get(names[0]))
+    db = torch.sum(dh, dim=1, keepdim=True, out=out.get(names[1]))
     dx = torch.ops.aten.native_layer_norm_backward(
         torch.mul(dh, g, out=tmp), x, (dh.shape[-1],), mean, rstd, None, None, (True, False, False)
     )[0]
@@ -525,32 +526,40 @@ class TransformerEncoder(Encoder):
         return y, (ln, h, a, u)
 
     # ------------------------------------------------------------------ backward
-    def backward(self, p, cache, df):
+    grad_into = True
+
+    def backward(self, p, cache, df, out=None):
         feats, H = cache
-        g = {"W_out": torch.bmm(H.transpose(1, 2), df)}
-        g.update(self.backward_features(p, feats, torch.bmm(df, p["W_out"].transpose(1, 2))))
+        o = out or {}
+        g = {"W_out": torch.bmm(H.transpose(1, 2), df, out=o.get("W_out"))}
+        g.update(
+            self.backward_features(p, feats, torch.bmm(df, p["W_out"].transpose(1, 2)), out=out)
+        )
         return g
 
-    def backward_features(self, p, cache, dH, ws=None):
+    def backward_features(self, p, cache, dH, ws=None, out=None):
+        """Gradients of every parameter but W_out; those with a view in ``out`` (K, *shape) are
+        written there (the model's flat gradient)."""
         blocks, lnf, plan, runs, buf = cache
         K, T, w, depth = dH.shape[0], self.T, self.cfg.width, self.cfg.depth
+        o: Params = out or {}
         g: Params = {}
-        dx, g["lnf_g"], g["lnf_b"] = _ln_back(dH, p["lnf_g"], lnf, buf, "lnf")  # (K, B, w)
+        dx, g["lnf_g"], g["lnf_b"] = _ln_back(dH, p["lnf_g"], lnf, buf, o, ("lnf_g", "lnf_b"))
         if depth > 1:
-            dx = self._last_back(p, blocks[-1], dx, g, buf)  # (K, R, w)
+            dx = self._last_back(p, blocks[-1], dx, g, buf, o)  # (K, R, w)
         for i in reversed(range(1, depth - 1)):
             c = blocks[i]
             K, LB, _ = dx.shape
-            dx = self._mlp_back(p, i, c["mlp"], dx, g, buf)
-            g[f"Wo{i}"] = torch.bmm(c["o"].view(K, LB, w).transpose(1, 2), dx)
+            dx = self._mlp_back(p, i, c["mlp"], dx, g, buf, o)
+            g[f"Wo{i}"] = torch.bmm(c["o"].view(K, LB, w).transpose(1, 2), dx, out=o.get(f"Wo{i}"))
             do = torch.bmm(dx, p[f"Wo{i}"].transpose(1, 2)).view(c["o"].shape)
             qkv = c["qkv"]
             dq, dkv = _attend_rows_back(do, qkv[..., :w], qkv[..., w:], c["a"], buf, f"att{i}")
             dqkv = torch.cat((dq, dkv), dim=-1).view(K, LB, 3 * w)
-            g[f"Wqkv{i}"] = torch.bmm(c["h"].transpose(1, 2), dqkv)
+            g[f"Wqkv{i}"] = torch.bmm(c["h"].transpose(1, 2), dqkv, out=o.get(f"Wqkv{i}"))
             dh = torch.bmm(dqkv, p[f"Wqkv{i}"].transpose(1, 2))
             dxi, g[f"ln1_g{i}"], g[f"ln1_b{i}"] = _ln_back(
-                dh, p[f"ln1_g{i}"], c["ln1"], buf, f"ln1.{i}"
+                dh, p[f"ln1_g{i}"], c["ln1"], buf, o, (f"ln1_g{i}", f"ln1_b{i}")
             )
             dx = dx.add_(dxi)
         # block 0: at its rows, then on the table
@@ -558,25 +567,27 @@ class TransformerEncoder(Encoder):
         U = runs.cell.numel() // K
         if depth > 2:  # the full grid's ∂x onto the distinct prefixes
             dx = runs.key_bags.sum(dx.view(-1, w)).view(K, U, w)
-        dx = self._mlp_back(p, 0, c["mlp"], dx, g, buf)
+        dx = self._mlp_back(p, 0, c["mlp"], dx, g, buf, o)
         dqkv_t, g["Wo0"] = _attend_table_back(dx, c["att"], p["Wo0"], plan, runs, buf)
-        g["Wqkv0"] = torch.bmm(c["h"].transpose(1, 2), dqkv_t)
+        g["Wqkv0"] = torch.bmm(c["h"].transpose(1, 2), dqkv_t, out=o.get("Wqkv0"))
         dh0t = torch.bmm(dqkv_t, p["Wqkv0"].transpose(1, 2))
-        dx0t, g["ln1_g0"], g["ln1_b0"] = _ln_back(dh0t, p["ln1_g0"], c["ln1"], buf, "ln1.0")
+        dx0t, g["ln1_g0"], g["ln1_b0"] = _ln_back(
+            dh0t, p["ln1_g0"], c["ln1"], buf, o, ("ln1_g0", "ln1_b0")
+        )
         dx0t.view(K * T, w).add_(runs.cell_bags.sum(dx.view(-1, w)))  # the residual ∂x₀
         dx0t = dx0t.view(K, self.n_tok, self.L, w)
-        g["tok_emb"] = dx0t.sum(dim=2)
-        g["pos_emb"] = dx0t.sum(dim=1)
+        g["tok_emb"] = torch.sum(dx0t, dim=2, out=o.get("tok_emb"))
+        g["pos_emb"] = torch.sum(dx0t, dim=1, out=o.get("pos_emb"))
         return g
 
-    def _last_back(self, p: Params, c: dict, dx: torch.Tensor, g: Params, buf: _Buf):
+    def _last_back(self, p: Params, c: dict, dx: torch.Tensor, g: Params, buf: _Buf, o: Params):
         """∂x of the last block's input rows (K, R, w) from ∂x of its output (K, B, w)."""
         i, w = self.cfg.depth - 1, self.cfg.width
         K, B, _ = dx.shape
         h = c["h"]
         R = h.shape[1]
-        dx = self._mlp_back(p, i, c["mlp"], dx, g, buf)
-        g[f"Wo{i}"] = torch.bmm(c["o"].transpose(1, 2), dx)
+        dx = self._mlp_back(p, i, c["mlp"], dx, g, buf, o)
+        g[f"Wo{i}"] = torch.bmm(c["o"].transpose(1, 2), dx, out=o.get(f"Wo{i}"))
         do = torch.bmm(dx, p[f"Wo{i}"].transpose(1, 2)).view(K, 1, B, w)
         dq, dkv = _attend_rows_back(do, c["q"], c["kv"], c["a"], buf, "last")
         dq = dq.view(K, B, w)
@@ -585,26 +596,34 @@ class TransformerEncoder(Encoder):
             dkv = c["key_bags"].sum(dkv)
         dkv = dkv.view(K, R, 2 * w)
         W = p[f"Wqkv{i}"]
-        g[f"Wqkv{i}"] = torch.cat(
-            (torch.bmm(c["hq"].transpose(1, 2), dq), torch.bmm(h.transpose(1, 2), dkv)), dim=2
-        )
+        dW = o.get(f"Wqkv{i}")
+        if dW is None:
+            dW = torch.empty_like(W)
+        torch.bmm(c["hq"].transpose(1, 2), dq, out=dW[:, :, :w])  # the queries'
+        torch.bmm(h.transpose(1, 2), dkv, out=dW[:, :, w:])  # keys' and values'
+        g[f"Wqkv{i}"] = dW
         dh = torch.bmm(dkv, W[:, :, w:].transpose(1, 2), out=buf(f"dh{i}", h.shape))
         dh[:, R - B :].add_(torch.bmm(dq, W[:, :, :w].transpose(1, 2)))  # the queries: last B rows
         dxr, g[f"ln1_g{i}"], g[f"ln1_b{i}"] = _ln_back(
-            dh, p[f"ln1_g{i}"], c["ln1"], buf, f"ln1.{i}"
+            dh, p[f"ln1_g{i}"], c["ln1"], buf, o, (f"ln1_g{i}", f"ln1_b{i}")
         )
         dxr[:, R - B :].add_(dx)  # the residual
         return dxr
 
-    def _mlp_back(self, p: Params, i: int, cache: tuple, dy: torch.Tensor, g: Params, buf: _Buf):
-        """∂x of :meth:`_mlp` from ∂y (K, R, w); writes the MLP's and LN₂'s gradients into g."""
+    def _mlp_back(
+        self, p: Params, i: int, cache: tuple, dy: torch.Tensor, g: Params, buf: _Buf, o: Params
+    ):
+        """∂x of :meth:`_mlp` from ∂y (K, R, w); puts the MLP's and LN₂'s gradients into g (into
+        their views in ``o`` when there)."""
         ln, h, a, u = cache
-        g[f"W2{i}"] = torch.bmm(u.transpose(1, 2), dy)
-        g[f"b2{i}"] = dy.sum(dim=1, keepdim=True)
+        g[f"W2{i}"] = torch.bmm(u.transpose(1, 2), dy, out=o.get(f"W2{i}"))
+        g[f"b2{i}"] = torch.sum(dy, dim=1, keepdim=True, out=o.get(f"b2{i}"))
         du = torch.bmm(dy, p[f"W2{i}"].transpose(1, 2), out=buf(f"mlp{i}.du", a.shape))
         da = torch.ops.aten.gelu_backward.grad_input(du, a, grad_input=du)
-        g[f"W1{i}"] = torch.bmm(h.transpose(1, 2), da)
-        g[f"b1{i}"] = da.sum(dim=1, keepdim=True)
+        g[f"W1{i}"] = torch.bmm(h.transpose(1, 2), da, out=o.get(f"W1{i}"))
+        g[f"b1{i}"] = torch.sum(da, dim=1, keepdim=True, out=o.get(f"b1{i}"))
         dh = torch.bmm(da, p[f"W1{i}"].transpose(1, 2), out=buf(f"mlp{i}.dh", dy.shape))
-        dx, g[f"ln2_g{i}"], g[f"ln2_b{i}"] = _ln_back(dh, p[f"ln2_g{i}"], ln, buf, f"ln2.{i}")
+        dx, g[f"ln2_g{i}"], g[f"ln2_b{i}"] = _ln_back(
+            dh, p[f"ln2_g{i}"], ln, buf, o, (f"ln2_g{i}", f"ln2_b{i}")
+        )
         return dx.add_(dy)
