@@ -98,7 +98,7 @@ class PopulationLoss:
         self.chunk = max(1, _CHUNK_CELLS // latent.n_tokens)
         self.h = np.concatenate(  # (N,) float64 floors, once
             [
-                row_floor(kind, self.exact_rows(c).double().cpu().numpy())
+                row_floor(kind, self.exact_rows.dense(c).double().cpu().numpy())
                 for c in self.rows.split(self.chunk)
             ]
         )
@@ -107,7 +107,7 @@ class PopulationLoss:
 
     def _rows_P(self, a: int, b: int) -> torch.Tensor:
         """p(·|ξ) of held-out contexts a … b − 1, (b − a, V)."""
-        return self.exact_rows(self.rows[a:b])
+        return self.exact_rows.dense(self.rows[a:b])
 
     def __call__(self, model, theta: torch.Tensor) -> Evaluation:
         """Population loss and excess loss of every run at θ: (K, P)."""

@@ -53,14 +53,27 @@ def row_losses(kind: str, z: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
     """Loss of every context row, (K, c), from logits z: (K, c, V) and targets P: (K|1, c, V).
 
     cross_entropy: logsumexp(z) − Σ_y P z (= −Σ_y P log q); squared: ‖softmax(z) − P‖²;
-    sigmoid: Σ_y softplus(z) − P z.
+    sigmoid: Σ_y softplus(z) − P z. P may also be exact rows stored by their support
+    (:class:`~linrep.learn.objective.SupportRows`, shaped like z).
     """
     if kind == "cross_entropy":
-        return torch.logsumexp(z, dim=2) - (P * z).sum(dim=2)
+        return torch.logsumexp(z, dim=2) - _target_dot(P, z)
     if kind == "sigmoid":
-        return (torch.nn.functional.softplus(z) - P * z).sum(dim=2)
-    e = torch.softmax(z, dim=2) - P
+        if isinstance(P, torch.Tensor):
+            return (torch.nn.functional.softplus(z) - P * z).sum(dim=2)
+        return torch.nn.functional.softplus(z).sum(dim=2) - P.dot(z)
+    e = _sub_target(torch.softmax(z, dim=2), P)
     return (e * e).sum(dim=2)
+
+
+def _sub_target(x: torch.Tensor, P) -> torch.Tensor:
+    """x −= P in place: P a tensor or support rows (``SupportRows.sub_from``); returns x."""
+    return x.sub_(P) if isinstance(P, torch.Tensor) else P.sub_from(x)
+
+
+def _target_dot(P, z: torch.Tensor) -> torch.Tensor:
+    """Σ_y P z per row, (K, c): P a tensor (K|1, c, V) or support rows shaped like z."""
+    return (P * z).sum(dim=2) if isinstance(P, torch.Tensor) else P.dot(z)
 
 
 def rows_head(
@@ -91,7 +104,8 @@ def rows_head(
         b: (K, 1, V) biases or None.
         tok: (K, B) int64 next tokens, or None with ``P``.
         P: (K, B, V) the rows' exact target distributions (the exact objective's minibatch:
-            ℓ_b = the row loss against P_b), or None.
+            ℓ_b = the row loss against P_b; a tensor or support rows,
+            :class:`~linrep.learn.objective.SupportRows`), or None.
         want_grad: False = the loss only (the gradients are None).
         ws: buffers (the (K, B, V) logits live there).
         dg_out: a (K, V, d) tensor (e.g. a view of the caller's gradient buffer) to write ∂g into.
@@ -182,16 +196,17 @@ def _token_rows(kind, z, f, g, b, tok, want_grad, threads):
 def logit_grad(
     kind: str, z: torch.Tensor, P: torch.Tensor, out: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """e with ∂L/∂z = r ⊙ e, from the logits z: (K, n, V) and targets P: (K|1, n, V).
+    """e with ∂L/∂z = r ⊙ e, from the logits z: (K, n, V) and targets P: (K|1, n, V) (or support
+    rows shaped like z, :class:`~linrep.learn.objective.SupportRows`).
 
     May overwrite z (the training loop never reuses it); ``out`` (shaped like z) may receive e.
     """
     if kind == "cross_entropy":  # one fused max/exp/sum/div kernel, then q − P
-        return torch.softmax(z, dim=2, out=out).sub_(P)
+        return _sub_target(torch.softmax(z, dim=2, out=out), P)
     if kind == "sigmoid":
-        return torch.sigmoid_(z).sub_(P)
+        return _sub_target(torch.sigmoid_(z), P)
     q = torch.softmax(z, dim=2)
-    e = q - P
+    e = _sub_target(q.clone(), P)
     return (e - (e * q).sum(dim=2, keepdim=True)).mul_(q).mul_(2.0)
 
 

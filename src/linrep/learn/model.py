@@ -10,7 +10,7 @@ before casting — so a run's initial parameters do not depend on the ensemble i
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -39,8 +39,9 @@ class Rows(NamedTuple):
     """(K, B) int64 context indices into the model's context set."""
     tok: torch.Tensor | None
     """(K, B) int64 sampled next tokens (objective ``sampled``), or None."""
-    P: torch.Tensor | None = None
-    """(K, B, V) p(y | ξ) of the batch's contexts (objective ``exact``), or None."""
+    P: Any = None
+    """(K, B, V) p(y | ξ) of the batch's contexts (objective ``exact``): a tensor, or the rows
+    stored by their support (:class:`~linrep.learn.objective.SupportRows`); or None."""
 
 
 class BatchedModel:

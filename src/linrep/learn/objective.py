@@ -14,13 +14,15 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 
 from .config import TrainConfig
 from .model import Rows
 
-__all__ = ["Targets", "ExactRows", "CHUNK"]
+__all__ = ["Targets", "ExactRows", "SupportRows", "CHUNK"]
 
 CHUNK = 256  # minibatch draws are generated this many steps at a time
 
@@ -125,41 +127,149 @@ class Targets:
         return Rows(ctx, None, self._exact_rows(ctx))
 
 
-class ExactRows:
-    """p(y | ξ) for any contexts of a latent model, built from bit masks (no table).
+class SupportRows(NamedTuple):
+    """Exact rows p(·|ξ) of a batch of contexts stored by their support (no (..., V) tensor).
 
-    Row ξ is p(c(y)) w(y) on the tokens consistent with ξ (``c(y) & K == V``,
-    :func:`~linrep.latent.model.consistent_mass`), divided by its sum p(c_core(ξ)); the sums are
-    computed the first time a context is asked for and cached (n numbers).
+    Row ξ is nonzero only on the tokens consistent with ξ: 2^(m − |core|) · n_syn of V (on
+    average about 2V / (m + 1) for a core size uniform in 0…m), where it is p(c(y)) w(y) /
+    p(c_core(ξ)). A step that needs "x − P" or Σ_y P z touches those entries only.
+    """
+
+    shape: tuple[int, ...]
+    """(..., V): the shape the dense rows would have."""
+    tokens: list[torch.Tensor]
+    """Per flat row (context), its consistent tokens, (N_r,) int32 ascending."""
+    scale: list[float]
+    """Per flat row, 1 / p(c_core(ξ))."""
+    p_tok: torch.Tensor
+    """(V,) p(c(y)) w(y)."""
+
+    def sub_from(self, x: torch.Tensor) -> torch.Tensor:
+        """x −= P in place (x: a contiguous (..., V) tensor of :attr:`shape`); returns x."""
+        xr = x.view(-1, self.shape[-1])
+        for r, (t, s) in enumerate(zip(self.tokens, self.scale, strict=True)):
+            xr[r].index_add_(0, t, self.p_tok.index_select(0, t), alpha=-s)
+        return x
+
+    def dot(self, z: torch.Tensor) -> torch.Tensor:
+        """Σ_y P(y|ξ) z(ξ, y) for every row, (...): z is (..., V) of :attr:`shape`."""
+        zr = z.reshape(-1, self.shape[-1])
+        out = torch.empty(zr.shape[0], dtype=z.dtype, device=z.device)
+        for r, (t, s) in enumerate(zip(self.tokens, self.scale, strict=True)):
+            out[r] = torch.dot(zr[r].index_select(0, t), self.p_tok.index_select(0, t)) * s
+        return out.view(self.shape[:-1])
+
+    def dense(self) -> torch.Tensor:
+        """The rows as a (..., V) tensor."""
+        out = torch.zeros(self.shape, dtype=self.p_tok.dtype, device=self.p_tok.device)
+        xr = out.view(-1, self.shape[-1])
+        for r, (t, s) in enumerate(zip(self.tokens, self.scale, strict=True)):
+            xr[r].index_add_(0, t, self.p_tok.index_select(0, t), alpha=s)  # onto zeros: exact
+        return out
+
+
+class ExactRows:
+    """p(y | ξ) for any contexts of a latent model, from bit masks (no table), for every latent kind.
+
+    Row ξ is p(c(y)) w(y) on the tokens consistent with ξ (``c(y) & K == V`` on the bit masks of
+    :func:`~linrep.latent.contexts.encode`), divided by its sum p(c_core(ξ)). The first time a
+    context is asked for, its consistent tokens are enumerated directly (never by a pass over all
+    V tokens): the free bits of c(y) (the concepts ξ leaves ⋄) are filled with 0 … 2^free − 1 by a
+    bit-deposit table per half of the m bits; the token list and 1 / p(c_core(ξ)) (float64 sum)
+    are cached, so a later batch only gathers them (:class:`SupportRows`).
 
     Args:
-        latent: the latent model.  dtype, device: of the rows.
+        latent: the latent model (``contexts``, ``m``, ``token_vector``, ``p_concepts``,
+            ``token_prob``; token y = c(y) · n_syn + synonym).  dtype, device: of the rows.
     """
 
     def __init__(self, latent, dtype: torch.dtype, device: torch.device | str = "cpu"):
         from ..latent.contexts import encode
 
-        known, values = encode(latent.contexts)  # int32: half the memory traffic
-        self.known = torch.as_tensor(known.astype(np.int32), device=device)
-        self.values = torch.as_tensor(values.astype(np.int32), device=device)
-        self.tv = torch.as_tensor(latent.token_vector.astype(np.int32), device=device)
+        self.device = torch.device(device)
+        self.m, self.V = latent.m, latent.n_tokens
+        self.n_syn = self.V >> self.m
+        known, values = encode(latent.contexts)
+        self.lo = self.m // 2  # bits of the low half
+        lo_mask = (1 << self.lo) - 1
+        free = ~known & ((1 << self.m) - 1)
+        w = max(self.lo, self.m - self.lo)
+        deposit, ones = _deposit_table(w)
+        self._deposit = torch.as_tensor(deposit, device=device)
+        i64 = {"dtype": torch.int64, "device": device}
+        # per context: free / known-value bits of each half, and the size of its support
+        self._f = torch.as_tensor(np.stack([free & lo_mask, free >> self.lo], 1), **i64)
+        self._v = torch.as_tensor(np.stack([values & lo_mask, values >> self.lo], 1), **i64)
+        count = (1 << ones[self._f.cpu().numpy()]).astype(np.int64)  # (n, 2) per half
+        self._n_lo = torch.as_tensor(count[:, 0], **i64)
+        self.count = torch.as_tensor(count[:, 0] * count[:, 1] * self.n_syn, **i64)
         p_tok = latent.p_concepts[latent.token_vector] * latent.token_prob
         self.p_tok = torch.as_tensor(p_tok, dtype=dtype, device=device)
         self._p64 = torch.as_tensor(p_tok, dtype=torch.float64, device=device)
-        self.inv_mass = torch.full((latent.n_contexts,), float("nan"), dtype=dtype, device=device)
+        self.inv_mass = torch.zeros(latent.n_contexts, dtype=torch.float64, device=device)
+        self.start = torch.full((latent.n_contexts,), -1, **i64)  # −1: not enumerated yet
+        self._tok = torch.empty(0, dtype=torch.int32, device=device)  # the cached token lists
+        self._used = 0
 
-    def __call__(self, ctx: torch.Tensor) -> torch.Tensor:
-        """Rows p(· | ξ) of the contexts ``ctx`` (any shape (...)), (..., V)."""
-        from ..latent.model import consistent_mass
+    def __call__(self, ctx: torch.Tensor) -> SupportRows:
+        """Rows p(· | ξ) of the contexts ``ctx`` (any shape (...)), as (..., V) support rows."""
+        c = ctx.reshape(-1)
+        new = torch.unique(c[self.start[c] < 0])
+        if new.numel():
+            self._enumerate(new)
+        start, count = self.start[c].tolist(), self.count[c].tolist()
+        tokens = [self._tok[a : a + n] for a, n in zip(start, count, strict=True)]
+        scale = self.inv_mass[c].tolist()
+        return SupportRows((*ctx.shape, self.V), tokens, scale, self.p_tok)
 
-        new = torch.unique(ctx[torch.isnan(self.inv_mass[ctx])])
-        step = max(1, (1 << 22) // self.tv.numel())
-        for s in range(0, new.numel(), step):  # p(c_core(ξ)) in float64, once per context
-            c = new[s : s + step]
-            mass = consistent_mass(self.known[c], self.values[c], self.tv, self._p64).sum(dim=1)
-            self.inv_mass[c] = (1.0 / mass).to(self.inv_mass.dtype)
-        mask = (self.tv & self.known[ctx][..., None]) == self.values[ctx][..., None]
-        return torch.where(mask, self.p_tok, 0.0).mul_(self.inv_mass[ctx][..., None])
+    def dense(self, ctx: torch.Tensor) -> torch.Tensor:
+        """Rows p(· | ξ) of the contexts ``ctx`` as a (..., V) tensor."""
+        return self(ctx).dense()
+
+    def tokens(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tokens consistent with each context c: (N,) int64 ascending per context, and
+        each one's position in ``c``, (N,) int64 (contexts in the order of c)."""
+        cnt = self.count[c]
+        row = torch.repeat_interleave(torch.arange(c.numel(), device=c.device), cnt)
+        j = torch.arange(row.numel(), device=c.device) - (torch.cumsum(cnt, 0) - cnt)[row]
+        syn, j = j % self.n_syn, j // self.n_syn
+        n_lo = self._n_lo[c][row]
+        f, v = self._f[c][row], self._v[c][row]
+        lo = self._deposit[f[:, 0], j % n_lo] | v[:, 0]
+        hi = self._deposit[f[:, 1], j // n_lo] | v[:, 1]
+        return ((hi << self.lo) | lo) * self.n_syn + syn, row
+
+    def _enumerate(self, new: torch.Tensor) -> None:
+        """Cache the token lists and 1 / p(c_core(ξ)) of the contexts ``new``."""
+        tok, row = self.tokens(new)
+        mass = torch.zeros(new.numel(), dtype=torch.float64, device=new.device)
+        mass.index_add_(0, row, self._p64[tok])
+        self.inv_mass[new] = 1.0 / mass
+        need = self._used + tok.numel()
+        if need > self._tok.numel():  # grow geometrically: amortised O(1) per entry
+            grown = torch.empty(max(need, 2 * self._tok.numel()), dtype=torch.int32)
+            grown[: self._used] = self._tok[: self._used]
+            self._tok = grown.to(self.device)
+        self._tok[self._used : need] = tok.to(torch.int32)
+        cnt = self.count[new]
+        self.start[new] = self._used + torch.cumsum(cnt, 0) - cnt
+        self._used = need
+
+
+def _deposit_table(w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bit deposit on w bits: T[f, i] = the bits of i placed, in order, at the set bits of f
+    ((2^w, 2^w) int64; valid for i < 2^popcount(f)), and popcount(f), (2^w,) int64."""
+    f = np.arange(1 << w, dtype=np.int64)[:, None]
+    r = np.arange(1 << w, dtype=np.int64)[None, :].repeat(1 << w, axis=0)
+    out = np.zeros_like(r)
+    for b in range(w):  # loop over bit positions, not tokens
+        fb = (f >> b) & 1
+        out |= (r & fb) << b
+        r >>= fb
+    ones = np.zeros(1 << w, dtype=np.int64)
+    for b in range(w):
+        ones += (f[:, 0] >> b) & 1
+    return out, ones
 
 
 def _with_targets(T: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
