@@ -101,11 +101,17 @@ class Encoder:
         raise NotImplementedError
 
     def backward_features(
-        self, p: Params, cache: Any, dH: torch.Tensor | None, ws: Workspace | None = None
+        self,
+        p: Params,
+        cache: Any,
+        dH: torch.Tensor | None,
+        ws: Workspace | None = None,
+        into: Params | None = None,
     ) -> Params:
         """Gradients of every parameter except W_out from ∂L/∂H (None if H has no parameters).
 
-        May overwrite ``dH``.
+        May overwrite ``dH``. ``into`` (encoders with ``blocks``): (K, *shape) sums, laid out as
+        in θ, to add the gradients to instead of returning them (then the result is empty).
         """
         return {}
 
@@ -221,12 +227,19 @@ class MLPEncoder(Encoder):
     Hidden weights ~ N(0, (gain/√fan_in)²) (He for relu, LeCun otherwise) unless
     ``hidden_init_scale`` is given, hidden biases 0; the output layer W_out: (width, d) ~
     N(0, init_scale²) has no bias. depth = 0 is the linear encoder.
+
+    The first layer is one matmul with its bias: W_1ᵀ x + b_1 = [W_1; b_1]ᵀ [x; 1] (the inputs
+    carry a constant 1, and b_1 follows W_1 in θ, so [W_1; b_1] is a view, :func:`_with_bias`);
+    its gradient [∂W_1; ∂b_1] = [x, 1]ᵀ ∂a is one matmul too. No broadcast copy of b_1 and no
+    separate sum over contexts for ∂b_1.
     """
 
     def __init__(self, cfg, contexts, dtype, device="cpu"):
         super().__init__(cfg, contexts, dtype, device)
-        self.x = torch.as_tensor(one_hot_contexts(contexts), dtype=dtype, device=device)
-        self.xt = self.x.T.contiguous()
+        x = one_hot_contexts(contexts)
+        if cfg.depth:  # layer 1's bias rides on a constant input: [x, 1] [W_1; b_1]
+            x = np.hstack([x, np.ones((len(x), 1))])
+        self.x = torch.as_tensor(x, dtype=dtype, device=device)  # (n, 3m [+ 1])
         self.widths = [3 * self.m] + [cfg.width] * cfg.depth
         self.feature_dim = self.widths[-1]
         self._xk: torch.Tensor | None = None
@@ -259,24 +272,28 @@ class MLPEncoder(Encoder):
         return p
 
     def _x_batched(self, K: int) -> torch.Tensor:
-        """x(ξ) repeated over runs, (K, n, 3m) contiguous (cached: bmm-friendly)."""
+        """[x(ξ), 1] repeated over runs, (K, n, 3m + 1) contiguous (cached: bmm-friendly)."""
         if self._xk is None or self._xk.shape[0] != K:
             self._xk = self.x.expand(K, *self.x.shape).contiguous()
         return self._xk
 
     def block_inputs(self, K: int, a: int, b: int) -> torch.Tensor:
-        """x(ξ) of contexts a … b − 1 for every run, (K, b − a, 3m) (a view)."""
+        """[x(ξ), 1] of contexts a … b − 1 for every run, (K, b − a, 3m + 1) (a view)."""
         return self._x_batched(K)[:, a:b]
 
     def features(self, p, ws=None, x=None):
-        """H (K, n, width) of every context, or of the inputs ``x`` (K, B, 3m) if given."""
+        """H (K, n, width) of every context, or of the inputs ``x`` (K, B, 3m + 1) if given."""
         act = self.cfg.activation
         K = p["W_out"].shape[0]
         h = self._x_batched(K) if x is None else x
         cache = []
         for i in range(self.cfg.depth):
             shape = (K, h.shape[1], self.widths[i + 1])
-            a = torch.baddbmm(p[f"b{i}"], h, p[f"W{i}"], out=buffer(ws, f"a{i}", shape, h.dtype))
+            out = buffer(ws, f"a{i}", shape, h.dtype)
+            if i == 0:  # [x, 1] [W_1; b_1]
+                a = torch.bmm(h, _with_bias(p, 0), out=out)
+            else:
+                a = torch.baddbmm(p[f"b{i}"], h, p[f"W{i}"], out=out)
             if act == "relu":  # the backward pass only needs h = relu(a): overwrite a in place
                 hn, a = a.relu_(), None
             else:
@@ -303,7 +320,7 @@ class MLPEncoder(Encoder):
     def backward_rows(self, p, cache, df, rows):
         return self.backward(p, cache, df)
 
-    def backward_features(self, p, cache, dH, ws=None):
+    def backward_features(self, p, cache, dH, ws=None, into=None):
         act = self.cfg.activation
         g = {}
         dh = dH
@@ -313,8 +330,20 @@ class MLPEncoder(Encoder):
                 da = torch.ops.aten.threshold_backward.grad_input(dh, h_out, 0, grad_input=dh)
             else:
                 da = dh.mul_(_act_grad(act, a, h_out))
-            g[f"W{i}"] = torch.bmm(h_in.transpose(1, 2), da)
-            g[f"b{i}"] = da.sum(dim=1, keepdim=True)
+            h_t = h_in.transpose(1, 2)
+            if i == 0 and into is not None and (wb := _bias_view(into, 0)) is not None:
+                wb.baddbmm_(h_t, da)  # [∂W_1; ∂b_1] += [x, 1]ᵀ ∂a inside the matmul
+            else:
+                if i == 0:  # [∂W_1; ∂b_1] = [x, 1]ᵀ ∂a
+                    dwb = torch.bmm(h_t, da)
+                    dw, db = dwb[:, :-1], dwb[:, -1:]
+                else:
+                    dw, db = torch.bmm(h_t, da), da.sum(dim=1, keepdim=True)
+                if into is None:
+                    g[f"W{i}"], g[f"b{i}"] = dw, db
+                else:
+                    into[f"W{i}"].add_(dw)
+                    into[f"b{i}"].add_(db)
             if i > 0:
                 dh = torch.bmm(
                     da,
@@ -322,6 +351,30 @@ class MLPEncoder(Encoder):
                     out=buffer(ws, f"dh{i}", h_in.shape, da.dtype),
                 )
         return g
+
+
+def _bias_view(p: Params, i: int) -> torch.Tensor | None:
+    """[W_i; b_i]: (K, fan_in + 1, width) as a view of ``p``'s memory, or None if b_i does not
+    directly follow W_i there (θ's layout does, and so does any tensor laid out like θ, e.g. a
+    gradient sum: a matmul into the view then writes ∂W_i and ∂b_i in place)."""
+    W, b = p[f"W{i}"], p[f"b{i}"]
+    K, rows, width = W.shape
+    follows = (
+        W.stride(1) == width
+        and W.stride(2) == b.stride(2) == 1
+        and (K == 1 or W.stride(0) == b.stride(0))
+        and b.data_ptr() == W.data_ptr() + rows * width * W.element_size()
+    )
+    if not follows or W.requires_grad or b.requires_grad:
+        return None
+    return W.as_strided((K, rows + 1, width), W.stride())
+
+
+def _with_bias(p: Params, i: int) -> torch.Tensor:
+    """[W_i; b_i]: (K, fan_in + 1, width), the weights of layer i + 1 over its inputs [h, 1]
+    (a view of θ when possible, :func:`_bias_view`, else a copy)."""
+    wb = _bias_view(p, i)
+    return torch.cat([p[f"W{i}"], p[f"b{i}"]], dim=1) if wb is None else wb
 
 
 def make_encoder(

@@ -38,15 +38,25 @@ __all__ = [
 
 
 def logit_loss(kind: str, z: torch.Tensor, T: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """Loss per run (K,) from the logits z: (K, n, V), table T: (K|1, n, V), row masses r: (K|1, n, 1)."""
+    """Loss per run (K,) from the logits z: (K, n, V), table T: (K|1, n, V), row masses r: (K|1, n, 1).
+
+    May overwrite z (cross_entropy: −Σ T log q, with log q = log_softmax(z) written over z: one
+    fused pass and one dot product, instead of logsumexp's passes and a T ⊙ z temporary).
+    """
     if kind == "cross_entropy":
-        return (torch.logsumexp(z, dim=2, keepdim=True) * r).sum(dim=(1, 2)) - (T * z).sum(
-            dim=(1, 2)
-        )
+        return -_table_dot(torch.log_softmax(z, dim=2, out=z), T)
     if kind == "sigmoid":
         return (torch.nn.functional.softplus(z) * r - T * z).sum(dim=(1, 2))
     P = T / r.clamp_min(torch.finfo(T.dtype).tiny)
     return (row_losses(kind, z, P) * r[..., 0]).sum(dim=1)
+
+
+def _table_dot(x: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
+    """Σ_{ξ,y} x T per run, (K,), for x: (K, n, V) contiguous and T: (K|1, n, V)."""
+    K = x.shape[0]
+    if T.shape[0] == 1 and T.is_contiguous():  # one matrix-vector product, no temporary
+        return torch.mv(x.view(K, -1), T.view(-1))
+    return (x * T).sum(dim=(1, 2))
 
 
 def row_losses(kind: str, z: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
@@ -241,11 +251,14 @@ def head_loss(
     z = torch.bmm(f, gt, out=zb) if b is None else torch.baddbmm(b, f, gt, out=zb)  # (K, n, V)
     if not want_grad:
         return logit_loss(kind, z, T, r)
-    dz = logit_grad(kind, z, P, buffer(ws, "e", shape, f.dtype)).mul_(r)
-    df = torch.bmm(dz, g, out=buffer(ws, "df", f.shape, f.dtype))
-    dzt = dz.transpose(1, 2)
-    dg = torch.bmm(dzt, f) if dg_into is None else dg_into.baddbmm_(dzt, f)
-    db = dz.sum(dim=1, keepdim=True) if b is not None else None
+    # ∂L/∂z = r ⊙ e, e written over z; r ⊙ e is never formed: r scales the (n, d) side of each
+    # matmul instead (∂f = r ⊙ (e g), ∂g = eᵀ (r ⊙ f), ∂b = rᵀ e), a pass over (n, V) fewer
+    e = logit_grad(kind, z, P, out=z)
+    df = torch.bmm(e, g, out=buffer(ws, "df", f.shape, f.dtype)).mul_(r)
+    fr = torch.mul(f, r, out=buffer(ws, "fr", f.shape, f.dtype))
+    et = e.transpose(1, 2)
+    dg = torch.bmm(et, fr) if dg_into is None else dg_into.baddbmm_(et, fr)
+    db = torch.matmul(r.transpose(1, 2), e) if b is not None else None
     return df, dg, db
 
 

@@ -118,8 +118,7 @@ class BatchedModel:
         """Named views (K, *shape) into θ (no copies; cached for the training loop's θ)."""
         if theta is self._view_src and theta.data_ptr() == self._view_ptr:
             return self._view_cache
-        K = theta.shape[0]
-        views = {name: theta[:, o : o + s].view(K, *shape) for name, shape, o, s in self.layout}
+        views = self._split(theta)
         self._view_src, self._view_ptr, self._view_cache = theta, theta.data_ptr(), views
         return views
 
@@ -130,9 +129,13 @@ class BatchedModel:
             return self._grad_key
         if out is None:
             out = torch.empty(K, self.P, dtype=self.dtype, device=self.device)
-        views = {name: out[:, o : o + s].view(K, *shape) for name, shape, o, s in self.layout}
-        self._grad_key = (out, views)
+        self._grad_key = (out, self._split(out))
         return self._grad_key
+
+    def _split(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named views (K, *shape) into any (K, P) tensor laid out like θ."""
+        K = flat.shape[0]
+        return {name: flat[:, o : o + s].view(K, *shape) for name, shape, o, s in self.layout}
 
     def embed(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(f: (K, n, d) for every context, g: (K, V, d))."""
@@ -156,7 +159,10 @@ class BatchedModel:
         if rows:  # a sum over contexts: block by block, as the step (see block_rows)
 
             def share(blocks: list[tuple[int, int]], worker: int) -> torch.Tensor:
-                return sum(self._block_loss(p, kind, target, a, e) for a, e in blocks)
+                return sum(
+                    self._block_loss(p, kind, target, a, e, self._block_ws(worker, a, e, rows))
+                    for a, e in blocks
+                )
 
             return sum(self._over_blocks(theta.shape[0], target, rows, share))
         f, _ = enc.forward(p)
@@ -283,43 +289,39 @@ class BatchedModel:
         f = torch.bmm(H, W, out=buffer(ws, "f", (K, e - a, self.d), H.dtype))
         return H, cache, f, tuple(x[:, a:e] for x in target)
 
-    def _block_loss(self, p, kind: str, target: Target, a: int, e: int) -> torch.Tensor:
+    def _block_loss(self, p, kind: str, target: Target, a: int, e: int, ws) -> torch.Tensor:
         """Loss per run (K,) of contexts a … e − 1 (a block of the loss's sum over contexts)."""
-        _, _, f, tgt = self._block_forward(p, target, a, e)
-        return head_loss(kind, f, p["g"], p.get("b"), tgt, want_grad=False)
+        _, _, f, tgt = self._block_forward(p, target, a, e, ws)
+        return head_loss(kind, f, p["g"], p.get("b"), tgt, want_grad=False, ws=ws)
 
     def _blocks_sum(self, p, kind, target, blocks, out, worker: int) -> None:
         """Write Σ over ``blocks`` [(a, e), …] of the blocks' gradients into ``out`` (K, P).
 
-        ∂g and ∂W_out, the large ones, are summed inside their matmuls (``baddbmm_`` into
-        accumulators, β = 1); the encoder's other gradients are added block by block.
+        The sums live in ``out`` itself (named views, :meth:`_split`): ∂g, ∂W_out and the
+        encoder's matmul gradients are summed inside their matmuls (``baddbmm_``, β = 1), the
+        rest added block by block; no final copy.
         """
         enc = self.encoder
-        K = out.shape[0]
         W, g, b = p[enc.out_name], p["g"], p.get("b")
-        full, tail = self._block_ws(worker)
-        acc = {
-            name: full(f"acc_{name}", (K, *shape), out.dtype).zero_()
-            for name, shape, *_ in self.layout
-        }
+        acc = self._split(out.zero_())
+        rows = blocks[0][1] - blocks[0][0]
         for a, e in blocks:
-            ws = full if e - a == blocks[0][1] - blocks[0][0] else tail  # buffers per block shape
+            ws = self._block_ws(worker, a, e, rows)
             H, cache, f, tgt = self._block_forward(p, target, a, e, ws)
             df, _, db = head_loss(kind, f, g, b, tgt, ws=ws, dg_into=acc["g"])
             acc[enc.out_name].baddbmm_(H.mT, df)
             dH = torch.bmm(df, W.mT, out=buffer(ws, "dH", tuple(H.shape), H.dtype))
-            grads = enc.backward_features(p, cache, dH, ws)
+            enc.backward_features(p, cache, dH, ws, into=acc)
             if db is not None:
-                grads["b"] = db
-            for name, v in grads.items():
-                acc[name].add_(v)
-        torch.cat([acc[name].reshape(K, -1) for name, *_ in self.layout], dim=1, out=out)
+                acc["b"].add_(db)
 
-    def _block_ws(self, worker: int) -> tuple[Workspace, Workspace]:
-        """(buffers of full blocks, buffers of the last shorter block) of one block worker."""
+    def _block_ws(self, worker: int, a: int, e: int, rows: int) -> Workspace:
+        """Buffers of one block worker for a block a … e − 1: one set for full blocks of
+        ``rows`` contexts, one for the last shorter block."""
         while len(self._block_wss) <= worker:
             self._block_wss.append((Workspace(self.device), Workspace(self.device)))
-        return self._block_wss[worker]
+        full, tail = self._block_wss[worker]
+        return full if e - a == rows else tail
 
     def _pool(self, threads: int):
         """A thread pool of ``threads`` workers for the blocked step (kept across steps)."""
