@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +108,12 @@ def test_tiny_run_flags_agree_with_its_own_numbers(tiny_runs):
         assert st["plateau_runs"] == int(plateau.sum())
         want = "fitted" if fitted.all() else ("plateau" if plateau.all() else "not fitted")
         assert st["status"] == want == fit["cells"][key]
+    # the report's "train s" column: the cells' training seconds with one decimal
+    lines = (Path(run.out) / "report.md").read_text().splitlines()
+
+    def split(line):  # markdown cells; "\|" is a literal bar inside a cell
+        return [c.strip() for c in re.split(r"(?<!\\)\|", line)]
+
+    col = split(next(x for x in lines if "| train s |" in x)).index("train s")
+    cells = [split(x)[col] for x in lines if x.startswith("| 3 | 8 |")]
+    assert cells == [f"{st['seconds']:.1f}" for st in doc["results"]["stats"].values()]

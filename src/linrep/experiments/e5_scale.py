@@ -266,7 +266,7 @@ def _report(rep, cfg, stats, dims) -> None:
             "excess loss": ci_cell(st["excess_loss"]),
             "captured": ci_cell(st["captured"]),
             "status": st["status"],
-            "train s": round(st["seconds"], 1),
+            "train s": f"{st['seconds']:.1f}",  # one decimal (the table's default is 3)
         }
         for (m, fac), st in stats.items()
     ]
