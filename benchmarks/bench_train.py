@@ -11,11 +11,12 @@
    linrep's own step spends inside its matmul and softmax kernels (torch profiler), i.e. the ratio if
    all other work and all per-op overhead were free, and (b) the step's matmul FLOPs at the rate of
    a plain 2048³ matmul.
-   Every group is classified compute-bound or overhead-bound by a measured criterion
-   (:data:`COMPUTE_BOUND`): the fraction of its step's time spent inside its matmul kernels
-   (profiler self time / unprofiled step time); recorded with the FLOP rate those kernels reach at
-   their own shapes as a fraction of the plain matmul's, which bounds the whole-run fraction from
-   above.
+   Every group's step time is split by the profiler's op categories (:func:`classify`): inside
+   matmul kernels, inside element-wise and reduction kernels (softmax, q − P, ReLU and its
+   backward, sums, copies), and the rest, per-call overhead (Python, dispatch, view and metadata
+   ops, waits); the group is labelled by the largest share. Recorded with the FLOP rate the
+   matmul kernels reach at their own shapes as a fraction of the plain matmul's, which bounds the
+   whole-run fraction from above.
 2. FLOP/s of one training step at m = 8 (6561 contexts, 256 tokens), d = 64, linear encoder, as a
    fraction of the FLOP/s of a plain float32 matmul (2048³) measured in the same run, same threads.
    FLOPs counted: the five matmuls of the step actually performed (linrep computes the logits as
@@ -133,8 +134,23 @@ def _quiet_stderr():
             os.close(saved)
 
 
-MATMULS = ("aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm")
-"""Profiler names of the matmul kernels of a step (self time)."""
+MATMULS = (
+    "aten::bmm", "aten::baddbmm", "aten::baddbmm_", "aten::mm", "aten::addmm", "aten::addmm_",
+    "aten::mv", "aten::addmv_",
+)  # fmt: skip
+"""Profiler names of the matmul kernels of a step (self time; in-place variants included:
+``baddbmm_`` into a strided sum runs as one ``addmm_`` per run)."""
+
+VIEWS = (
+    "aten::as_strided", "aten::select", "aten::slice", "aten::transpose", "aten::t",
+    "aten::view", "aten::_unsafe_view", "aten::reshape", "aten::expand", "aten::unsqueeze",
+    "aten::squeeze", "aten::permute", "aten::alias", "aten::detach", "aten::detach_",
+    "aten::empty", "aten::empty_strided", "aten::resize_", "aten::lift_fresh", "aten::item",
+    "aten::_local_scalar_dense", "aten::result_type", "aten::set_", "aten::split",
+)  # fmt: skip
+"""Profiler names of ops that touch no tensor data (views, metadata, allocation): counted as
+per-call overhead with Python and dispatch. Every other op is an element-wise or reduction
+kernel."""
 
 
 def step_profile(
@@ -143,9 +159,11 @@ def step_profile(
     """Where one ensemble step of linrep's (full-batch GD, cross-entropy) spends its time.
 
     Returns seconds per step: ``step`` (unprofiled wall time of model.grad + optimiser step),
-    ``matmul`` (torch profiler self time of the matmul kernels, :data:`MATMULS`) and ``softmax``
-    (aten::_softmax). ``matmul + softmax`` is the step's cost if every other op, the optimiser
-    and all Python and dispatch overhead were free.
+    ``matmul`` (torch profiler self time of the matmul kernels, :data:`MATMULS`), ``softmax``
+    (aten::_softmax) and ``elementwise`` (every other op but :data:`VIEWS`: softmax included);
+    and ``top``, the three element-wise ops with the most time, [(name, seconds), …].
+    ``matmul + softmax`` is the step's cost if every other op, the optimiser and all Python and
+    dispatch overhead were free.
     """
     from torch.profiler import profile
 
@@ -169,10 +187,18 @@ def step_profile(
         with _quiet_stderr(), profile() as prof:  # the profiler logs start/stop lines to fd 2
             for t in range(steps):
                 opt.step(theta, model.grad(theta, "cross_entropy", target, out=buf), t)
-    events = prof.key_averages()
-    mm = sum(e.self_cpu_time_total for e in events if e.key in MATMULS) * 1e-6 / steps
-    sm = sum(e.self_cpu_time_total for e in events if e.key == "aten::_softmax") * 1e-6 / steps
-    return {"step": step, "matmul": mm, "softmax": sm}
+    per_op: dict[str, float] = {}
+    for e in prof.key_averages():
+        if e.key.startswith("aten::"):
+            per_op[e.key] = per_op.get(e.key, 0.0) + e.self_cpu_time_total * 1e-6 / steps
+    elementwise = {k: v for k, v in per_op.items() if k not in MATMULS and k not in VIEWS}
+    return {
+        "step": step,
+        "matmul": sum(v for k, v in per_op.items() if k in MATMULS),
+        "softmax": per_op.get("aten::_softmax", 0.0),
+        "elementwise": sum(elementwise.values()),
+        "top": sorted(elementwise.items(), key=lambda kv: -kv[1])[:3],
+    }
 
 
 def kernel_seconds_per_step(lat: LatentModel, enc: str, K: int, steps: int = 200) -> float:
@@ -181,21 +207,23 @@ def kernel_seconds_per_step(lat: LatentModel, enc: str, K: int, steps: int = 200
     return prof["matmul"] + prof["softmax"]
 
 
-COMPUTE_BOUND = 0.5
-"""A group is compute-bound when its step spends at least this fraction of its time inside its
-matmul kernels (profiler self time over the unprofiled step time); otherwise overhead-bound."""
-
-
-def classify(prof: dict[str, float], step_flops: float, peak: float) -> dict[str, float | str]:
-    """Compute- or overhead-bound (:data:`COMPUTE_BOUND`), with the two measured numbers behind it:
-    the step's time fraction inside matmul kernels and those kernels' own FLOP rate as a fraction
-    of the plain matmul's (the latter bounds the whole-run FLOP fraction from above)."""
-    in_mm = min(1.0, prof["matmul"] / prof["step"])
-    kernel_rate = step_flops / prof["matmul"] / 1e9 / peak
+def classify(prof: dict, step_flops: float, peak: float) -> dict:
+    """What the step's time is spent on (:func:`step_profile`): fractions of the unprofiled step
+    time inside matmul kernels, inside element-wise/reduction kernels, and the rest (per-call
+    overhead: Python, dispatch, view/metadata ops, waits); ``bound`` names the largest. With the
+    matmul kernels' own FLOP rate as a fraction of the plain matmul's (an upper bound on the
+    whole-run fraction)."""
+    step = prof["step"]
+    in_mm = min(1.0, prof["matmul"] / step)
+    in_ew = min(1.0 - in_mm, prof["elementwise"] / step)
+    shares = {"matmul": in_mm, "element-wise": in_ew, "per-call overhead": 1.0 - in_mm - in_ew}
     return {
         "matmul_time_fraction": in_mm,
-        "matmul_kernel_flop_fraction": kernel_rate,
-        "bound": "compute" if in_mm >= COMPUTE_BOUND else "overhead",
+        "elementwise_time_fraction": in_ew,
+        "overhead_time_fraction": shares["per-call overhead"],
+        "elementwise_top": [[name.removeprefix("aten::"), t / step] for name, t in prof["top"]],
+        "matmul_kernel_flop_fraction": step_flops / prof["matmul"] / 1e9 / peak,
+        "bound": max(shares, key=shares.get),
     }
 
 
@@ -288,11 +316,14 @@ def bench_ensemble(
 
 
 def print_class(kind: dict) -> None:
+    top = ", ".join(f"{name} {100 * f:.0f} %" for name, f in kind["elementwise_top"])
     print(
-        f"      {kind['bound']}-bound: {100 * kind['matmul_time_fraction']:4.1f} % of the step "
-        f"inside matmul kernels (compute-bound from {100 * COMPUTE_BOUND:.0f} %); those kernels "
-        f"reach {100 * kind['matmul_kernel_flop_fraction']:4.1f} % of the plain matmul's rate "
-        "(an upper bound on the whole-run fraction)"
+        f"      {kind['bound']}-bound: of the step, {100 * kind['matmul_time_fraction']:.1f} % "
+        f"inside matmul kernels, {100 * kind['elementwise_time_fraction']:.1f} % inside "
+        f"element-wise kernels ({top}), {100 * kind['overhead_time_fraction']:.1f} % per-call "
+        f"overhead (Python, dispatch, views, waits); the matmul kernels reach "
+        f"{100 * kind['matmul_kernel_flop_fraction']:4.1f} % of the plain matmul's rate (an upper "
+        "bound on the whole-run fraction)"
     )
 
 

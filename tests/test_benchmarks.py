@@ -29,6 +29,7 @@ def test_bench_train_runs_and_reports_its_ratios():
     assert "linrep's step reduced to its matmul and softmax kernels" in out
     assert "(fit default), factored logits" in out  # the FLOP/s part, on fit's own path
     assert out.count("-bound: ") == 5  # every group of part 1 and part 4 classified
+    assert out.count("inside element-wise kernels (") == 5  # by the profiler's op categories
     assert "start-up + linrep's own matmul and softmax kernels" in out  # part 3's ceilings
     assert "== 4. compute-bound group" in out
 
