@@ -92,3 +92,29 @@ def test_blocked_fit_equals_one_pass_fit_and_repeats_bit_for_bit(lat4, monkeypat
     torch.testing.assert_close(a.theta, whole.theta, rtol=1e-10, atol=1e-12)
     for ra, rw in zip(a.history, whole.history, strict=True):
         assert ra["loss"] == pytest.approx(rw["loss"], rel=1e-12)
+
+
+def test_history_loss_and_step_share_one_pass_with_the_same_bits(
+    lat4, small_blocks, threads, monkeypatch
+):
+    """A history row's loss at θ_t also yields the step's gradient (model.keep_grad_of): the run
+    is bit-identical to one computing them apart, and the loss's own pass is skipped."""
+    mc = ModelConfig(encoder="mlp", d=6, width=16, unembedding_bias=True)
+    tc = TrainConfig(steps=12, lr=0.5, log_every=3, dtype="float64", threads=threads)
+    calls = []
+    block_loss = BatchedModel._block_loss
+
+    def counting(self, *args):
+        calls.append(1)
+        return block_loss(self, *args)
+
+    monkeypatch.setattr(BatchedModel, "_block_loss", counting)
+    shared = fit(lat4, mc, tc, seeds=[0, 1], progress=False)
+    n_shared = len(calls)
+    never = property(lambda self: None, lambda self, v: None)  # keep no gradient
+    monkeypatch.setattr(BatchedModel, "keep_grad_of", never, raising=False)
+    calls.clear()
+    apart = fit(lat4, mc, tc, seeds=[0, 1], progress=False)
+    assert torch.equal(shared.theta, apart.theta)
+    assert [r["loss"] for r in shared.history] == [r["loss"] for r in apart.history]
+    assert n_shared * 5 == len(calls)  # 5 rows (t = 0, 3, 6, 9, 12); the last one's pass is left

@@ -27,6 +27,7 @@ from .workspace import Workspace, buffer
 
 __all__ = [
     "logit_loss",
+    "cross_entropy",
     "logit_grad",
     "row_losses",
     "rows_head",
@@ -44,11 +45,17 @@ def logit_loss(kind: str, z: torch.Tensor, T: torch.Tensor, r: torch.Tensor) -> 
     fused pass and one dot product, instead of logsumexp's passes and a T ⊙ z temporary).
     """
     if kind == "cross_entropy":
-        return -_table_dot(torch.log_softmax(z, dim=2, out=z), T)
+        return cross_entropy(z, T, out=z)
     if kind == "sigmoid":
         return (torch.nn.functional.softplus(z) * r - T * z).sum(dim=(1, 2))
     P = T / r.clamp_min(torch.finfo(T.dtype).tiny)
     return (row_losses(kind, z, P) * r[..., 0]).sum(dim=1)
+
+
+def cross_entropy(z: torch.Tensor, T: torch.Tensor, out: torch.Tensor | None = None):
+    """Cross-entropy per run (K,), −Σ_{ξ,y} T log q = −⟨T, log_softmax(z)⟩, from logits z: (K, n, V)
+    contiguous and table T: (K|1, n, V); log_softmax is written into ``out`` (may be z)."""
+    return -_table_dot(torch.log_softmax(z, dim=2, out=out), T)
 
 
 def _table_dot(x: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
@@ -229,6 +236,7 @@ def head_loss(
     want_grad: bool = True,
     ws: Workspace | None = None,
     dg_into: torch.Tensor | None = None,
+    losses: list | None = None,
 ):
     """Loss per run, or gradients with respect to f, g and b.
 
@@ -240,6 +248,8 @@ def head_loss(
         ws: buffers for the intermediates (then df lives in ``ws`` until the next call).
         dg_into: a (K, V, d) sum to add ∂g to inside its matmul (blocks of contexts); it is
             returned as dg.
+        losses: with ``want_grad`` and cross_entropy, a list to append the loss per run (K,) to:
+            the same bits as ``want_grad=False`` from one more pass over the logits.
 
     Returns:
         ``want_grad``: (df (K, n, d), dg (K, V, d), db (K, 1, V) or None); otherwise loss (K,).
@@ -251,6 +261,8 @@ def head_loss(
     z = torch.bmm(f, gt, out=zb) if b is None else torch.baddbmm(b, f, gt, out=zb)  # (K, n, V)
     if not want_grad:
         return logit_loss(kind, z, T, r)
+    if losses is not None:
+        losses.append(cross_entropy(z, T, out=buffer(ws, "log_q", shape, f.dtype)))
     # ∂L/∂z = r ⊙ e, e written over z; r ⊙ e is never formed: r scales the (n, d) side of each
     # matmul instead (∂f = r ⊙ (e g), ∂g = eᵀ (r ⊙ f), ∂b = rᵀ e), a pass over (n, V) fewer
     e = logit_grad(kind, z, P, out=z)

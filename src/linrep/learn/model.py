@@ -98,6 +98,13 @@ class BatchedModel:
         #: see :mod:`linrep.learn.parallel`)
         self.wide_threads: int | None = None
         self.encoder.ws = self.ws
+        #: The training target, or None: the blocked cross-entropy :meth:`loss` on this very
+        #: target also computes the gradient at θ (one pass over the logits more than a step) and
+        #: keeps it for the next :meth:`grad` at the same θ and target (the training loop's
+        #: history rows: the loss at θ_t, then the step from θ_t), which is then a copy. Same
+        #: bits as computing them apart.
+        self.keep_grad_of: Target | None = None
+        self._kept: tuple | None = None  # (θ, its data pointer and version, kind, target)
 
     # ------------------------------------------------------------------ parameters
     def init(self, seeds: list[int], cfgs: list[ModelConfig]) -> torch.Tensor:
@@ -156,6 +163,11 @@ class BatchedModel:
                 kind, H, p[enc.out_name], p["g"], p.get("b"), target, False, ws=ws
             )
         rows = self.block_rows(theta.shape[0], target)
+        if rows and target is self.keep_grad_of and kind == "cross_entropy":
+            kept = self.ws("kept_grad", tuple(theta.shape), theta.dtype)
+            loss = self._grad_blocked(theta, kind, target, rows, kept, with_loss=True)
+            self._kept = (theta, theta.data_ptr(), theta._version, kind, target)
+            return loss
         if rows:  # a sum over contexts: block by block, as the step (see block_rows)
 
             def share(blocks: list[tuple[int, int]], worker: int) -> torch.Tensor:
@@ -177,6 +189,11 @@ class BatchedModel:
         """
         K = theta.shape[0]
         enc = self.encoder
+        kept, self._kept = self._kept, None
+        if kept is not None and kept[0] is theta and kept[3] == kind and kept[4] is target:
+            if kept[1:3] == (theta.data_ptr(), theta._version):  # θ unchanged since loss()
+                grad = self.ws("kept_grad", tuple(theta.shape), theta.dtype)
+                return grad.clone() if out is None else out.copy_(grad)
         if not enc.manual_backward:
             return self._grad_autograd(theta, kind, target)
         block = self.block_rows(K, target)
@@ -231,7 +248,13 @@ class BatchedModel:
         return rows if n > 4 * rows else 0
 
     def _grad_blocked(
-        self, theta: torch.Tensor, kind: str, target: Target, rows: int, out: torch.Tensor | None
+        self,
+        theta: torch.Tensor,
+        kind: str,
+        target: Target,
+        rows: int,
+        out: torch.Tensor | None,
+        with_loss: bool = False,
     ) -> torch.Tensor:
         """:meth:`grad` of the unfactored head, ``rows`` contexts at a time (:meth:`block_rows`).
 
@@ -243,19 +266,24 @@ class BatchedModel:
         every kernel of the step on a shared machine. The shares' sums are added in share order,
         so a run's gradient depends only on (rows, t), never on timing. Same gradient as
         :meth:`grad` up to the order of the sum over contexts.
+
+        ``with_loss`` (cross_entropy): return the loss per run (K,) instead, summed as
+        :meth:`loss` sums it (same bits), with the gradient in ``out``.
         """
         K = theta.shape[0]
         p = self.views(theta)
         out = torch.empty_like(theta) if out is None else out
 
-        def share(blocks: list[tuple[int, int]], worker: int) -> torch.Tensor:
+        def share(blocks: list[tuple[int, int]], worker: int):
             total = out if worker == 0 else self.ws(f"block_sum{worker}", out.shape, out.dtype)
-            self._blocks_sum(p, kind, target, blocks, total, worker)
-            return total
+            losses = [] if with_loss else None
+            self._blocks_sum(p, kind, target, blocks, total, worker, losses)
+            return total, (sum(losses) if with_loss else None)
 
-        for total in self._over_blocks(K, target, rows, share)[1:]:
+        shares = self._over_blocks(K, target, rows, share)
+        for total, _ in shares[1:]:
             out.add_(total)
-        return out
+        return sum(loss for _, loss in shares) if with_loss else out
 
     def _over_blocks(self, K: int, target: Target, rows: int, share) -> list:
         """[share(blocks_i, i) for each share i]: the blocks of ``rows`` contexts split into t
@@ -294,8 +322,9 @@ class BatchedModel:
         _, _, f, tgt = self._block_forward(p, target, a, e, ws)
         return head_loss(kind, f, p["g"], p.get("b"), tgt, want_grad=False, ws=ws)
 
-    def _blocks_sum(self, p, kind, target, blocks, out, worker: int) -> None:
-        """Write Σ over ``blocks`` [(a, e), …] of the blocks' gradients into ``out`` (K, P).
+    def _blocks_sum(self, p, kind, target, blocks, out, worker: int, losses=None) -> None:
+        """Write Σ over ``blocks`` [(a, e), …] of the blocks' gradients into ``out`` (K, P)
+        (and append each block's cross-entropy (K,) to ``losses`` if given).
 
         The sums live in ``out`` itself (named views, :meth:`_split`): ∂g, ∂W_out and the
         encoder's matmul gradients are summed inside their matmuls (``baddbmm_``, β = 1), the
@@ -308,7 +337,7 @@ class BatchedModel:
         for a, e in blocks:
             ws = self._block_ws(worker, a, e, rows)
             H, cache, f, tgt = self._block_forward(p, target, a, e, ws)
-            df, _, db = head_loss(kind, f, g, b, tgt, ws=ws, dg_into=acc["g"])
+            df, _, db = head_loss(kind, f, g, b, tgt, ws=ws, dg_into=acc["g"], losses=losses)
             acc[enc.out_name].baddbmm_(H.mT, df)
             dH = torch.bmm(df, W.mT, out=buffer(ws, "dH", tuple(H.shape), H.dtype))
             enc.backward_features(p, cache, dH, ws, into=acc)
@@ -341,6 +370,7 @@ class BatchedModel:
     def clear_buffers(self) -> None:
         """Release every step buffer and the blocked step's threads (a trained model keeps none)."""
         self.ws.clear()
+        self._kept = None
         for full, tail in self._block_wss:
             full.clear()
             tail.clear()

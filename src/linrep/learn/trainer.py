@@ -271,6 +271,8 @@ class Training:
         t0 = time.perf_counter()
         last_ck = time.monotonic()
         grad_buf = torch.empty_like(self.theta)
+        # a history row's loss at θ_t also gives the step's gradient from θ_t (model.keep_grad_of)
+        self.model.keep_grad_of = None if self.rows else self.full
         for t in range(self.start, steps):
             if t % tc.log_every == 0 and t not in logged:
                 self.record(t)
@@ -282,6 +284,7 @@ class Training:
             if self.out is not None and t + 1 < steps and (due_steps or due_time):
                 self.checkpoint(t + 1)
                 last_ck = time.monotonic()
+        self.model.keep_grad_of = None  # no step follows the last row
         if steps not in logged:
             self.record(steps)
         self._update_bar(bar, steps)
