@@ -22,10 +22,11 @@ from .workspace import Workspace, buffer
 
 __all__ = ["BatchedModel", "Target", "Rows", "BLOCK_BYTES"]
 
-BLOCK_BYTES = 1 << 22
+BLOCK_BYTES = 1 << 21
 """Logits per block of a blocked full-batch step (:meth:`BatchedModel.block_rows`), in bytes:
-measured best at 2-8 MB here (m = 8, V = 256, width 128, d = 64, K = 10: 1.6× faster than
-one (K, n, V) pass; L2 is 2 MB per core)."""
+2 MB, the L2 of a core here. Measured (K = 10, d = 64, MLP width 256, 1 thread, CPU time, load
+~5): m = 8 (V = 256) 5-8 % faster than 4 MB, m = 7 (V = 128) 27 % faster than one pass (4 MB
+left it unblocked). Before the step wrote its softmax in place, 2-8 MB were equally good."""
 
 Target = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 """(T: (K|1, n, V) table, r: (K|1, n, 1) row masses, P = T / r: (K|1, n, V) targets)."""
