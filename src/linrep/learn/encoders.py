@@ -333,12 +333,10 @@ class MLPEncoder(Encoder):
             h_t = h_in.transpose(1, 2)
             if i == 0 and into is not None and (wb := _bias_view(into, 0)) is not None:
                 wb.baddbmm_(h_t, da)  # [∂W_1; ∂b_1] += [x, 1]ᵀ ∂a inside the matmul
-            else:
-                if i == 0:  # [∂W_1; ∂b_1] = [x, 1]ᵀ ∂a
-                    dwb = torch.bmm(h_t, da)
-                    dw, db = dwb[:, :-1], dwb[:, -1:]
-                else:
-                    dw, db = torch.bmm(h_t, da), da.sum(dim=1, keepdim=True)
+            else:  # (∂W, ∂b) as two contiguous tensors (no slices for the caller to copy)
+                if i == 0:
+                    h_t = h_t[:, :-1]  # x of [x, 1]
+                dw, db = torch.bmm(h_t, da), da.sum(dim=1, keepdim=True)
                 if into is None:
                     g[f"W{i}"], g[f"b{i}"] = dw, db
                 else:
