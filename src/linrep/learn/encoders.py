@@ -228,21 +228,20 @@ class MLPEncoder(Encoder):
     ``hidden_init_scale`` is given, hidden biases 0; the output layer W_out: (width, d) ~
     N(0, init_scale²) has no bias. depth = 0 is the linear encoder.
 
-    The first layer is one matmul with its bias: W_1ᵀ x + b_1 = [W_1; b_1]ᵀ [x; 1] (the inputs
-    carry a constant 1, and b_1 follows W_1 in θ, so [W_1; b_1] is a view, :func:`_with_bias`);
-    its gradient [∂W_1; ∂b_1] = [x, 1]ᵀ ∂a is one matmul too. No broadcast copy of b_1 and no
-    separate sum over contexts for ∂b_1.
+    On blocks of contexts (:meth:`block_inputs`) the first layer is one matmul with its bias:
+    W_1ᵀ x + b_1 = [W_1; b_1]ᵀ [x; 1] (the block inputs carry a constant 1, and b_1 follows W_1
+    in θ, so [W_1; b_1] is a view, :func:`_with_bias`), and its gradient [∂W_1; ∂b_1] = [x, 1]ᵀ ∂a
+    is one matmul summed into the step's gradient: no broadcast copy of b_1 and no sum over
+    contexts for ∂b_1. Elsewhere (small steps, where every op counts) it is x W_1 + b_1 as usual.
     """
 
     def __init__(self, cfg, contexts, dtype, device="cpu"):
         super().__init__(cfg, contexts, dtype, device)
-        x = one_hot_contexts(contexts)
-        if cfg.depth:  # layer 1's bias rides on a constant input: [x, 1] [W_1; b_1]
-            x = np.hstack([x, np.ones((len(x), 1))])
-        self.x = torch.as_tensor(x, dtype=dtype, device=device)  # (n, 3m [+ 1])
+        self.x = torch.as_tensor(one_hot_contexts(contexts), dtype=dtype, device=device)
         self.widths = [3 * self.m] + [cfg.width] * cfg.depth
         self.feature_dim = self.widths[-1]
         self._xk: torch.Tensor | None = None
+        self._x1k: torch.Tensor | None = None  # [x, 1] repeated over runs (blocks)
 
     out_name = "W_out"
     needs_dH = True
@@ -272,17 +271,23 @@ class MLPEncoder(Encoder):
         return p
 
     def _x_batched(self, K: int) -> torch.Tensor:
-        """[x(ξ), 1] repeated over runs, (K, n, 3m + 1) contiguous (cached: bmm-friendly)."""
+        """x(ξ) repeated over runs, (K, n, 3m) contiguous (cached: bmm-friendly)."""
         if self._xk is None or self._xk.shape[0] != K:
             self._xk = self.x.expand(K, *self.x.shape).contiguous()
         return self._xk
 
     def block_inputs(self, K: int, a: int, b: int) -> torch.Tensor:
-        """[x(ξ), 1] of contexts a … b − 1 for every run, (K, b − a, 3m + 1) (a view)."""
-        return self._x_batched(K)[:, a:b]
+        """[x(ξ), 1] of contexts a … b − 1 for every run, (K, b − a, 3m + 1) (a view; x alone when
+        depth = 0: no layer 1)."""
+        if not self.cfg.depth:
+            return self._x_batched(K)[:, a:b]
+        if self._x1k is None or self._x1k.shape[0] != K:
+            x1 = torch.cat([self.x, torch.ones_like(self.x[:, :1])], dim=1)
+            self._x1k = x1.expand(K, *x1.shape).contiguous()
+        return self._x1k[:, a:b]
 
     def features(self, p, ws=None, x=None):
-        """H (K, n, width) of every context, or of the inputs ``x`` (K, B, 3m + 1) if given."""
+        """H (K, n, width) of every context, or of block inputs ``x`` (K, B, 3m + 1) if given."""
         act = self.cfg.activation
         K = p["W_out"].shape[0]
         h = self._x_batched(K) if x is None else x
@@ -290,7 +295,7 @@ class MLPEncoder(Encoder):
         for i in range(self.cfg.depth):
             shape = (K, h.shape[1], self.widths[i + 1])
             out = buffer(ws, f"a{i}", shape, h.dtype)
-            if i == 0:  # [x, 1] [W_1; b_1]
+            if i == 0 and h.shape[-1] > self.widths[0]:  # block inputs: [x, 1] [W_1; b_1]
                 a = torch.bmm(h, _with_bias(p, 0), out=out)
             else:
                 a = torch.baddbmm(p[f"b{i}"], h, p[f"W{i}"], out=out)
@@ -331,10 +336,11 @@ class MLPEncoder(Encoder):
             else:
                 da = dh.mul_(_act_grad(act, a, h_out))
             h_t = h_in.transpose(1, 2)
-            if i == 0 and into is not None and (wb := _bias_view(into, 0)) is not None:
+            joint = i == 0 and h_in.shape[-1] > self.widths[0]  # block inputs [x, 1]
+            if joint and into is not None and (wb := _bias_view(into, 0)) is not None:
                 wb.baddbmm_(h_t, da)  # [∂W_1; ∂b_1] += [x, 1]ᵀ ∂a inside the matmul
             else:  # (∂W, ∂b) as two contiguous tensors (no slices for the caller to copy)
-                if i == 0:
+                if joint:
                     h_t = h_t[:, :-1]  # x of [x, 1]
                 dw, db = torch.bmm(h_t, da), da.sum(dim=1, keepdim=True)
                 if into is None:
