@@ -118,3 +118,17 @@ def test_history_loss_and_step_share_one_pass_with_the_same_bits(
     assert torch.equal(shared.theta, apart.theta)
     assert [r["loss"] for r in shared.history] == [r["loss"] for r in apart.history]
     assert n_shared * 5 == len(calls)  # 5 rows (t = 0, 3, 6, 9, 12); the last one's pass is left
+
+
+def test_blocked_depth0_mlp_equals_one_pass(lat4, monkeypatch):
+    """depth = 0 (f = x W_out, no layer 1): block inputs are x alone, not [x, 1]."""
+    mc = ModelConfig(encoder="mlp", d=5, width=8, depth=0)
+    m = BatchedModel(mc, lat4.contexts, lat4.n_tokens, torch.float64)
+    m.factored = False  # the blocked path is the unfactored head's
+    th = m.init([0, 1], [mc, mc])
+    target = Targets(lat4, [TrainConfig()] * 2, torch.float64).full()
+    whole, whole_loss = m.grad(th, "cross_entropy", target), m.loss(th, "cross_entropy", target)
+    monkeypatch.setattr(model_mod, "BLOCK_BYTES", 16 * 2 * 16 * 8)
+    assert m.block_rows(2, target) > 0
+    torch.testing.assert_close(m.grad(th, "cross_entropy", target), whole, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(m.loss(th, "cross_entropy", target), whole_loss, rtol=1e-12, atol=0)
