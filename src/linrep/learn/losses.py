@@ -20,10 +20,15 @@ the excess loss is loss − floor.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from .workspace import Workspace, buffer
+
+if TYPE_CHECKING:
+    from .objective import SupportRows
 
 __all__ = [
     "logit_loss",
@@ -66,7 +71,7 @@ def _table_dot(x: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
     return (x * T).sum(dim=(1, 2))
 
 
-def row_losses(kind: str, z: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+def row_losses(kind: str, z: torch.Tensor, P: torch.Tensor | SupportRows) -> torch.Tensor:
     """Loss of every context row, (K, c), from logits z: (K, c, V) and targets P: (K|1, c, V).
 
     cross_entropy: logsumexp(z) − Σ_y P z (= −Σ_y P log q); squared: ‖softmax(z) − P‖²;
@@ -83,12 +88,12 @@ def row_losses(kind: str, z: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
     return (e * e).sum(dim=2)
 
 
-def _sub_target(x: torch.Tensor, P) -> torch.Tensor:
+def _sub_target(x: torch.Tensor, P: torch.Tensor | SupportRows) -> torch.Tensor:
     """x −= P in place: P a tensor or support rows (``SupportRows.sub_from``); returns x."""
     return x.sub_(P) if isinstance(P, torch.Tensor) else P.sub_from(x)
 
 
-def _target_dot(P, z: torch.Tensor) -> torch.Tensor:
+def _target_dot(P: torch.Tensor | SupportRows, z: torch.Tensor) -> torch.Tensor:
     """Σ_y P z per row, (K, c): P a tensor (K|1, c, V) or support rows shaped like z."""
     return (P * z).sum(dim=2) if isinstance(P, torch.Tensor) else P.dot(z)
 
@@ -100,7 +105,7 @@ def rows_head(
     b: torch.Tensor | None,
     tok: torch.Tensor | None,
     *,
-    P: torch.Tensor | None = None,
+    P: torch.Tensor | SupportRows | None = None,
     want_grad: bool = True,
     ws: Workspace | None = None,
     dg_out: torch.Tensor | None = None,
@@ -211,7 +216,7 @@ def _token_rows(kind, z, f, g, b, tok, want_grad, threads):
 
 
 def logit_grad(
-    kind: str, z: torch.Tensor, P: torch.Tensor, out: torch.Tensor | None = None
+    kind: str, z: torch.Tensor, P: torch.Tensor | SupportRows, out: torch.Tensor | None = None
 ) -> torch.Tensor:
     """e with ∂L/∂z = r ⊙ e, from the logits z: (K, n, V) and targets P: (K|1, n, V) (or support
     rows shaped like z, :class:`~linrep.learn.objective.SupportRows`).

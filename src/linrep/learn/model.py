@@ -10,7 +10,7 @@ before casting — so a run's initial parameters do not depend on the ensemble i
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ from .config import ModelConfig
 from .encoders import Encoder, make_encoder
 from .losses import factored_head_loss, head_loss, rows_head
 from .workspace import Workspace, buffer
+
+if TYPE_CHECKING:
+    from .objective import SupportRows
 
 __all__ = ["BatchedModel", "Target", "Rows", "BLOCK_BYTES"]
 
@@ -40,7 +43,7 @@ class Rows(NamedTuple):
     """(K, B) int64 context indices into the model's context set."""
     tok: torch.Tensor | None
     """(K, B) int64 sampled next tokens (objective ``sampled``), or None."""
-    P: Any = None
+    P: torch.Tensor | SupportRows | None = None
     """(K, B, V) p(y | ξ) of the batch's contexts (objective ``exact``): a tensor, or the rows
     stored by their support (:class:`~linrep.learn.objective.SupportRows`); or None."""
 
