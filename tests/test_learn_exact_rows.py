@@ -92,3 +92,23 @@ def test_float32_rows_and_row_losses():
         torch.testing.assert_close(row_losses(kind, z, support), row_losses(kind, z, P))
         e_sparse = logit_grad(kind, z.clone(), support)
         torch.testing.assert_close(e_sparse, logit_grad(kind, z.clone(), P), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["sampled", "synonyms", "odd m, max_known"])
+def test_peak_bytes_bounds_the_cache_after_every_context(name):
+    """ExactRows.peak_bytes (the trainer's memory check) bounds what the object holds once every
+    context was asked for, in batches that make the token list grow, and not by more than 3×.
+    The entry count is checked against the brute-force support sizes."""
+    lat = LatentModel.from_config(KINDS[name])
+    bound = ExactRows.peak_bytes(lat)
+    rows = ExactRows(lat, torch.float64)
+    for chunk in torch.arange(lat.n_contexts).split(7):
+        rows(chunk)
+    ctx, tok = lat.contexts[:, None, :], lat.tokens[None, :, :]
+    assert rows._used == int(((ctx == -1) | (ctx == tok)).all(axis=2).sum())  # every support entry
+    held = sum(
+        t.numel() * t.element_size()
+        for t in (rows._tok, rows._f, rows._v, rows._n_lo, rows.count, rows.inv_mass, rows.start)
+    )
+    held += sum(t.numel() * t.element_size() for t in (rows._deposit, rows.p_tok, rows._p64))
+    assert held <= bound <= 3 * held

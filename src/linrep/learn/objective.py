@@ -215,6 +215,24 @@ class ExactRows:
         self._tok = torch.empty(0, dtype=torch.int32, device=device)  # the cached token lists
         self._used = 0
 
+    @staticmethod
+    def peak_bytes(latent) -> int:
+        """An upper bound on this object's memory once every context of ``latent`` was asked for.
+
+        The cached token lists hold n_syn · Σ_ξ 2^free(ξ) int32 entries (free(ξ): the concepts ξ
+        leaves ⋄); the list grows geometrically, so its capacity is below twice that and, while it
+        grows, the old list lives beside the new one: 3 · 4 bytes per entry. Per context, eight
+        int64 / float64 numbers (its halves' free and value bits, two support sizes, start,
+        1 / mass); per token, p(c(y)) w(y) twice (≤ 16 bytes); the deposit table (2^w)² int64 with
+        w = ⌈m / 2⌉.
+        """
+        free = (np.asarray(latent.contexts) < 0).sum(axis=1)
+        entries = (latent.n_tokens >> latent.m) * int(
+            np.sum(np.left_shift(1, free, dtype=np.int64))
+        )
+        w = latent.m - latent.m // 2
+        return 12 * entries + 64 * latent.n_contexts + 16 * latent.n_tokens + 8 * 4**w
+
     def __call__(self, ctx: torch.Tensor) -> SupportRows:
         """Rows p(· | ξ) of the contexts ``ctx`` (any shape (...)), as (..., V) support rows."""
         c = ctx.reshape(-1)

@@ -556,17 +556,20 @@ def _check_memory(model: BatchedModel, latent, tcfgs, dtype: torch.dtype, *, tab
     float64 draws of one run's initialisation (two (P,) copies while they are scaled), and
     the (K, rows, V) tables of a step: 5 of them (targets, logits, probabilities, their gradient,
     scratch) when the learner holds tables, else the logits and one scratch copy of a minibatch of
-    rows, plus the rows' exact p(·|ξ) for the exact objective; rows = the minibatch or all contexts.
+    rows, plus, for the exact objective, the rows' p(·|ξ) stored by their support
+    (:meth:`~linrep.learn.objective.ExactRows.peak_bytes`); rows = the minibatch or all contexts.
     """
     from ..limits import check_memory
+    from .objective import ExactRows
 
     tc = tcfgs[0]
     K = len(tcfgs)
     rows = tc.batch_size or latent.n_contexts
     itemsize = torch.finfo(dtype).bits // 8
-    copies = 5 if tables else (3 if tc.objective == "exact" else 2)
-    n_bytes = itemsize * (6 * K * model.P + copies * K * rows * latent.n_tokens)
+    n_bytes = itemsize * (6 * K * model.P + (5 if tables else 2) * K * rows * latent.n_tokens)
     n_bytes += 2 * 8 * model.P
+    if not tables and tc.objective == "exact":
+        n_bytes += ExactRows.peak_bytes(latent)
     check_memory(
         n_bytes,
         f"training {K} run(s) with P = {model.P:,} parameters each on {rows:,} × "
