@@ -317,8 +317,6 @@ def _filing_rounds(old: Path, rounds: int, short: int, long: int, rec: Recorder)
         "ratios": ratios,
         "ratio": med,
         "ratio_range": [min(ratios), max(ratios)],
-        "ratio_min": min(ratios),
-        "ratio_max": max(ratios),
         "previous_ms_median": statistics.median(ms["previous"]),
         "linrep_ms_median": statistics.median(ms["linrep"]),
         "rounds": rounds,

@@ -12,7 +12,8 @@ and registered in ``claims.toml`` (repository root)::
     command = "linrep reproduce all --out runs"      # writes the file; must be named in the same
                                                      # README section (text between headings)
     file = "runs/e1_emergence/results.json"          # relative to the folder the command runs in
-    path = ["results", "headline", "same_concept_cosine"]   # JSON keys down to the value
+    path = ["results", "headline", "same_concept_cosine"]   # JSON keys (or list indices, as
+                                                             # integers) down to the value
     format = "ci"                                    # see FORMATS below
     quick = true                                     # `--quick` writes this key too (tested)
 
@@ -63,7 +64,8 @@ class Claim:
     id: str
     command: str
     file: str
-    path: tuple[str, ...]
+    path: tuple[str | int, ...]
+    """JSON object keys (str) and list indices (int) from the file's top down to the value."""
     format: str = "ci"
     quick: bool = False
 
@@ -82,7 +84,10 @@ def load_registry(path: Path) -> dict[str, Claim]:
             raise RegistryError(
                 f"claim #{n} in '{path}': unknown {sorted(extra)} / missing {sorted(missing)}"
             )
-        c = Claim(**{**raw, "path": tuple(str(p) for p in raw["path"])})
+        path_ = tuple(
+            p if isinstance(p, int) and not isinstance(p, bool) else str(p) for p in raw["path"]
+        )
+        c = Claim(**{**raw, "path": path_})
         if c.id in out:
             raise RegistryError(f"claim id '{c.id}' is registered twice in '{path}'")
         _formatter(c.format)  # validate early
@@ -139,8 +144,12 @@ def value(claim: Claim, root: Path) -> Any:
             f"names; run: {claim.command}"
         )
     for i, key in enumerate(claim.path):
-        if not isinstance(node, dict) or key not in node:
-            where = "/".join(claim.path[: i + 1])
+        if isinstance(key, int):
+            found = isinstance(node, list) and -len(node) <= key < len(node)
+        else:
+            found = isinstance(node, dict) and key in node
+        if not found:
+            where = "/".join(map(str, claim.path[: i + 1]))
             raise KeyError(f"{claim.id}: '{claim.file}' has no '{where}'; run: {claim.command}")
         node = node[key]
     return node
@@ -268,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if a.action == "list":
         for c in claims.values():
-            print(f"{c.id}\t{c.command}\t{c.file}\t{'/'.join(c.path)}")
+            print(f"{c.id}\t{c.command}\t{c.file}\t{'/'.join(map(str, c.path))}")
         return 0
     if a.action == "keys":
         problems = keys(claims, a.root, a.quick_only)

@@ -153,3 +153,24 @@ def test_quick_runs_produce_every_quick_claim(tiny_runs):
         assert parts[0] == "runs" and parts[1] in stems, f"{c.id}: not a reproduce output"
         tiny_runs(stems[parts[1]])
     assert claims.keys(reg, tiny_runs.root, quick_only=True) == []
+
+
+def test_a_path_indexes_lists_with_integers(tmp_path):
+    """Integers in a claim's path index JSON lists (negative from the end); an index past the end,
+    or a key where a list is, is a missing claim naming the path and the command."""
+    reg_file = tmp_path / "claims.toml"
+    reg_file.write_text(
+        "".join(
+            f'[[claim]]\nid = "{i}"\ncommand = "c"\nfile = "r.json"\npath = {p}\nformat = ".1f"\n'
+            for i, p in [("lo", '["range", 0]'), ("hi", '["range", -1]'), ("out", '["range", 2]')]
+        )
+        + '[[claim]]\nid = "key"\ncommand = "c"\nfile = "r.json"\npath = ["range", "0"]\nformat = ".1f"\n'
+    )
+    (tmp_path / "r.json").write_text(json.dumps({"range": [4.54, 9.21]}))
+    reg = claims.load_registry(reg_file)
+    assert reg["lo"].path == ("range", 0)
+    assert claims.render(reg["lo"], tmp_path) == "4.5"
+    assert claims.render(reg["hi"], tmp_path) == "9.2"
+    for bad, where in [("out", "range/2"), ("key", "range/0")]:
+        with pytest.raises(KeyError, match=f"has no '{where}'; run: c"):
+            claims.value(reg[bad], tmp_path)
