@@ -547,8 +547,6 @@ def test_minibatches_are_unbiased(lat3, objective):
 )
 @pytest.mark.parametrize("loss", LOSSES)
 def test_rows_gradient_equals_table_gradient(lat3, enc, kw, loss):
-    if enc == "transformer":
-        pytest.skip("the transformer encoder has no rows path yet (learn/transformer.py)")
     """A minibatch of sampled rows: its O(B·V·d) gradient equals the gradient of the same batch
     written as a (contexts × tokens) table T = counts / B (the table path, itself checked against
     finite differences above)."""
@@ -568,6 +566,24 @@ def test_rows_gradient_equals_table_gradient(lat3, enc, kw, loss):
         L_table = m.loss(th, loss, (T, r, T / r.clamp_min(1e-300)))
         torch.testing.assert_close(L_rows, L_table, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(m.loss_rows(th, loss, rows), L_rows, rtol=0, atol=0)
+
+
+def test_an_encoder_without_rows_refuses_minibatches(lat3, monkeypatch):
+    """Every built-in encoder has a rows path; one without (an Encoder subclass that does not
+    implement forward_rows) gets a one-line ConfigError for train.batch_size, not a crash."""
+    from linrep.learn import encoders, model
+
+    for enc in ENCODERS:
+        assert _model(lat3, encoder=enc)[0].encoder.takes_rows, enc
+
+    class NoRows(encoders.LinearEncoder):
+        forward_rows = encoders.Encoder.forward_rows
+
+    monkeypatch.setattr(model, "make_encoder", lambda cfg, *a: NoRows(cfg, *a))
+    tc = {"optimizer": "adam", "steps": 2, "batch_size": 4}
+    with pytest.raises(ConfigError, match="no minibatch path .* remove train.batch_size"):
+        fit(lat3, {"encoder": "linear", "d": 3}, tc, seeds=[0], progress=False)
+    fit(lat3, {"encoder": "linear", "d": 3}, {**tc, "batch_size": None}, seeds=[0], progress=False)
 
 
 def test_rows_cross_entropy_matches_numpy(lat3):

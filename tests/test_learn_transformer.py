@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from linrep.latent import LatentModel
 from linrep.learn import ModelConfig, TrainConfig, fit
 from linrep.learn.config import LOSSES
-from linrep.learn.model import BatchedModel
+from linrep.learn.model import BatchedModel, Rows
 from linrep.learn.objective import Targets
 from linrep.learn.transformer import render_contexts
 
@@ -184,3 +184,120 @@ def test_a_run_alone_has_its_gradient_inside_an_ensemble(lat3, heads):
     G2 = m2.grad(th, "cross_entropy", Targets(lat3, [TrainConfig()] * 2, torch.float64).full())
     G1 = m1.grad(th[1:], "cross_entropy", Targets(lat3, [TrainConfig()], torch.float64).full())
     np.testing.assert_allclose(G1[0].numpy(), G2[1].numpy(), rtol=1e-12, atol=1e-14)
+
+
+# ----------------------------------------------------------------------------- minibatches of rows
+def _batch(lat, K: int, B: int, seed: int) -> torch.Tensor:
+    """(K, B) context indices, different per run, each run repeating one context."""
+    rows = torch.randint(0, lat.n_contexts, (K, B), generator=torch.Generator().manual_seed(seed))
+    rows[:, -1] = rows[:, 0]
+    return rows
+
+
+@pytest.mark.parametrize("arch", ARCHS, ids=_arch_id)
+def test_rows_forward_is_the_full_forward_at_the_rows(lat4, arch):
+    """forward_rows: run k's f at its own rows = the every-context forward gathered at them."""
+    m, th = _model(lat4, **arch)
+    p = m.views(th)
+    f_all, _ = m.encoder.forward(p)  # (2, n, d)
+    for B, seed in ((1, 0), (7, 1), (40, 2)):
+        rows = _batch(lat4, 2, B, seed)
+        f, _ = m.encoder.forward_rows(p, rows)
+        ref = torch.stack([f_all[k, rows[k]] for k in range(2)])
+        torch.testing.assert_close(f, ref, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("arch", ARCHS, ids=_arch_id)
+@pytest.mark.parametrize("targets", ["tokens", "exact"])
+def test_rows_gradient_matches_autograd_of_a_literal_transformer(lat4, arch, targets):
+    """grad_rows of a minibatch (different contexts per run, one repeated) = autograd of the
+    minibatch cross-entropy through the literal transformer, run by run."""
+    m, th = _model(lat4, **arch)
+    rows = _batch(lat4, 2, 11, 3)
+    gen = torch.Generator().manual_seed(4)
+    P_all = torch.as_tensor(lat4.p_next)
+    if targets == "tokens":
+        batch = Rows(rows, torch.randint(0, lat4.n_tokens, rows.shape, generator=gen))
+    else:
+        batch = Rows(rows, None, P_all[rows])
+    G, L = m.grad_rows(th, "cross_entropy", batch)
+    if L is None:  # exact rows give no loss with the step: the minibatch loss apart
+        L = m.loss_rows(th, "cross_entropy", batch)
+    for k in range(2):
+        p = {n: v[k].clone().requires_grad_(True) for n, v in m.views(th).items()}
+        z = reference_f(p, lat4.contexts, m.cfg)[rows[k]] @ p["g"].T + p["b"][0]
+        logp = torch.log_softmax(z, dim=1)
+        if targets == "tokens":
+            Lk = -logp[torch.arange(rows.shape[1]), batch.tok[k]].mean()
+        else:
+            Lk = -(P_all[rows[k]] * logp).sum(1).mean()
+        assert float(L[k]) == pytest.approx(Lk.item(), rel=1e-12)
+        Lk.backward()
+        ref = torch.cat([p[name].grad.reshape(-1) for name, *_ in m.layout])
+        np.testing.assert_allclose(G[k].numpy(), ref.numpy(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("arch", ARCHS[:3], ids=_arch_id)
+def test_a_repeated_context_counts_once_per_occurrence(lat3, arch):
+    """Rows (c, c, e) with ∂f (a, b, x) give the gradient of rows (c, e) with ∂f (a + b, x)."""
+    m, th = _model(lat3, **arch)
+    p = m.views(th)
+    gen = torch.Generator().manual_seed(7)
+    twice = torch.tensor([[5, 5, 20], [0, 13, 13]])
+    once = torch.tensor([[5, 20], [0, 13]])
+    df = torch.randn(2, 3, m.d, generator=gen, dtype=th.dtype)
+    f2, cache2 = m.encoder.forward_rows(p, twice)
+    assert torch.equal(f2[0, 0], f2[0, 1]) and torch.equal(f2[1, 1], f2[1, 2])
+    g2 = m.encoder.backward_rows(p, cache2, df, twice)
+    df1 = torch.stack(
+        [torch.stack([df[0, 0] + df[0, 1], df[0, 2]]), torch.stack([df[1, 0], df[1, 1] + df[1, 2]])]
+    )
+    f1, cache1 = m.encoder.forward_rows(p, once)
+    g1 = m.encoder.backward_rows(p, cache1, df1, once)
+    for name in g1:
+        torch.testing.assert_close(g2[name], g1[name], rtol=1e-11, atol=1e-13, msg=name)
+
+
+@pytest.mark.parametrize("arch", ARCHS, ids=_arch_id)
+def test_each_run_encodes_its_own_rows(lat4, arch):
+    """A run's rows gradient inside an ensemble whose runs draw different batches (so their
+    block-0 rows differ in number and are padded) = that run alone on its batch."""
+    m2, th = _model(lat4, **arch)
+    m1 = BatchedModel(m2.cfg, lat4.contexts, lat4.n_tokens, torch.float64)
+    rows = torch.stack([torch.arange(0, 81, 3), torch.full((27,), 80)])  # 27 contexts vs 1
+    tok = torch.randint(0, lat4.n_tokens, rows.shape, generator=torch.Generator().manual_seed(8))
+    G2, L2 = m2.grad_rows(th, "cross_entropy", Rows(rows, tok))
+    for k in range(2):
+        G1, L1 = m1.grad_rows(th[k : k + 1], "cross_entropy", Rows(rows[k : k + 1], tok[k : k + 1]))
+        np.testing.assert_allclose(G1[0].numpy(), G2[k].numpy(), rtol=1e-12, atol=1e-14)
+        assert float(L1[0]) == pytest.approx(float(L2[k]), rel=1e-13)
+
+
+def test_minibatch_training_falls_and_is_deterministic(lat4):
+    """fit with batch_size on the transformer: the loss falls, and the same seeds give the same
+    bits (θ and history)."""
+    mc = {"encoder": "transformer", "d": 6, "width": 8, "depth": 2, "heads": 2}
+    tc = {"optimizer": "adam", "lr": 0.01, "steps": 120, "log_every": 40, "batch_size": 16}
+    a = fit(lat4, mc, tc, seeds=[0, 1], progress=False)
+    b = fit(lat4, mc, tc, seeds=[0, 1], progress=False)
+    assert torch.equal(a.theta, b.theta) and a.history == b.history
+    for run in (0, 1):
+        loss = [r["loss"] for r in a.history if r["run"] == run]
+        assert loss[-1] < loss[0] - 0.05, loss  # population loss, exact over all contexts
+    c = fit(lat4, mc, tc, seeds=[0, 2], progress=False)
+    assert torch.equal(c.theta[0], a.theta[0]) and not torch.equal(c.theta[1], a.theta[1])
+
+
+def test_minibatches_at_m12_never_plan_every_context():
+    """m = 12 (3¹² contexts are never enumerated; sampled contexts, table-free): minibatch steps
+    build plans of their batches only — the plan of every context is never made."""
+    lat = LatentModel.from_config(
+        {"m": 12, "kind": "independent", "contexts": "sampled", "n_contexts": 2048}
+    )
+    assert not lat.small
+    mc = {"encoder": "transformer", "d": 4, "width": 4, "depth": 2, "heads": 1}
+    tc = {"optimizer": "adam", "lr": 0.01, "steps": 3, "log_every": 3, "batch_size": 32}
+    tc |= {"objective": "sampled", "n_samples": 1000, "eval_contexts": 16}
+    res = fit(lat, mc, tc, seeds=[0], progress=False)
+    assert res.model.encoder._plan is None
+    assert np.isfinite(res.theta.numpy()).all() and len(res.history) == 2

@@ -186,10 +186,10 @@ class Training:
                 '"sampled" and a batch_size (e.g. optimizer = "adam", batch_size = 256)'
             )
         self.model = BatchedModel(mcfgs[0], latent.contexts, latent.n_tokens, dtype, self.device)
-        if tc.minibatch and not self.model.encoder.takes_rows:
+        if tc.minibatch and not self.model.encoder.takes_rows:  # every built-in encoder does
             raise ConfigError(
-                f"model.encoder = '{mcfgs[0].encoder}' does not train on minibatches yet; remove "
-                "train.batch_size (full batch) or use the linear, mlp or free encoder"
+                f"model.encoder = '{mcfgs[0].encoder}' has no minibatch path (its encoder does not "
+                "implement forward_rows); remove train.batch_size to train it on the full batch"
             )
         _check_memory(self.model, latent, tcfgs, dtype, tables=tables)
         self.targets = Targets(latent, tcfgs, dtype, self.device, tables=tables)

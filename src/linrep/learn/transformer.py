@@ -79,85 +79,138 @@ def render_contexts(contexts: np.ndarray, order_seed: int) -> tuple[np.ndarray, 
 
 # ----------------------------------------------------------------------------- where blocks run
 class _Plan(NamedTuple):
-    """Where the blocks are evaluated for a set of B contexts (index tensors shared by all runs).
+    """Where the blocks are evaluated for R sets of B contexts each (index tensors; R = 1: one set
+    shared by all runs, the full batch; R = K: run k's own minibatch, :meth:`TransformerEncoder.
+    forward_rows`). Every field has the leading axis R.
 
-    Block 0 runs on U rows: one per distinct prefix (positions 0..i of a context) when depth ≥ 2,
-    the B query positions when depth = 1; the residual stream below the last block is laid out
-    (position j, context b), j-major. Either way the B query positions are the last B rows, in
-    context order. T = (2m + 2)·L table cells, H heads.
+    Block 0 runs on U rows per set: one per distinct prefix (positions 0..i of a context) when
+    depth ≥ 2, the B query positions when depth = 1; the residual stream below the last block is
+    laid out (position j, context b), j-major. Either way the B query positions are the last B
+    rows, in context order (a context repeated in a set gets one query row per occurrence). A set
+    with fewer distinct prefixes than U is padded with copies of its first query row before its
+    queries (never read: their gradient is 0). T = (2m + 2)·L table cells, H heads.
     """
 
     cell: torch.Tensor
-    """(U,) table cell (token·L + position) of each block-0 row: its x₀ row."""
+    """(R, U) table cell (token·L + position) of each block-0 row: its x₀ row."""
     mask0: torch.Tensor
-    """(L, U) additive mask (0 or −∞) of key position j for each block-0 row."""
+    """(R, 1, L, U) additive mask (0 or −∞) of key position j for each block-0 row."""
     scores: torch.Tensor
-    """(1, H·L·U) index h·T² + cell·T + cell_j of (h, j, u) into the per-head (T, T) score tables."""
+    """(R, H·L·U) index h·T² + cell·T + cell_j of (h, j, u) into the per-head (T, T) score tables."""
     gather: torch.Tensor
-    """(1, H·L·U) index h·T·U + cell_j·U + u of (h, j, u) into per-head (T, U) tables."""
+    """(R, H·L·U) index h·T·U + cell_j·U + u of (h, j, u) into per-head (T, U) tables."""
     vo: torch.Tensor
-    """(U, L·H) index h·T + cell_j of (u, j, h) into the per-head (T, ·) value-output tables."""
+    """(R, U, L·H) index h·T + cell_j of (u, j, h) into the per-head (T, ·) value-output tables."""
     back_rows: torch.Tensor
-    """(H·L·U,) block-0 row u of each (h, j, u) sorted by (h, cell_j): the transposed bags."""
+    """(R, H·L·U) block-0 row u of each (h, j, u) sorted by (h, cell_j): the transposed bags."""
     back_weights: torch.Tensor
-    """(H·L·U,) flat (h, j, u) index of the same entries."""
+    """(R, H·L·U) flat (h, j, u) index of the same entries."""
     back_offsets: torch.Tensor
-    """(H·T,) start of each (h, cell) bag in ``back_rows``."""
+    """(R, H·T) start of each (h, cell) bag in ``back_rows``."""
     keys: torch.Tensor | None
-    """(L·B,) block-0 row of each (position j, context b), j-major; None if depth = 1."""
+    """(R, L·B) block-0 row of each (position j, context b), j-major; None if depth = 1."""
     mask: torch.Tensor
-    """(L, L, B, 1) additive mask of the middle blocks (query i, key j, context b)."""
+    """(R, L, L, B, 1) additive mask of the middle blocks (query i, key j, context b)."""
     qmask: torch.Tensor
-    """(1, L, B, 1) additive mask of the last block's query on key j."""
+    """(R, 1, L, B, 1) additive mask of the last block's query on key j."""
 
 
-def _plan(seq: np.ndarray, allowed: np.ndarray, n_tok: int, depth: int, heads: int, dtype):
-    """:class:`_Plan` of contexts with token sequences seq (B, L) and attention pattern allowed
-    (B, L query, L key)."""
-    B, L = seq.shape
-    T, H = n_tok * L, heads
-    cell = seq * L + np.arange(L)  # (B, L)
+def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of an integer array a (N, C) in lexicographic order, as ``np.unique(a,
+    axis=0, return_index=True, return_inverse=True)[1:]``: the first occurrence of each (U,) and
+    each row's rank among them (N,). Several columns are packed into one int64 key (mixed radix,
+    most significant first: the order is kept), then one stable ``lexsort`` — ``np.unique`` on
+    rows sorts a structured dtype, ten times slower at a minibatch's 10⁴ rows."""
+    N, C = a.shape
+    lo = a.min(initial=0)
+    base = int(a.max(initial=0)) - int(lo) + 1
+    per = max(1, next(c for c in range(63, -1, -1) if base**c < 2**62))  # columns per key
+    digits = np.zeros((N, -(-C // per) * per), dtype=np.int64)
+    digits[:, :C] = a - lo
+    keys = digits.reshape(N, -1, per) @ (base ** np.arange(per - 1, -1, -1, dtype=np.int64))
+    order = np.lexsort(keys.T[::-1])  # the last key of lexsort is its primary one
+    ks = keys[order]
+    new = np.concatenate([[True], (ks[1:] != ks[:-1]).any(axis=1)])
+    inverse = np.empty(N, dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return order[new], inverse
+
+
+def _block0_rows(seq: np.ndarray, depth: int, quantum: int) -> tuple[np.ndarray, ...]:
+    """Block 0's rows of R sets of contexts with token sequences seq (R, B, L): for each set, the
+    (position i, context b) of its U rows, (R, U) each, and the block-0 row of each (position j,
+    context b), (R, L·B) (None if depth = 1). U is a multiple of ``quantum``."""
+    R, B, L = seq.shape
     if depth == 1:  # only the query position is read
-        b, i, keys = np.arange(B), np.full(B, L - 1), None
-    else:
-        prefix = np.where(np.arange(L) <= np.arange(L)[:, None], seq[:, None, :], -1)  # (B, i, j)
-        prefix = prefix.transpose(1, 0, 2).reshape(L * B, L)  # j-major rows j·B + b
-        _, first, keys = np.unique(prefix, axis=0, return_index=True, return_inverse=True)
-        keys = keys.reshape(-1)
-        # the queries' rows (full contexts, distinct) last and in context order: slices, not indices
-        is_query = np.zeros(len(first), dtype=bool)
-        is_query[keys[-B:]] = True
-        order = np.concatenate([np.flatnonzero(~is_query), keys[-B:]])
-        rank = np.empty_like(order)
-        rank[order] = np.arange(len(order))
-        first, keys = first[order], torch.as_tensor(rank[keys])
-        i, b = np.divmod(first, B)
-    U = len(b)
-    kcell = cell[b].T  # (L, U): the cell of each key position of each row
+        return np.full((R, B), L - 1), np.broadcast_to(np.arange(B), (R, B)), None
+    # every (set r, position i, context b) prefix, j-major, tagged with r: sets share no rows
+    prefix = np.where(np.arange(L) <= np.arange(L)[:, None], seq[:, :, None, :], -1)  # (R,B,i,j)
+    prefix = prefix.transpose(0, 2, 1, 3).reshape(R * L * B, L)
+    r, i, b = (a.reshape(-1) for a in np.indices((R, L, B)))
+    first, inv = _unique_rows(np.column_stack([r, prefix]))
+    # place the rows: per set its other prefixes in sorted order, padding, then its B queries —
+    # one per context b, also when a context repeats (its keys are then the last copy's row)
+    r_u, i_u = r[first], i[first]
+    query = i_u == L - 1  # a full context never equals a shorter prefix
+    n_other = np.bincount(r_u[~query], minlength=R)
+    U = -(-(n_other.max() + B) // quantum) * quantum
+    slot = np.cumsum(~query) - 1 - np.concatenate([[0], np.cumsum(n_other)[:-1]])[r_u]
+    q = i == L - 1
+    slot[query] = 0
+    np.maximum.at(slot, inv[q], U - B + b[q])  # a repeated context: its last copy's slot
+    rows_i, rows_b = np.full((R, U), L - 1), np.zeros((R, U), dtype=np.int64)  # padding: query 0
+    other = ~query
+    rows_i[r_u[other], slot[other]] = i_u[other]
+    rows_b[r_u[other], slot[other]] = b[first][other]
+    rows_b[:, U - B :] = np.arange(B)
+    return rows_i, rows_b, slot[inv].reshape(R, L * B)
+
+
+def _plan(seq: np.ndarray, n_tok: int, depth: int, heads: int, dtype, quantum: int = 1):
+    """:class:`_Plan` of R sets of contexts with token sequences seq (R, B, L) (pad = token
+    n_tok − 1; causal attention, pads attended by nobody but themselves)."""
+    R, B, L = seq.shape
+    T, H = n_tok * L, heads
+    allowed = np.tril(np.ones((L, L), dtype=bool)) & (seq != n_tok - 1)[:, :, None, :]
+    allowed |= np.eye(L, dtype=bool)  # pads attend to themselves (never read)
+    add = np.where(allowed, 0.0, -np.inf)  # (R, B, i, j)
+    cell = seq * L + np.arange(L)  # (R, B, L)
+    i, b, keys = _block0_rows(seq, depth, quantum)
+    U = b.shape[1]
+    r = np.arange(R)[:, None]
+    kcell = cell[r, b].transpose(0, 2, 1)  # (R, L, U): the cell of each key position of each row
+    cell_u = cell[r, b, i][:, None, None]  # (R, 1, 1, U)
     h = np.arange(H)[:, None, None]
     u = np.arange(U)
-    add = np.where(allowed, 0.0, -np.inf)  # (B, i, j)
     # the transposed bags: every (h, j, u), grouped by (h, cell_j) in table order
-    order = np.argsort(kcell.reshape(-1), kind="stable")  # over (j, u)
-    counts = np.bincount(kcell.reshape(-1), minlength=T)
-    starts = np.concatenate([[0], np.cumsum(np.tile(counts, H))[:-1]])
+    order = np.argsort(kcell.reshape(R, -1), axis=1, kind="stable")  # over (j, u)
+    counts = np.bincount((kcell + T * r[:, None]).reshape(-1), minlength=R * T).reshape(R, T)
+    starts = np.cumsum(np.tile(counts, H), axis=1) - np.tile(counts, H)
 
     def t(a, dt=None):
         return torch.as_tensor(np.ascontiguousarray(a), dtype=dt)
 
     return _Plan(
-        cell=t(cell[b, i]),
-        mask0=t(add[b, i].T, dtype),
-        scores=t((h * T * T + cell[b, i] * T + kcell).reshape(1, -1)),
-        gather=t((h * T * U + kcell * U + u).reshape(1, -1)),
-        vo=t((h * T + kcell).transpose(2, 1, 0).reshape(U, L * H)),
-        back_rows=t(np.tile(np.tile(u, L)[order], H)),
-        back_weights=t((np.arange(H)[:, None] * L * U + order).reshape(-1)),
+        cell=t(cell_u[:, 0, 0]),
+        mask0=t(add[r, b, i].transpose(0, 2, 1)[:, None], dtype),
+        scores=t((h * T * T + cell_u * T + kcell[:, None]).reshape(R, -1)),
+        gather=t((h * T * U + kcell[:, None] * U + u).reshape(R, -1)),
+        vo=t((h * T + kcell[:, None]).transpose(0, 3, 2, 1).reshape(R, U, L * H)),
+        back_rows=t(np.tile(order % U, (1, H))),
+        back_weights=t((np.arange(H)[:, None] * L * U + order[:, None]).reshape(R, -1)),
         back_offsets=t(starts),
-        keys=keys,
-        mask=t(add.transpose(1, 2, 0)[..., None], dtype),
-        qmask=t(add[:, L - 1].T[None, :, :, None], dtype),
+        keys=None if keys is None else t(keys),
+        mask=t(add.transpose(0, 2, 3, 1)[..., None], dtype),
+        qmask=t(add[:, :, L - 1].transpose(0, 2, 1)[:, None, :, :, None], dtype),
     )
+
+
+def _take(src: torch.Tensor, index: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """src (K, X) at the columns index (R, N) of each run: one index for all runs (R = 1) or one
+    per run (R = K), into out (K, N)."""
+    if index.shape[0] == 1:
+        return torch.index_select(src, 1, index[0], out=out)
+    return torch.gather(src, 1, index, out=out)
 
 
 class _Bags(NamedTuple):
@@ -204,14 +257,14 @@ class _Runs(NamedTuple):
 def _runs(plan: _Plan, K: int, T: int) -> _Runs:
     """:class:`_Runs` of a plan for K runs (T table cells)."""
     run = torch.arange(K)[:, None]
-    U, H = plan.cell.shape[0], plan.back_offsets.shape[0] // T
-    N = plan.back_rows.shape[0]
+    U, H = plan.cell.shape[1], plan.back_offsets.shape[1] // T
+    N = plan.back_rows.shape[1]
     keys = None if plan.keys is None else (plan.keys + U * run).reshape(-1)  # (K·L·B,)
     cell = (plan.cell + T * run).reshape(-1)
     return _Runs(
         cell=cell,
         vo=(plan.vo + H * T * run[:, :, None]).reshape(-1),
-        vo_offsets=torch.arange(0, plan.vo.numel() * K, plan.vo.shape[1]),
+        vo_offsets=torch.arange(0, K * plan.vo[0].numel(), plan.vo.shape[2]),
         back_rows=(plan.back_rows + U * run).reshape(-1),
         back_offsets=(plan.back_offsets + N * run).reshape(-1),
         keys=keys,
@@ -297,14 +350,14 @@ def _attend_table(qkv_t, Wo, plan: _Plan, runs: _Runs, heads: int, buf: _Buf):
     the value-output table. Returns y (K, U, w) and the cache of :func:`_attend_table_back`.
     """
     K, T, w3 = qkv_t.shape
-    L, U = plan.mask0.shape
+    L, U = plan.mask0.shape[2:]
     w, H = w3 // 3, heads
     dh = w // H
     q, k, v = qkv_t.view(K, T, 3, H, dh).permute(2, 0, 3, 1, 4).reshape(3, K * H, T, dh).unbind()
     s_t = torch.baddbmm(
         buf("t.st", (K * H, T, T)), q, k.transpose(1, 2), beta=0.0, alpha=1.0 / math.sqrt(dh)
     )
-    s = torch.index_select(s_t.view(K, -1), 1, plan.scores[0], out=buf("t.s", (K, H * L * U)))
+    s = _take(s_t.view(K, -1), plan.scores, out=buf("t.s", (K, H * L * U)))
     a = torch.softmax(s.view(K, H, L, U).add_(plan.mask0), dim=2, out=buf("t.a", (K, H, L, U)))
     Wh = Wo.reshape(K * H, dh, w)  # W_o,h: the rows of W_o that head h's channels multiply
     vo = torch.bmm(v, Wh)  # (K·H, T, w): v_h W_o,h on the table
@@ -324,14 +377,14 @@ def _attend_table_back(dy, cache, Wo, plan: _Plan, runs: _Runs, buf: _Buf):
     # ∂a_hju = ∂o_hu · v_h[cell_ju], ∂o_h = ∂y W_o,hᵀ: per-head (T, U) tables of v_h · ∂o_h
     doT = torch.bmm(Wo, dy.transpose(1, 2), out=buf("t.doT", (K, w, U)))  # (K, (h, d_h), U)
     m = torch.bmm(v, doT.view(K * H, dh, U), out=buf("t.m", (K * H, T, U)))
-    da = torch.index_select(m.view(K, -1), 1, plan.gather[0], out=buf("t.da", (K, H * L * U)))
+    da = _take(m.view(K, -1), plan.gather, out=buf("t.da", (K, H * L * U)))
     da = da.view(a.shape)
     ds = da.sub_((a * da).sum(2, keepdim=True)).mul_(a)  # ∂s·√d_h
     ds_t = buf.zeros("t.dst", (K, H * T * T)).scatter_add_(
         1, plan.scores.expand(K, -1), ds.view(K, -1)
     )
     ds_t = ds_t.view(K * H, T, T)
-    psw = torch.index_select(a.view(K, -1), 1, plan.back_weights).view(-1)
+    psw = _take(a.view(K, -1), plan.back_weights, out=buf("t.psw", (K, H * L * U))).view(-1)
     dvo = F.embedding_bag(
         runs.back_rows, dy.reshape(K * U, w), runs.back_offsets, per_sample_weights=psw, mode="sum"
     ).view(K * H, T, w)
@@ -394,19 +447,36 @@ class TransformerEncoder(Encoder):
 
     out_name = "W_out"
 
+    #: Block 0's rows of a minibatch are padded to a multiple of this many (the step's buffers
+    #: keep their shapes from one batch to the next)
+    ROWS_QUANTUM = 64
+
     def __init__(self, cfg, contexts, dtype):
         super().__init__(cfg, contexts, dtype)
-        seq, pad = render_contexts(contexts, cfg.order_seed)
-        self.L = L = self.m + 1
+        self.L = self.m + 1
         self.n_tok = 2 * self.m + 2
-        self.T = self.n_tok * L  # table cells (token, position)
+        self.T = self.n_tok * self.L  # table cells (token, position)
         self.feature_dim = cfg.width
-        self.seq = torch.as_tensor(seq)
-        causal = np.tril(np.ones((L, L), dtype=bool))
-        allowed = causal[None] & ~pad[:, None, :]  # (n, L query, L key)
-        allowed |= np.eye(L, dtype=bool)[None]  # pads attend to themselves (never read)
-        self.plan = _plan(seq, allowed, self.n_tok, cfg.depth, cfg.heads, dtype)
+        # built on first use: a minibatch step never needs the plan of every context
+        self._seq: np.ndarray | None = None
+        self._plan: _Plan | None = None
         self._runs: dict[int, _Runs] = {}
+
+    @property
+    def seq(self) -> np.ndarray:
+        """Token sequences (n, L) of every context (:func:`render_contexts`; one pass, cached)."""
+        if self._seq is None:
+            self._seq = render_contexts(self.contexts, self.cfg.order_seed)[0]
+        return self._seq
+
+    @property
+    def plan(self) -> _Plan:
+        """The :class:`_Plan` of every context, shared by all runs (the full batch)."""
+        if self._plan is None:
+            self._plan = _plan(
+                self.seq[None], self.n_tok, self.cfg.depth, self.cfg.heads, self.dtype
+            )
+        return self._plan
 
     def shapes(self):
         w, L = self.cfg.width, self.L
@@ -455,11 +525,29 @@ class TransformerEncoder(Encoder):
         buf = _Buf(ws if ws is not None else self.ws, p["tok_emb"].dtype)
         return self._features(p, self.plan, self._runs[K], buf)
 
+    def forward_rows(self, p, rows):
+        """f of context ``rows[k]`` under run k, rows (K, B) → (K, B, d), and the backward cache.
+
+        The same evaluation as :meth:`forward`, on a :class:`_Plan` of the batch: run k's blocks
+        run on the distinct prefixes of its own B contexts only (and block 0's (token, position)
+        table), so a step costs O(K·B·L) rows whatever the number n of contexts. A context
+        repeated in a batch gets one query row per occurrence (f and its gradient per row).
+        """
+        K = p["tok_emb"].shape[0]
+        seq = self.seq[rows.cpu().numpy()]  # (K, B, L)
+        plan = _plan(seq, self.n_tok, self.cfg.depth, self.cfg.heads, self.dtype, self.ROWS_QUANTUM)
+        H, cache = self._features(p, plan, _runs(plan, K, self.T), _Buf(self.ws, self.dtype))
+        return torch.bmm(H, p["W_out"]), (cache, H)
+
+    def backward_rows(self, p, cache, df, rows):
+        """Gradients of Σ_k ⟨df_k, f_k(rows_k)⟩, df: (K, B, d) (:meth:`backward` of the batch)."""
+        return self.backward(p, cache, df)
+
     def _features(self, p: Params, plan: _Plan, runs: _Runs, buf: _Buf):
         """H (K, B, w) of the B contexts of ``plan``."""
         K, T, w = p["tok_emb"].shape[0], self.T, self.cfg.width
         L, depth, heads = self.L, self.cfg.depth, self.cfg.heads
-        U = plan.cell.shape[0]
+        U = plan.cell.shape[1]
         # block 0 on the (token, position) table, then at its U rows
         x0t = (p["tok_emb"][:, :, None] + p["pos_emb"][:, None]).view(K, T, w)
         h0t, ln0 = _ln(x0t, p["ln1_g0"], p["ln1_b0"], buf, "ln1.0")
@@ -496,7 +584,7 @@ class TransformerEncoder(Encoder):
         query positions only. Returns x after the block at the queries, (K, B, w)."""
         i, L, w = self.cfg.depth - 1, self.L, self.cfg.width
         K, R, _ = x.shape
-        B = plan.qmask.shape[2]  # the queries are the last B rows of x
+        B = plan.qmask.shape[3]  # the queries are the last B rows of x
         keys = runs.keys if i == 1 else None  # depth 2: x is on block 0's rows, else the grid
         c: dict[str, Any] = {"key_bags": runs.key_bags if i == 1 else None}
         h, c["ln1"] = _ln(x, p[f"ln1_g{i}"], p[f"ln1_b{i}"], buf, f"ln1.{i}")
