@@ -258,7 +258,8 @@ def classify(prof: dict, step_flops: float, peak: float) -> dict:
     time inside matmul kernels, inside element-wise/reduction kernels, and the rest (per-call
     overhead: Python, dispatch, view/metadata ops, waits); ``bound`` names the largest. With the
     matmul kernels' own FLOP rate as a fraction of the plain matmul's (an upper bound on the
-    whole-run fraction)."""
+    whole-run fraction), and the rate over the matmul and softmax kernels together: the most a
+    step could reach if every other op were fused away (the exponentials stay)."""
     step = prof["step"]
     in_mm = min(1.0, prof["matmul"] / step)
     in_ew = min(1.0 - in_mm, prof["elementwise"] / step)
@@ -269,6 +270,10 @@ def classify(prof: dict, step_flops: float, peak: float) -> dict:
         "overhead_time_fraction": shares["per-call overhead"],
         "elementwise_top": [[name.removeprefix("aten::"), t / step] for name, t in prof["top"]],
         "matmul_kernel_flop_fraction": step_flops / prof["matmul"] / 1e9 / peak,
+        "matmul_softmax_flop_fraction": step_flops
+        / (prof["matmul"] + prof["softmax"])
+        / 1e9
+        / peak,
         "bound": max(shares, key=shares.get),
     }
 
@@ -369,7 +374,8 @@ def print_class(kind: dict) -> None:
         f"element-wise kernels ({top}), {100 * kind['overhead_time_fraction']:.1f} % per-call "
         f"overhead (Python, dispatch, views, waits); the matmul kernels reach "
         f"{100 * kind['matmul_kernel_flop_fraction']:4.1f} % of the plain matmul's rate (an upper "
-        "bound on the whole-run fraction)"
+        "bound on the whole-run fraction); with the softmax kernels, the most a fully fused step "
+        f"could reach: {100 * kind['matmul_softmax_flop_fraction']:4.1f} %"
     )
 
 
@@ -569,6 +575,7 @@ def bench_end_to_end(steps: int, naive_runs: int, rec: Recorder, rounds: int = 3
     lat4 = LatentModel.from_config({"m": 4})
     kernels = kernel_seconds_per_step(lat4, "linear", 10) * steps
     floor_step = torch_floor_seconds_per_step(lat4, 10)
+    floor_half = torch_floor_seconds_per_step(lat4, 5)  # one of two workers' shards
     torch.set_num_threads(threads)
     per = max(1, min(10, naive_runs))
     t: dict[str, list[float]] = {"startup": [], "naive": [], "w1": [], "w2": []}
@@ -598,6 +605,9 @@ def bench_end_to_end(steps: int, naive_runs: int, rec: Recorder, rounds: int = 3
         "ceiling_startup_kernels": med["naive"] / (med["startup"] + kernels),
         "torch_floor_step_us": floor_step * 1e6,
         "ceiling_startup_torch_floor": med["naive"] / (med["startup"] + floor_step * steps),
+        "torch_floor_step_us_k5": floor_half * 1e6,
+        "ceiling_startup_torch_floor_workers2": med["naive"]
+        / (med["startup"] + floor_half * steps),
     }
     print(
         "  ceilings of the ratio (median script time over a lower bound on linrep's): start-up "
@@ -605,7 +615,8 @@ def bench_end_to_end(steps: int, naive_runs: int, rec: Recorder, rounds: int = 3
         f"kernels for the whole run ({kernels:4.2f} s, torch profiler) "
         f"{ceilings['ceiling_startup_kernels']:5.1f}x; start-up + the fewest torch calls we know "
         f"for the step ({floor_step * 1e6:.0f} us/step, any torch trainer) "
-        f"{ceilings['ceiling_startup_torch_floor']:5.1f}x"
+        f"{ceilings['ceiling_startup_torch_floor']:5.1f}x, with two workers of 5 runs each "
+        f"({floor_half * 1e6:.0f} us/step) {ceilings['ceiling_startup_torch_floor_workers2']:5.1f}x"
     )
     for workers in (1, 2):
         ratios = [a / b for a, b in zip(t["naive"], t[f"w{workers}"], strict=True)]
