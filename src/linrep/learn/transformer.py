@@ -29,6 +29,11 @@ every position, with much less work (see :class:`_Plan`):
 - **Tiny L.** Attention over L = m + 1 keys is written with the channels as the contiguous inner
   axis of every product and per-head sums as small matmuls (batched matmuls of L × L matrices run
   far below speed on a CPU).
+- **Minibatches** (:meth:`TransformerEncoder.forward_rows`): the same evaluation on a plan of
+  each run's own B contexts (the distinct prefixes of run k's batch, padded to a count shared by
+  the runs); the gradient of Σ_k Σ_b ⟨∂f_kb, f_k(ξ_kb)⟩ flows back exactly as on the full batch,
+  a context repeated in a batch once per occurrence. A step's cost is O(K·B·L) rows plus the
+  table, whatever the number of contexts.
 - **Backward by hand** (as the MLP encoder), with the step's intermediates in the model's reused
   buffers. Tests check the gradient against finite differences and against autograd through an
   independent plain-torch transformer.
@@ -81,7 +86,8 @@ def render_contexts(contexts: np.ndarray, order_seed: int) -> tuple[np.ndarray, 
 class _Plan(NamedTuple):
     """Where the blocks are evaluated for R sets of B contexts each (index tensors; R = 1: one set
     shared by all runs, the full batch; R = K: run k's own minibatch, :meth:`TransformerEncoder.
-    forward_rows`). Every field has the leading axis R.
+    forward_rows`). Every field has the leading axis R; when R > 1 the indices into per-run tables
+    are offset by r·(table size): they index the runs' tables stacked into one flat array.
 
     Block 0 runs on U rows per set: one per distinct prefix (positions 0..i of a context) when
     depth ≥ 2, the B query positions when depth = 1; the residual stream below the last block is
@@ -97,8 +103,11 @@ class _Plan(NamedTuple):
     """(R, 1, L, U) additive mask (0 or −∞) of key position j for each block-0 row."""
     scores: torch.Tensor
     """(R, H·L·U) index h·T² + cell·T + cell_j of (h, j, u) into the per-head (T, T) score tables."""
-    gather: torch.Tensor
-    """(R, H·L·U) index h·T·U + cell_j·U + u of (h, j, u) into per-head (T, U) tables."""
+    gather: torch.Tensor | None
+    """(1, H·L·U) index h·T·U + cell_j·U + u of (h, j, u) into per-head (T, U) tables (R = 1 only,
+    :func:`_attend_table_back`)."""
+    keycell: torch.Tensor
+    """(R, L·U) cell_j of (j, u): the table row of key position j of each block-0 row."""
     vo: torch.Tensor
     """(R, U, L·H) index h·T + cell_j of (u, j, h) into the per-head (T, ·) value-output tables."""
     back_rows: torch.Tensor
@@ -190,14 +199,19 @@ def _plan(seq: np.ndarray, n_tok: int, depth: int, heads: int, dtype, quantum: i
     def t(a, dt=None):
         return torch.as_tensor(np.ascontiguousarray(a), dtype=dt)
 
+    def per_set(index: np.ndarray, size: int) -> torch.Tensor:
+        """(R, N) indices into each set's table of ``size`` entries, offset to the stacked tables."""
+        return t(index.reshape(R, -1) + (size * r if R > 1 else 0))
+
     return _Plan(
         cell=t(cell_u[:, 0, 0]),
         mask0=t(add[r, b, i].transpose(0, 2, 1)[:, None], dtype),
-        scores=t((h * T * T + cell_u * T + kcell[:, None]).reshape(R, -1)),
-        gather=t((h * T * U + kcell[:, None] * U + u).reshape(R, -1)),
+        scores=per_set(h * T * T + cell_u * T + kcell[:, None], H * T * T),
+        gather=t((h * T * U + kcell[:, None] * U + u).reshape(R, -1)) if R == 1 else None,
+        keycell=per_set(kcell, T),
         vo=t((h * T + kcell[:, None]).transpose(0, 3, 2, 1).reshape(R, U, L * H)),
         back_rows=t(np.tile(order % U, (1, H))),
-        back_weights=t((np.arange(H)[:, None] * L * U + order[:, None]).reshape(R, -1)),
+        back_weights=per_set(np.arange(H)[:, None] * L * U + order[:, None], H * L * U),
         back_offsets=t(starts),
         keys=None if keys is None else t(keys),
         mask=t(add.transpose(0, 2, 3, 1)[..., None], dtype),
@@ -206,11 +220,19 @@ def _plan(seq: np.ndarray, n_tok: int, depth: int, heads: int, dtype, quantum: i
 
 
 def _take(src: torch.Tensor, index: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """src (K, X) at the columns index (R, N) of each run: one index for all runs (R = 1) or one
-    per run (R = K), into out (K, N)."""
+    """src (K, X) at the columns index (R, N) of each run, into out (K, N): one index for all runs
+    (R = 1), or one per run (R = K, offset by k·X: :class:`_Plan`)."""
     if index.shape[0] == 1:
         return torch.index_select(src, 1, index[0], out=out)
-    return torch.gather(src, 1, index, out=out)
+    return torch.index_select(src.view(-1), 0, index.view(-1), out=out.view(-1)).view(out.shape)
+
+
+def _put(dst: torch.Tensor, index: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+    """dst (K, X) += src (K, N) at the columns index (R, N) of each run (transposed :func:`_take`)."""
+    if index.shape[0] == 1:
+        return dst.scatter_add_(1, index.expand(dst.shape[0], -1), src)
+    dst.view(-1).index_add_(0, index.view(-1), src.view(-1))
+    return dst
 
 
 class _Bags(NamedTuple):
@@ -368,21 +390,39 @@ def _attend_table(qkv_t, Wo, plan: _Plan, runs: _Runs, heads: int, buf: _Buf):
     return y.view(K, U, w), (q, k, v, Wh, a)
 
 
+def _attention_weights_back(dy, v, Wo, plan: _Plan, runs: _Runs, buf: _Buf) -> torch.Tensor:
+    """∂a (K, H·L·U) of block 0's attention weights from ∂y (K, U, w), v (K·H, T, d_h) on the
+    table: ∂a_hju = ∂o_hu · v_h[cell_ju] with ∂o_h = ∂y W_o,hᵀ.
+
+    The full batch (one plan, R = 1) forms per-head (T, U) tables v_h ∂o_hᵀ and gathers them (fast
+    for its few table cells per position); per-run plans gather v at each (j, u) instead —
+    L rather than T = (2m + 2)·L products per row, the cheaper one once m grows (at m = 12 the
+    (T, U) tables took a third of a minibatch step).
+    """
+    K, U, w = dy.shape
+    KH, T, dh = v.shape
+    H, L = KH // K, plan.keycell.shape[1] // U
+    if plan.gather is not None:
+        doT = torch.bmm(Wo, dy.transpose(1, 2), out=buf("t.doT", (K, w, U)))  # (K, (h, d_h), U)
+        m = torch.bmm(v, doT.view(K * H, dh, U), out=buf("t.m", (K * H, T, U)))
+        return _take(m.view(K, -1), plan.gather, out=buf("t.da", (K, H * L * U)))
+    do = torch.bmm(dy, Wo.transpose(1, 2), out=buf("t.do", (K, U, w)))  # ∂o, channels (h, d_h)
+    vt = v.view(K, H, T, dh).transpose(1, 2).reshape(K * T, w)  # the table's v, channels last
+    vj = torch.index_select(vt, 0, plan.keycell.view(-1), out=buf("t.vj", (K * L * U, w)))
+    vj = vj.view(K, L, U, w).mul_(do.unsqueeze(1))
+    da = torch.matmul(vj, _heads(w, H, dy.dtype).S)  # (K, L, U, H): each head's sum
+    return buf("t.da", (K, H, L, U)).copy_(da.permute(0, 3, 1, 2)).view(K, -1)
+
+
 def _attend_table_back(dy, cache, Wo, plan: _Plan, runs: _Runs, buf: _Buf):
     """(∂qkv_t (K, T, 3w), ∂W_o (K, w, w)) of :func:`_attend_table` from ∂y (K, U, w)."""
     q, k, v, Wh, a = cache
     K, H, L, U = a.shape
     T, dh = q.shape[1:]
     w = H * dh
-    # ∂a_hju = ∂o_hu · v_h[cell_ju], ∂o_h = ∂y W_o,hᵀ: per-head (T, U) tables of v_h · ∂o_h
-    doT = torch.bmm(Wo, dy.transpose(1, 2), out=buf("t.doT", (K, w, U)))  # (K, (h, d_h), U)
-    m = torch.bmm(v, doT.view(K * H, dh, U), out=buf("t.m", (K * H, T, U)))
-    da = _take(m.view(K, -1), plan.gather, out=buf("t.da", (K, H * L * U)))
-    da = da.view(a.shape)
+    da = _attention_weights_back(dy, v, Wo, plan, runs, buf).view(a.shape)
     ds = da.sub_((a * da).sum(2, keepdim=True)).mul_(a)  # ∂s·√d_h
-    ds_t = buf.zeros("t.dst", (K, H * T * T)).scatter_add_(
-        1, plan.scores.expand(K, -1), ds.view(K, -1)
-    )
+    ds_t = _put(buf.zeros("t.dst", (K, H * T * T)), plan.scores, ds.view(K, -1))
     ds_t = ds_t.view(K * H, T, T)
     psw = _take(a.view(K, -1), plan.back_weights, out=buf("t.psw", (K, H * L * U))).view(-1)
     dvo = F.embedding_bag(
