@@ -301,3 +301,27 @@ def test_minibatches_at_m12_never_plan_every_context():
     res = fit(lat, mc, tc, seeds=[0], progress=False)
     assert res.model.encoder._plan is None
     assert np.isfinite(res.theta.numpy()).all() and len(res.history) == 2
+
+
+@pytest.mark.parametrize("m", [4, 16])  # prefix keys in one int64, and in two (m = 16)
+def test_prefix_keys_sort_like_the_padded_prefixes(m):
+    """Distinct prefixes found from the packed keys = np.unique of the literal prefixes (tokens,
+    −1 after position i) of two sets of contexts: same order, first occurrences and inverse."""
+    from linrep.learn.transformer import _prefix_keys, _unique_rows
+
+    rng = np.random.default_rng(m)
+    ctx = rng.integers(-1, 2, (2 * 60, m)).astype(np.int8)
+    ctx[60:90] = ctx[:30]  # contexts shared by the two sets, and repeated within one
+    ctx[5] = ctx[7]
+    seq = render_contexts(ctx, order_seed=0)[0].reshape(2, 60, m + 1)  # (R, B, L)
+    R, B, L = seq.shape
+    literal = np.where(np.arange(L) <= np.arange(L)[:, None], seq[:, :, None, :], -1)
+    literal = literal.transpose(0, 2, 1, 3).reshape(R * L * B, L)
+    r = np.repeat(np.arange(R), L * B)[:, None]
+    _, first, inv = np.unique(
+        np.hstack([r, literal]), axis=0, return_index=True, return_inverse=True
+    )
+    keys = _prefix_keys(seq, 2 * m + 2).reshape(R * L * B, -1)
+    assert keys.shape[1] == (1 if m == 4 else 2)
+    got_first, got_inv = _unique_rows(np.hstack([r, keys]))
+    assert np.array_equal(got_first, first) and np.array_equal(got_inv, inv.reshape(-1))

@@ -124,28 +124,38 @@ class _Plan(NamedTuple):
     """(R, 1, L, B, 1) additive mask of the last block's query on key j."""
 
 
-def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct rows of an integer array a (N, C) in lexicographic order, as ``np.unique(a,
+def _unique_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of int64 keys (N, C) in lexicographic order, as ``np.unique(keys,
     axis=0, return_index=True, return_inverse=True)[1:]``: the first occurrence of each (U,) and
-    each row's rank among them (N,). Several columns are packed into one int64 key (mixed radix,
-    most significant first: the order is kept), then one stable ``lexsort`` — ``np.unique`` on
-    rows sorts a structured dtype, ten times slower at a minibatch's 10⁴ rows."""
-    N, C = a.shape
-    lo = a.min(initial=0)
-    base = int(a.max(initial=0)) - int(lo) + 1
-    per = max(1, next(c for c in range(63, -1, -1) if base**c < 2**62))  # columns per key
-    digits = np.zeros((N, -(-C // per) * per), dtype=np.int64)
-    digits[:, :C] = a - lo
-    keys = digits.reshape(N, -1, per) @ (base ** np.arange(per - 1, -1, -1, dtype=np.int64))
+    each row's rank among them (N,), by one stable ``lexsort`` (``np.unique`` on rows sorts a
+    structured dtype, ten times slower at a minibatch's 10⁴ rows)."""
     order = np.lexsort(keys.T[::-1])  # the last key of lexsort is its primary one
     ks = keys[order]
     new = np.concatenate([[True], (ks[1:] != ks[:-1]).any(axis=1)])
-    inverse = np.empty(N, dtype=np.int64)
+    inverse = np.empty(len(keys), dtype=np.int64)
     inverse[order] = np.cumsum(new) - 1
     return order[new], inverse
 
 
-def _block0_rows(seq: np.ndarray, depth: int, quantum: int) -> tuple[np.ndarray, ...]:
+def _prefix_keys(seq: np.ndarray, n_tok: int) -> np.ndarray:
+    """Keys (R, i, B, C) int64 of the prefixes (positions 0..i) of token sequences seq (R, B, L)
+    whose lexicographic order is that of the prefixes padded with −1 after i: digits token + 1
+    (0 after i) in mixed radix n_tok + 1, as many positions per key as fit, most significant
+    first; the key of prefix i is a cumulative sum along positions (O(L) per context, not L²)."""
+    R, B, L = seq.shape
+    base = n_tok + 1
+    per = next(c for c in range(L, 0, -1) if base**c < 2**62)  # positions per key
+    C = -(-L // per)
+    digits = np.zeros((R, B, C * per), dtype=np.int64)
+    digits[..., :L] = seq + 1
+    weight = base ** np.arange(per - 1, -1, -1, dtype=np.int64)
+    cs = np.cumsum(digits.reshape(R, B, C, per) * weight, axis=3).reshape(R, B, C * per)
+    i, start = np.arange(L)[:, None], np.arange(C) * per
+    keys = np.where(start <= i, cs[..., np.minimum(i, start + per - 1)], 0)  # (R, B, i, C)
+    return keys.transpose(0, 2, 1, 3)
+
+
+def _block0_rows(seq: np.ndarray, n_tok: int, depth: int, quantum: int) -> tuple:
     """Block 0's rows of R sets of contexts with token sequences seq (R, B, L): for each set, the
     (position i, context b) of its U rows, (R, U) each, and the block-0 row of each (position j,
     context b), (R, L·B) (None if depth = 1). U is a multiple of ``quantum``."""
@@ -153,10 +163,8 @@ def _block0_rows(seq: np.ndarray, depth: int, quantum: int) -> tuple[np.ndarray,
     if depth == 1:  # only the query position is read
         return np.full((R, B), L - 1), np.broadcast_to(np.arange(B), (R, B)), None
     # every (set r, position i, context b) prefix, j-major, tagged with r: sets share no rows
-    prefix = np.where(np.arange(L) <= np.arange(L)[:, None], seq[:, :, None, :], -1)  # (R,B,i,j)
-    prefix = prefix.transpose(0, 2, 1, 3).reshape(R * L * B, L)
     r, i, b = (a.reshape(-1) for a in np.indices((R, L, B)))
-    first, inv = _unique_rows(np.column_stack([r, prefix]))
+    first, inv = _unique_rows(np.column_stack([r, _prefix_keys(seq, n_tok).reshape(R * L * B, -1)]))
     # place the rows: per set its other prefixes in sorted order, padding, then its B queries —
     # one per context b, also when a context repeats (its keys are then the last copy's row)
     r_u, i_u = r[first], i[first]
@@ -184,34 +192,37 @@ def _plan(seq: np.ndarray, n_tok: int, depth: int, heads: int, dtype, quantum: i
     allowed |= np.eye(L, dtype=bool)  # pads attend to themselves (never read)
     add = np.where(allowed, 0.0, -np.inf)  # (R, B, i, j)
     cell = seq * L + np.arange(L)  # (R, B, L)
-    i, b, keys = _block0_rows(seq, depth, quantum)
+    i, b, keys = _block0_rows(seq, n_tok, depth, quantum)
     U = b.shape[1]
     r = np.arange(R)[:, None]
     kcell = cell[r, b].transpose(0, 2, 1)  # (R, L, U): the cell of each key position of each row
     cell_u = cell[r, b, i][:, None, None]  # (R, 1, 1, U)
     h = np.arange(H)[:, None, None]
     u = np.arange(U)
-    # the transposed bags: every (h, j, u), grouped by (h, cell_j) in table order
-    order = np.argsort(kcell.reshape(R, -1), axis=1, kind="stable")  # over (j, u)
+    # the transposed bags: every (h, j, u), grouped by (h, cell_j) in table order (a stable sort:
+    # int16 cells take numpy's radix sort)
+    small = kcell.reshape(R, -1).astype(np.int16 if T < 2**15 else np.int64)
+    order = np.argsort(small, axis=1, kind="stable")  # over (j, u)
     counts = np.bincount((kcell + T * r[:, None]).reshape(-1), minlength=R * T).reshape(R, T)
     starts = np.cumsum(np.tile(counts, H), axis=1) - np.tile(counts, H)
 
     def t(a, dt=None):
         return torch.as_tensor(np.ascontiguousarray(a), dtype=dt)
 
-    def per_set(index: np.ndarray, size: int) -> torch.Tensor:
-        """(R, N) indices into each set's table of ``size`` entries, offset to the stacked tables."""
-        return t(index.reshape(R, -1) + (size * r if R > 1 else 0))
+    # sets stacked (R > 1): set s's indices into a table of `size` entries are offset by s·size
+    stack = np.arange(R)[:, None, None, None] if R > 1 else np.zeros((1, 1, 1, 1), dtype=np.int64)
 
     return _Plan(
         cell=t(cell_u[:, 0, 0]),
         mask0=t(add[r, b, i].transpose(0, 2, 1)[:, None], dtype),
-        scores=per_set(h * T * T + cell_u * T + kcell[:, None], H * T * T),
+        scores=t(((cell_u * T + kcell[:, None]) + (h * T * T + stack * H * T * T)).reshape(R, -1)),
         gather=t((h * T * U + kcell[:, None] * U + u).reshape(R, -1)) if R == 1 else None,
-        keycell=per_set(kcell, T),
-        vo=t((h * T + kcell[:, None]).transpose(0, 3, 2, 1).reshape(R, U, L * H)),
+        keycell=t((kcell + stack[:, 0] * T).reshape(R, -1)),
+        vo=t((kcell.transpose(0, 2, 1)[..., None] + h[:, 0, 0] * T).reshape(R, U, L * H)),
         back_rows=t(np.tile(order % U, (1, H))),
-        back_weights=per_set(np.arange(H)[:, None] * L * U + order[:, None], H * L * U),
+        back_weights=t(
+            (order[:, None] + (h[:, :, 0] * L * U + stack[:, 0] * H * L * U)).reshape(R, -1)
+        ),
         back_offsets=t(starts),
         keys=None if keys is None else t(keys),
         mask=t(add.transpose(0, 2, 3, 1)[..., None], dtype),
