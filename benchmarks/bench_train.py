@@ -206,7 +206,7 @@ def step_vs_handwritten(lat: LatentModel, K: int, steps: int = 2000, d: int = 32
     """Seconds per step of linrep's full-batch GD step of K linear runs (model.grad + optimiser)
     and of the same step written by hand as the fewest torch calls we found: with A = W gᵀ,
     z = x A, ∂A = (r ⊙ x)ᵀ (softmax(z) − P) as one baddbmm against the constant C = (r ⊙ x)ᵀ P,
-    ∂W = ∂A g and ∂g = ∂Aᵀ W written into one flat gradient, and θ −= lr ∂θ (six kernels; its
+    ∂W = ∂A g and ∂g = ∂Aᵀ W written into one flat gradient (six kernels), and θ −= lr ∂θ (its
     gradient is checked against linrep's). Each is the fastest of 10 windows of ``steps / 10``
     steps, the two alternating (the machine's speed varies within a run). Returns
     (linrep, hand-written)."""
@@ -630,7 +630,7 @@ def bench_end_to_end(steps: int, naive_runs: int, rec: Recorder, rounds: int = 3
         f"alone {ceilings['ceiling_startup']:5.1f}x; start-up + linrep's own matmul and softmax "
         f"kernels for the whole run ({kernels:4.2f} s, torch profiler) "
         f"{ceilings['ceiling_startup_kernels']:5.1f}x\n  linrep's step (10 runs) "
-        f"{step_linrep * 1e6:.0f} us vs the same step written by hand as six torch kernels "
+        f"{step_linrep * 1e6:.0f} us vs the same step written by hand as six torch kernels and the update "
         f"{step_hand * 1e6:.0f} us (fastest of 10 alternating windows each); start-up + the "
         f"whole run's steps at the faster of the two: {ceilings['ceiling_startup_steps']:5.1f}x"
     )

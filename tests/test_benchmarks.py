@@ -31,7 +31,9 @@ def test_bench_train_runs_and_reports_its_ratios():
     assert out.count("-bound: ") == 5  # every group of part 1 and part 4 classified
     assert out.count("inside element-wise kernels (") == 5  # by the profiler's op categories
     assert "start-up + linrep's own matmul and softmax kernels" in out  # part 3's ceilings
-    assert "written by hand as six torch kernels" in out  # linrep's step vs a hand-written one
+    assert (
+        "written by hand as six torch kernels and the update" in out
+    )  # linrep's step vs a hand-written one
     assert out.count("  round ") == 3  # interleaved rounds, each with its own ratios
     assert out.count("the most a fully fused step could reach") == 5
     assert "== 4. compute-bound group" in out
