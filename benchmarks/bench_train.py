@@ -154,6 +154,27 @@ per-call overhead with Python and dispatch. Every other op is an element-wise or
 kernel."""
 
 
+def linrep_step(lat: LatentModel, mc: ModelConfig, K: int):
+    """One full-batch GD ensemble step of linrep (cross-entropy, float32, default TrainConfig) for
+    K runs of model ``mc``: (model, θ, target, step), where step(t) applies step t to θ in place
+    (model.grad into a reused buffer, then the optimiser) — what the trainer's loop runs."""
+    from linrep.learn.model import BatchedModel
+    from linrep.learn.objective import Targets
+    from linrep.learn.optim import BatchedOptimizer
+
+    tc = TrainConfig()
+    model = BatchedModel(mc, lat.contexts, lat.n_tokens, torch.float32)
+    theta = model.init(list(range(K)), [mc] * K)
+    target = Targets(lat, [tc] * K, torch.float32).full()
+    opt = BatchedOptimizer([tc] * K, model.P, torch.float32)
+    buf = torch.empty_like(theta)
+
+    def step(t: int) -> None:
+        opt.step(theta, model.grad(theta, "cross_entropy", target, out=buf), t)
+
+    return model, theta, target, step
+
+
 def step_profile(
     lat: LatentModel, enc: str, K: int, steps: int = 200, d: int = 32, w: int = 64
 ) -> dict[str, float]:
@@ -168,26 +189,17 @@ def step_profile(
     """
     from torch.profiler import profile
 
-    from linrep.learn.model import BatchedModel
-    from linrep.learn.objective import Targets
-    from linrep.learn.optim import BatchedOptimizer
-
-    mc, tc = ModelConfig(encoder=enc, d=d, width=w, depth=1), TrainConfig()
-    model = BatchedModel(mc, lat.contexts, lat.n_tokens, torch.float32)
-    theta = model.init(list(range(K)), [mc] * K)
-    target = Targets(lat, [tc] * K, torch.float32).full()
-    opt = BatchedOptimizer([tc] * K, model.P, torch.float32)
-    buf = torch.empty_like(theta)
+    _, _, _, linrep = linrep_step(lat, ModelConfig(encoder=enc, d=d, width=w, depth=1), K)
     with torch.no_grad():
         for t in range(max(2, steps // 10)):
-            opt.step(theta, model.grad(theta, "cross_entropy", target, out=buf), t)
+            linrep(t)
         t0 = time.perf_counter()
         for t in range(steps):
-            opt.step(theta, model.grad(theta, "cross_entropy", target, out=buf), t)
+            linrep(t)
         step = (time.perf_counter() - t0) / steps
         with _quiet_stderr(), profile() as prof:  # the profiler logs start/stop lines to fd 2
             for t in range(steps):
-                opt.step(theta, model.grad(theta, "cross_entropy", target, out=buf), t)
+                linrep(t)
     per_op: dict[str, float] = {}
     for e in prof.key_averages():
         if e.key.startswith("aten::"):
@@ -210,14 +222,7 @@ def step_vs_handwritten(lat: LatentModel, K: int, steps: int = 2000, d: int = 32
     gradient is checked against linrep's). Each is the fastest of 10 windows of ``steps / 10``
     steps, the two alternating (the machine's speed varies within a run). Returns
     (linrep, hand-written)."""
-    from linrep.learn.model import BatchedModel
-    from linrep.learn.objective import Targets
-    from linrep.learn.optim import BatchedOptimizer
-
-    mc, tc = ModelConfig(encoder="linear", d=d), TrainConfig()
-    model = BatchedModel(mc, lat.contexts, lat.n_tokens, torch.float32)
-    theta = model.init(list(range(K)), [mc] * K)
-    target = Targets(lat, [tc] * K, torch.float32).full()
+    model, theta, target, linrep = linrep_step(lat, ModelConfig(encoder="linear", d=d), K)
     T, r, P = target
     x = model.encoder.x
     xk = x.expand(K, *x.shape).contiguous()
@@ -239,12 +244,6 @@ def step_vs_handwritten(lat: LatentModel, K: int, steps: int = 2000, d: int = 32
         torch.bmm(dA, g, out=dW)
         torch.bmm(dA.transpose(1, 2), W, out=dg)
         theta_h.sub_(grad)
-
-    opt = BatchedOptimizer([tc] * K, model.P, torch.float32)
-    buf = torch.empty_like(theta)
-
-    def linrep(t: int) -> None:
-        opt.step(theta, model.grad(theta, "cross_entropy", target, out=buf), t)
 
     with torch.no_grad():
         ref = model.grad(theta, "cross_entropy", target)
