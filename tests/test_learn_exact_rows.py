@@ -29,12 +29,16 @@ KINDS = {
 }
 
 
-def _brute_force(lat: LatentModel) -> np.ndarray:
-    """p(y|ξ) ∝ p(c(y)) w(y) on the tokens whose concept vector agrees with ξ on its core."""
+def _agree(lat: LatentModel) -> np.ndarray:
+    """(n, V): token y's concept vector agrees with context ξ on ξ's core (y consistent with ξ)."""
     ctx = lat.contexts[:, None, :].astype(np.int64)  # (n, 1, m)
     tok = lat.tokens[None, :, :].astype(np.int64)  # (1, V, m)
-    agree = ((ctx == -1) | (ctx == tok)).all(axis=2)  # (n, V)
-    mass = agree * (lat.p_concepts[lat.token_vector] * lat.token_prob)[None, :]
+    return ((ctx == -1) | (ctx == tok)).all(axis=2)
+
+
+def _brute_force(lat: LatentModel) -> np.ndarray:
+    """p(y|ξ) ∝ p(c(y)) w(y) on the tokens whose concept vector agrees with ξ on its core."""
+    mass = _agree(lat) * (lat.p_concepts[lat.token_vector] * lat.token_prob)[None, :]
     return mass / mass.sum(axis=1, keepdims=True)
 
 
@@ -104,8 +108,7 @@ def test_peak_bytes_bounds_the_cache_after_every_context(name):
     rows = ExactRows(lat, torch.float64)
     for chunk in torch.arange(lat.n_contexts).split(7):
         rows(chunk)
-    ctx, tok = lat.contexts[:, None, :], lat.tokens[None, :, :]
-    assert rows._used == int(((ctx == -1) | (ctx == tok)).all(axis=2).sum())  # every support entry
+    assert rows._used == int(_agree(lat).sum())  # every consistent (context, token) entry
     held = sum(
         t.numel() * t.element_size()
         for t in (rows._tok, rows._f, rows._v, rows._n_lo, rows.count, rows.inv_mass, rows.start)
